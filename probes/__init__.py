@@ -1,0 +1,1 @@
+"""Active probes: each measures and returns typed observations, never verdicts."""

@@ -1,0 +1,1 @@
+"""DICOM upper-layer probe: detection, AE title exposure, unknown-peer operations."""

@@ -1,0 +1,189 @@
+"""Follow-up checks on a port that answered DICOM: AE title exposure and what an unknown peer may do.
+
+Each check is its own association (one connection, inside the host's gate), so a
+peer that aborts after a refused operation (Orthanc does, for C-FIND) cannot hide
+the answers to the others. Every check records an observation; none judges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from probes.dicom import codes
+from probes.dicom.client import Session, request_association
+from probes.dicom.operations import echo_message, query_message, retrieve_message, run_operation
+from scanner.observations import (
+    AeTitleGuess,
+    Association,
+    AssociationOutcome,
+    Confidence,
+    Operation,
+    OperationOutcome,
+)
+
+if TYPE_CHECKING:
+    from scanner.engine import ProbeContext, ServiceState
+
+CALLED_AE_REJECTED = (1, 7)
+
+
+def _associations(svc: ServiceState) -> list[Association]:
+    return [o for o in svc.observations if isinstance(o, Association)]
+
+
+async def _with_association(
+    ctx: ProbeContext,
+    svc: ServiceState,
+    purpose: str,
+    calling: str,
+    called: str,
+    contexts: Sequence[str],
+    work: Sequence[str] = (),
+) -> Association | None:
+    """One association; run the named operations inside it, then release. Records everything."""
+    s = ctx.settings
+    try:
+        async with ctx.connect(svc.port) as conn:
+            obs, session = await request_association(
+                conn.reader,
+                conn.writer,
+                purpose=purpose,
+                calling_ae=calling,
+                called_ae=called,
+                contexts=contexts,
+                timeout=s.timeouts.dicom,
+            )
+            position = len(svc.observations)  # the association is listed before its operations
+            if session is not None:
+                for op in work:
+                    svc.observations.append(await _operation(ctx, session, op, called))
+                    if session.closed:
+                        break
+                obs = obs.model_copy(update={"released": await session.release()})
+    except (OSError, TimeoutError) as exc:
+        ctx.state.errors.append(f"port {svc.port}: {purpose} connection failed: {exc!s}")
+        return None
+    svc.observations.insert(position, obs)
+    return obs
+
+
+async def _operation(ctx: ProbeContext, session: Session, op: str, called: str) -> Operation:
+    s = ctx.settings
+    session.timeout = s.timeouts.dimse
+    patient_id = "DSCN-" + s.zero_match_uid[-12:]
+    if op == "C-ECHO":
+        return await run_operation(
+            session, "C-ECHO", codes.VERIFICATION, echo_message(), "C-ECHO-RQ"
+        )
+    sop = op.split(":", 1)[1]
+    operation = op.split(":", 1)[0]
+    if operation == "C-FIND":
+        msg = query_message(session, sop, s.zero_match_uid, patient_id)
+        sent = f"C-FIND-RQ zero-match keys: StudyInstanceUID={s.zero_match_uid}"
+    else:
+        msg = retrieve_message(
+            session, operation, sop, s.zero_match_uid, patient_id, s.random_calling_ae
+        )
+        sent = f"{operation}-RQ for non-existent StudyInstanceUID={s.zero_match_uid}"
+        if operation == "C-MOVE":
+            sent += f" to {s.random_calling_ae} (the scanner itself)"
+    if sop not in session.accepted:
+        return Operation(
+            operation=operation,
+            sop_class=sop,
+            sop_class_name=codes.sop_name(sop),
+            outcome=OperationOutcome.CONTEXT_REJECTED,
+            confidence=Confidence.CONFIRMED,
+            detail="presentation context not accepted",
+        )
+    return await run_operation(session, operation, sop, msg, sent)
+
+
+async def _guess_called_ae(ctx: ProbeContext, svc: ServiceState) -> str | None:
+    """Try the wordlist (known titles first) until one is accepted; bounded and gated."""
+    s = ctx.settings
+    titles = [t for t in dict.fromkeys([*s.ae_titles[1:], *s.ae_wordlist]) if t]
+    accepted: list[str] = []
+    tried = 0
+    for title in titles:
+        tried += 1
+        obs = await _with_association(
+            ctx, svc, "ae-guess", s.calling_ae, title, (codes.VERIFICATION,)
+        )
+        if obs is not None and obs.outcome is AssociationOutcome.ACCEPTED:
+            accepted.append(title)
+            break
+        if obs is None or obs.outcome not in (AssociationOutcome.REJECTED,):
+            break  # the device stopped answering normally: stop guessing
+    source = "--ae-title and wordlist" if s.ae_titles[1:] else "wordlist"
+    svc.observations.append(AeTitleGuess(tried=tried, accepted_titles=accepted, source=source))
+    return accepted[0] if accepted else None
+
+
+def _pick(accepted: set[str], *choices: str) -> str | None:
+    return next((c for c in choices if c in accepted), None)
+
+
+async def dicom_checks(ctx: ProbeContext, svc: ServiceState) -> None:
+    """The DICOM follow-up probe: runs once per service identified as cleartext DICOM."""
+    if svc.name != "dicom":
+        return
+    s = ctx.settings
+    detect = next((a for a in _associations(svc) if a.purpose.startswith("detect")), None)
+    if detect is None:
+        return
+    working: str | None = None
+    if detect.outcome is AssociationOutcome.ACCEPTED:
+        working = detect.called_ae
+        if s.ae_titles:  # detection used a known title: test enforcement separately
+            await _with_association(
+                ctx, svc, "called-ae", s.calling_ae, s.random_called_ae, (codes.VERIFICATION,)
+            )
+    elif detect.reject and (detect.reject.source, detect.reject.reason) == CALLED_AE_REJECTED:
+        if s.ae_guess or len(s.ae_titles) > 1:
+            working = await _guess_called_ae(ctx, svc)
+    if working is None:
+        return  # no title gets us in: calling-AE and operation checks cannot run
+    calling = await _with_association(
+        ctx, svc, "calling-ae", s.random_calling_ae, working, codes.SERVICE_CONTEXTS, ("C-ECHO",)
+    )
+    if calling is None or calling.outcome is not AssociationOutcome.ACCEPTED:
+        return
+    await _unknown_peer_operations(ctx, svc, calling, working)
+
+
+async def _unknown_peer_operations(
+    ctx: ProbeContext, svc: ServiceState, calling: Association, working: str
+) -> None:
+    s = ctx.settings
+    accepted = {c.abstract_syntax for c in calling.contexts if c.accepted}
+    plans: list[tuple[str, str]] = []
+    find = _pick(accepted, codes.STUDY_FIND, codes.PATIENT_FIND)
+    get = _pick(accepted, codes.STUDY_GET, codes.PATIENT_GET)
+    move = _pick(accepted, codes.STUDY_MOVE, codes.PATIENT_MOVE)
+    for operation, sop in (("C-FIND", find), ("C-GET", get), ("C-MOVE", move)):
+        if sop:
+            plans.append((operation, sop))
+    if codes.WORKLIST_FIND in accepted:
+        plans.append(("C-FIND", codes.WORKLIST_FIND))
+    # One association per operation: a refusal may abort the association (Orthanc does).
+    for operation, sop in plans:
+        await _with_association(
+            ctx, svc, f"operation {operation}", s.random_calling_ae, working, (sop,),
+            (f"{operation}:{sop}",),
+        )
+    storage = [c for c in calling.contexts if c.accepted and c.abstract_syntax.startswith(
+        "1.2.840.10008.5.1.4.1.1.")]
+    if storage:
+        svc.observations.append(
+            Operation(
+                operation="C-STORE",
+                sop_class=storage[0].abstract_syntax,
+                sop_class_name=storage[0].name,
+                outcome=OperationOutcome.NOT_TESTED,
+                confidence=Confidence.INFERRED,
+                detail="storage context accepted from an unknown peer; C-STORE is only sent "
+                "with --intrusive",
+            )
+        )

@@ -1,0 +1,277 @@
+"""An asyncio DICOM association client: request, classify the answer, release politely.
+
+Every accepted association ends with A-RELEASE (or A-ABORT when the peer misbehaves):
+a fragile device must never be left holding a half-open association.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from probes.dicom import codes
+from probes.dicom.pdu import (
+    ABORT_RQ,
+    FIRST_BYTES,
+    OUR_MAX_PDU,
+    RELEASE_RP,
+    RELEASE_RQ,
+    PeerClosed,
+    PeerProtocolError,
+    RawPDU,
+    associate_rq,
+    decode_abort,
+    decode_ac,
+    decode_rj,
+    read_pdu,
+)
+from scanner.model import ScanSettings
+from scanner.observations import (
+    AbortInfo,
+    Association,
+    AssociationOutcome,
+    ContextResult,
+    PeerIdentity,
+    RejectInfo,
+)
+
+
+@dataclass
+class Session:
+    """An accepted association: what DIMSE operations need to talk on it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    timeout: float
+    peer_max_pdu: int
+    accepted: dict[str, int] = field(default_factory=dict)  # abstract syntax -> context id
+    transfer: dict[int, str] = field(default_factory=dict)  # context id -> transfer syntax
+    closed: bool = False
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await asyncio.wait_for(self.writer.drain(), self.timeout)
+
+    async def release(self) -> bool:
+        """A-RELEASE-RQ and wait for the RP; abort if it does not come. True when released."""
+        if self.closed:
+            return False
+        try:
+            await self.send(RELEASE_RQ)
+            deadline = time.monotonic() + self.timeout
+            while (left := deadline - time.monotonic()) > 0:
+                pdu = await read_pdu(self.reader, left, OUR_MAX_PDU)
+                if pdu.type == 0x06:
+                    self.closed = True
+                    return True
+                if pdu.type == 0x05:  # release collision: answer and finish
+                    await self.send(RELEASE_RP)
+                    self.closed = True
+                    return True
+                if pdu.type == 0x07:
+                    self.closed = True
+                    return False
+                # late P-DATA (a pending response): discarded unread, keep waiting
+        except (TimeoutError, PeerClosed, PeerProtocolError, OSError):
+            pass
+        await self.abort()
+        return False
+
+    async def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, TimeoutError):
+            await self.send(ABORT_RQ)
+
+
+def _identity(primitive: Any) -> PeerIdentity:
+    uid = primitive.implementation_class_uid
+    name = None
+    role: list[str] = []
+    ext: list[str] = []
+    window = None
+    for item in primitive.user_information:
+        cls = type(item).__name__
+        if cls == "ImplementationVersionNameNotification":
+            name = item.implementation_version_name
+        elif cls == "AsynchronousOperationsWindowNegotiation":
+            window = (
+                int(item.maximum_number_operations_invoked),
+                int(item.maximum_number_operations_performed),
+            )
+        elif cls == "SCP_SCU_RoleSelectionNegotiation":
+            role.append(f"{item.sop_class_uid} scu={item.scu_role} scp={item.scp_role}")
+        elif cls == "SOPClassExtendedNegotiation":
+            ext.append(f"{item.sop_class_uid} {bytes(item.service_class_application_information or b'').hex()}")
+    return PeerIdentity(
+        implementation_class_uid=str(uid) if uid else None,
+        implementation_version_name=str(name).strip() if name else None,
+        max_pdu_length=primitive.maximum_length_received,
+        async_ops_window=window,
+        role_selection=role,
+        extended_negotiation=ext,
+    )
+
+
+def _contexts(primitive: Any, proposed: Sequence[str]) -> tuple[list[ContextResult], dict[str, int], dict[int, str]]:
+    by_id = {2 * i + 1: uid for i, uid in enumerate(proposed)}
+    results: list[ContextResult] = []
+    accepted: dict[str, int] = {}
+    transfer: dict[int, str] = {}
+    for cx in primitive.presentation_context_definition_results_list:
+        abstract = by_id.get(cx.context_id, f"unknown context {cx.context_id}")
+        ts = str(cx.transfer_syntax[0]) if cx.transfer_syntax else None
+        result = int(cx.result) if cx.result is not None else -1
+        results.append(
+            ContextResult(
+                abstract_syntax=abstract,
+                name=codes.sop_name(abstract),
+                result=result,
+                result_text=codes.CONTEXT_RESULT.get(result, f"unknown result {result}"),
+                transfer_syntax=ts if result == 0 else None,
+            )
+        )
+        if result == 0 and ts:
+            accepted[abstract] = cx.context_id
+            transfer[cx.context_id] = ts
+    return results, accepted, transfer
+
+
+async def request_association(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    purpose: str,
+    calling_ae: str,
+    called_ae: str,
+    contexts: Sequence[str],
+    timeout: float,
+) -> tuple[Association, Session | None]:
+    """Send an A-ASSOCIATE-RQ and classify the answer.
+
+    Returns the observation and, when accepted, a live Session the caller must release.
+    """
+    started = time.perf_counter()
+    base: dict[str, Any] = {"purpose": purpose, "calling_ae": calling_ae, "called_ae": called_ae}
+
+    def done(outcome: AssociationOutcome, **kw: Any) -> Association:
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        return Association(outcome=outcome, elapsed_ms=ms, **base, **kw)
+
+    try:
+        writer.write(associate_rq(calling_ae, called_ae, tuple(contexts)))
+        await asyncio.wait_for(writer.drain(), timeout)
+        pdu = await read_pdu(reader, timeout, OUR_MAX_PDU)
+    except TimeoutError:
+        return done(AssociationOutcome.NO_ANSWER, detail=f"no answer within {timeout:g} s"), None
+    except PeerClosed as exc:
+        if exc.received:
+            return done(
+                AssociationOutcome.NOT_DICOM,
+                detail="peer sent a partial, non-DICOM answer and closed",
+                first_bytes_hex=exc.received[:FIRST_BYTES].hex(),
+            ), None
+        return done(AssociationOutcome.CLOSED, detail="peer closed the connection without answering"), None
+    except PeerProtocolError as exc:
+        return done(
+            AssociationOutcome.NOT_DICOM, detail=str(exc), first_bytes_hex=exc.first_bytes.hex()
+        ), None
+    except OSError as exc:
+        return done(AssociationOutcome.ERROR, detail=f"connection error: {exc}"), None
+    return await _classify(pdu, reader, writer, contexts, timeout, done)
+
+
+async def _classify(
+    pdu: RawPDU,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    contexts: Sequence[str],
+    timeout: float,
+    done: Any,
+) -> tuple[Association, Session | None]:
+    if pdu.type == 0x02:
+        try:
+            primitive = decode_ac(pdu)
+        except Exception as exc:  # pynetdicom raises assorted errors on malformed items
+            writer.write(ABORT_RQ)
+            return done(
+                AssociationOutcome.ERROR,
+                detail=f"malformed A-ASSOCIATE-AC: {type(exc).__name__}",
+                first_bytes_hex=pdu.encoded()[:FIRST_BYTES].hex(),
+            ), None
+        results, accepted, transfer = _contexts(primitive, contexts)
+        identity = _identity(primitive)
+        session = Session(
+            reader, writer, timeout, identity.max_pdu_length or OUR_MAX_PDU, accepted, transfer
+        )
+        obs = done(AssociationOutcome.ACCEPTED, peer=identity, contexts=results)
+        return obs, session
+    if pdu.type == 0x03:
+        try:
+            result, source, reason = decode_rj(pdu)
+        except PeerProtocolError as exc:
+            return done(AssociationOutcome.ERROR, detail=str(exc)), None
+        reject = RejectInfo(
+            result=result,
+            result_text=codes.REJECT_RESULT.get(result, f"unknown result {result}"),
+            source=source,
+            source_text=codes.REJECT_SOURCE.get(source, f"unknown source {source}"),
+            reason=reason,
+            reason_text=codes.reject_reason(source, reason),
+        )
+        return done(AssociationOutcome.REJECTED, reject=reject, detail=reject.reason_text), None
+    if pdu.type == 0x07:
+        source, reason = decode_abort(pdu)
+        text = (
+            f"{codes.ABORT_SOURCE.get(source, source)}: "
+            f"{codes.ABORT_REASON.get(reason, f'reason {reason}')}"
+        )
+        return done(
+            AssociationOutcome.ABORTED, abort=AbortInfo(source=source, reason=reason, text=text),
+            detail=text,
+        ), None
+    writer.write(ABORT_RQ)
+    return done(
+        AssociationOutcome.ERROR,
+        detail=f"unexpected PDU type 0x{pdu.type:02x} in answer to A-ASSOCIATE-RQ",
+        first_bytes_hex=pdu.encoded()[:FIRST_BYTES].hex(),
+    ), None
+
+
+def first_called_ae(settings: ScanSettings) -> str:
+    """The title detection addresses: a known one if given, else one no device has.
+
+    With a random title the detection association doubles as the called-AE check.
+    """
+    return settings.ae_titles[0] if settings.ae_titles else settings.random_called_ae
+
+
+async def detect_association(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    settings: ScanSettings,
+    purpose: str = "detect",
+    called_ae: str | None = None,
+) -> Association:
+    """The standard detection association on an open connection, released at once.
+
+    Used by service identification (cleartext) and by the TLS probe (DICOM inside TLS).
+    """
+    obs, session = await request_association(
+        reader,
+        writer,
+        purpose=purpose,
+        calling_ae=settings.calling_ae,
+        called_ae=called_ae or first_called_ae(settings),
+        contexts=codes.SERVICE_CONTEXTS,
+        timeout=settings.timeouts.dicom,
+    )
+    if session is not None:
+        released = await session.release()
+        obs = obs.model_copy(update={"released": released})
+    return obs

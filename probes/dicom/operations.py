@@ -1,0 +1,207 @@
+"""DIMSE operations that prove what an unknown peer may do, without touching patient data.
+
+C-FIND, C-GET and C-MOVE are built so that nothing can match: a Study Instance UID
+and Patient ID generated for this scan, and only non-identifying return keys. The
+status then tells authorised from refused. A response that carries a dataset anyway
+is discarded unread and the association aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import dimse_messages as _msgs
+from pynetdicom import dimse_primitives as _dimse
+from pynetdicom import status as _status
+from pynetdicom.dsutils import decode as _decode_ds
+from pynetdicom.dsutils import encode as _encode_ds
+
+from probes.dicom import codes
+from probes.dicom.client import Session
+from probes.dicom.pdu import (
+    MAX_DATA_PDU,
+    PeerClosed,
+    PeerProtocolError,
+    decode_pdata,
+    encode_pdata,
+    read_pdu,
+)
+from scanner.observations import Confidence, Operation, OperationOutcome
+
+STATUS_TABLES: dict[str, dict[int, tuple[str, str]]] = {
+    "C-ECHO": _status.VERIFICATION_SERVICE_CLASS_STATUS,
+    "C-FIND": _status.QR_FIND_SERVICE_CLASS_STATUS,
+    "C-GET": _status.QR_GET_SERVICE_CLASS_STATUS,
+    "C-MOVE": _status.QR_MOVE_SERVICE_CLASS_STATUS,
+    "C-STORE": _status.STORAGE_SERVICE_CLASS_STATUS,
+}
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _DatasetReturned(Exception):
+    pass
+
+
+def status_text(operation: str, code: int) -> str:
+    category, text = STATUS_TABLES[operation].get(code, (_status.code_to_category(code), ""))
+    return f"{category}{': ' + text if text else ''} (0x{code:04X})"
+
+
+def _is_authorised(operation: str, code: int) -> bool:
+    category = _status.code_to_category(code)
+    if operation == "C-MOVE" and code == 0xA801:
+        return False  # destination unknown: the peer only sends to registered destinations
+    return category in (_status.STATUS_SUCCESS, _status.STATUS_PENDING, _status.STATUS_WARNING)
+
+
+async def _send_message(session: Session, message: Any, context_id: int) -> None:
+    for p_data in message.encode_msg(context_id, session.peer_max_pdu):
+        await session.send(encode_pdata(p_data))
+
+
+async def _read_command(session: Session) -> Dataset:
+    """The next DIMSE command set. Dataset fragments are dropped unread."""
+    command = bytearray()
+    deadline = time.monotonic() + session.timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        pdu = await read_pdu(session.reader, left, MAX_DATA_PDU)
+        if pdu.type == 0x07:
+            session.closed = True
+            raise _Aborted
+        if pdu.type != 0x04:
+            raise PeerProtocolError(f"unexpected PDU type 0x{pdu.type:02x} during DIMSE")
+        for _cid, value in decode_pdata(pdu):
+            control = value[0] if value else 0
+            if not control & 0x01:
+                raise _DatasetReturned
+            command += value[1:]
+            if control & 0x02:
+                ds: Dataset = _decode_ds(BytesIO(bytes(command)), True, True)
+                return ds
+
+
+async def run_operation(
+    session: Session, operation: str, sop_class: str, message: Any, sent: str
+) -> Operation:
+    """Send one request on an accepted context and classify the final response."""
+
+    def result(outcome: OperationOutcome, **kw: Any) -> Operation:
+        return Operation(
+            operation=operation,
+            sop_class=sop_class,
+            sop_class_name=codes.sop_name(sop_class),
+            outcome=outcome,
+            confidence=Confidence.CONFIRMED,
+            sent=sent,
+            **kw,
+        )
+
+    context_id = session.accepted.get(sop_class)
+    if context_id is None:
+        return result(
+            OperationOutcome.CONTEXT_REJECTED,
+            confidence=Confidence.CONFIRMED,
+            detail="presentation context not accepted",
+        )
+    try:
+        await _send_message(session, message, context_id)
+        while True:
+            command = await _read_command(session)
+            code = int(getattr(command, "Status", -1))
+            if code < 0:
+                raise PeerProtocolError("response without a Status")
+            if int(getattr(command, "CommandDataSetType", 0x0101)) != 0x0101:
+                raise _DatasetReturned
+            if _status.code_to_category(code) != _status.STATUS_PENDING:
+                break
+    except _Aborted:
+        return result(OperationOutcome.ABORTED, detail="peer aborted the association (A-ABORT)")
+    except _DatasetReturned:
+        await session.abort()
+        return result(
+            OperationOutcome.AUTHORISED,
+            detail="a response carried a dataset: discarded unread, association aborted",
+        )
+    except TimeoutError:
+        await session.abort()
+        return result(OperationOutcome.NO_ANSWER, detail=f"no response in {session.timeout:g} s")
+    except PeerClosed:
+        session.closed = True
+        return result(OperationOutcome.ABORTED, detail="peer closed the connection")
+    except (PeerProtocolError, OSError, asyncio.IncompleteReadError) as exc:
+        await session.abort()
+        return result(OperationOutcome.ERROR, detail=str(exc))
+    outcome = OperationOutcome.AUTHORISED if _is_authorised(operation, code) else OperationOutcome.REFUSED
+    return result(outcome, status=code, status_text=status_text(operation, code))
+
+
+def _identifier(session: Session, sop_class: str, ds: Dataset) -> BytesIO:
+    ts = session.transfer[session.accepted[sop_class]]
+    implicit = ts == codes.IMPLICIT_LE
+    encoded = _encode_ds(ds, implicit, True)
+    return BytesIO(encoded or b"")
+
+
+def echo_message() -> Any:
+    primitive = _dimse.C_ECHO()
+    primitive.MessageID = 1
+    primitive.AffectedSOPClassUID = codes.VERIFICATION
+    msg = _msgs.C_ECHO_RQ()
+    msg.primitive_to_message(primitive)
+    return msg
+
+
+def zero_match_query(study_uid: str, patient_id: str) -> Dataset:
+    """Keys that cannot match: random per scan. Return keys carry no identifying data."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = study_uid
+    ds.PatientID = patient_id
+    ds.NumberOfStudyRelatedInstances = ""
+    return ds
+
+
+def query_message(session: Session, sop_class: str, study_uid: str, patient_id: str) -> Any:
+    primitive = _dimse.C_FIND()
+    primitive.MessageID = 2
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.Priority = 2
+    if sop_class == codes.WORKLIST_FIND:
+        ds = Dataset()
+        ds.PatientID = patient_id
+        ds.AccessionNumber = patient_id[:16]
+    else:
+        ds = zero_match_query(study_uid, patient_id)
+    primitive.Identifier = _identifier(session, sop_class, ds)
+    msg = _msgs.C_FIND_RQ()
+    msg.primitive_to_message(primitive)
+    return msg
+
+
+def retrieve_message(
+    session: Session, operation: str, sop_class: str, study_uid: str, patient_id: str, dest: str
+) -> Any:
+    primitive: Any = _dimse.C_GET() if operation == "C-GET" else _dimse.C_MOVE()
+    primitive.MessageID = 3
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.Priority = 2
+    if operation == "C-MOVE":
+        primitive.MoveDestination = dest
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = study_uid
+    ds.PatientID = patient_id
+    primitive.Identifier = _identifier(session, sop_class, ds)
+    msg: Any = _msgs.C_GET_RQ() if operation == "C-GET" else _msgs.C_MOVE_RQ()
+    msg.primitive_to_message(primitive)
+    return msg

@@ -1,0 +1,159 @@
+"""DICOM upper-layer PDUs over asyncio streams, encoded and decoded by pynetdicom.
+
+pynetdicom's own transport runs one thread per association; we reuse its PDU,
+item and primitive classes but drive them over asyncio streams so hundreds of
+devices can be probed at once. Reading is bounded in size and time so a hostile
+peer (garbage, a huge declared length, one byte a second) cannot hang the scan
+or exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pynetdicom import pdu as _pdu
+from pynetdicom import pdu_primitives as _prim
+from pynetdicom.presentation import build_context
+
+from probes.dicom import codes
+from scanner import __version__
+
+# The scanner names itself honestly (never posing as another product, as nmap poses as DCMTK):
+# a UUID-derived UID under 2.25 (ISO/IEC 9834-8) and a DICOMSCAN_ version name (16 chars max).
+IMPLEMENTATION_CLASS_UID = "2.25.219854087697542533163553906787628959525"
+IMPLEMENTATION_VERSION_NAME = f"DICOMSCAN_{__version__}"[:16]
+
+OUR_MAX_PDU = 65536
+# Association-level PDUs (AC, RJ, release, abort) are small; a real A-ASSOCIATE-AC with many
+# contexts is a few KiB. Anything beyond this is a hostile or broken peer.
+MAX_CONTROL_PDU = 256 * 1024
+MAX_DATA_PDU = 4 * 1024 * 1024
+HEADER = struct.Struct(">BBL")
+VALID_TYPES = range(1, 8)
+FIRST_BYTES = 64
+
+
+class PeerProtocolError(Exception):
+    """The peer sent something that is not a well-formed DICOM PDU."""
+
+    def __init__(self, message: str, first_bytes: bytes = b"") -> None:
+        super().__init__(message)
+        self.first_bytes = first_bytes
+
+
+class PeerClosed(Exception):
+    """The peer closed the connection."""
+
+    def __init__(self, received: bytes = b"") -> None:
+        super().__init__("peer closed the connection")
+        self.received = received
+
+
+@dataclass(frozen=True)
+class RawPDU:
+    type: int
+    body: bytes
+
+    def encoded(self) -> bytes:
+        return HEADER.pack(self.type, 0, len(self.body)) + self.body
+
+
+async def read_pdu(reader: asyncio.StreamReader, timeout: float, max_len: int) -> RawPDU:
+    """Read one PDU within ``timeout`` seconds overall. Raises TimeoutError on a slow peer."""
+    async with asyncio.timeout(timeout):
+        header = await _read_exact(reader, HEADER.size)
+        pdu_type, reserved, length = HEADER.unpack(header)
+        if pdu_type not in VALID_TYPES or reserved != 0:
+            extra = await _read_some(reader, FIRST_BYTES - len(header))
+            raise PeerProtocolError("answer is not a DICOM PDU", header + extra)
+        limit = MAX_CONTROL_PDU if pdu_type != 0x04 else max_len
+        if length > limit:
+            raise PeerProtocolError(
+                f"PDU type 0x{pdu_type:02x} declares {length} bytes, more than the {limit} "
+                "this probe accepts",
+                header,
+            )
+        body = await _read_exact(reader, length, prefix=header)
+    return RawPDU(pdu_type, body)
+
+
+async def _read_exact(reader: asyncio.StreamReader, n: int, prefix: bytes = b"") -> bytes:
+    try:
+        return await reader.readexactly(n)
+    except asyncio.IncompleteReadError as exc:
+        raise PeerClosed(prefix + exc.partial) from None
+    except ConnectionError:
+        raise PeerClosed(prefix) from None
+
+
+async def _read_some(reader: asyncio.StreamReader, n: int) -> bytes:
+    """Whatever else arrives promptly, for evidence; never waits long."""
+    try:
+        return await asyncio.wait_for(reader.read(max(n, 0)), 0.2)
+    except (TimeoutError, ConnectionError):
+        return b""
+
+
+@lru_cache(maxsize=256)
+def associate_rq(calling_ae: str, called_ae: str, contexts: tuple[str, ...]) -> bytes:
+    """Encoded A-ASSOCIATE-RQ; cached because a scan sends the same one to many devices."""
+    primitive = _prim.A_ASSOCIATE()
+    primitive.application_context_name = codes.APPLICATION_CONTEXT
+    primitive.calling_ae_title = calling_ae
+    primitive.called_ae_title = called_ae
+    items: list[object] = []
+    max_len = _prim.MaximumLengthNotification()
+    max_len.maximum_length_received = OUR_MAX_PDU
+    items.append(max_len)
+    uid = _prim.ImplementationClassUIDNotification()
+    uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    items.append(uid)
+    name = _prim.ImplementationVersionNameNotification()
+    name.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    items.append(name)
+    primitive.user_information = items
+    pcs = []
+    for i, abstract in enumerate(contexts):
+        cx = build_context(abstract, [codes.EXPLICIT_LE, codes.IMPLICIT_LE])
+        cx.context_id = 2 * i + 1
+        pcs.append(cx)
+    primitive.presentation_context_definition_list = pcs
+    return bytes(_pdu.A_ASSOCIATE_RQ(primitive).encode())
+
+
+RELEASE_RQ = bytes(_pdu.A_RELEASE_RQ().encode())
+RELEASE_RP = bytes(_pdu.A_RELEASE_RP().encode())
+ABORT_RQ = bytes(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # service-user, no reason
+
+
+def decode_ac(raw: RawPDU) -> _prim.A_ASSOCIATE:
+    pdu = _pdu.A_ASSOCIATE_AC()
+    pdu.decode(raw.encoded())
+    return pdu.to_primitive()
+
+
+def decode_rj(raw: RawPDU) -> tuple[int, int, int]:
+    if len(raw.body) < 4:
+        raise PeerProtocolError("A-ASSOCIATE-RJ shorter than 4 bytes", raw.encoded()[:FIRST_BYTES])
+    return raw.body[1], raw.body[2], raw.body[3]
+
+
+def decode_abort(raw: RawPDU) -> tuple[int, int]:
+    if len(raw.body) < 4:
+        return 0, 0
+    return raw.body[2], raw.body[3]
+
+
+def decode_pdata(raw: RawPDU) -> list[tuple[int, bytes]]:
+    """Presentation data values: (context id, control header + fragment)."""
+    pdu = _pdu.P_DATA_TF()
+    pdu.decode(raw.encoded())
+    values: list[tuple[int, bytes]] = pdu.to_primitive().presentation_data_value_list
+    return values
+
+
+def encode_pdata(primitive: _prim.P_DATA) -> bytes:
+    return bytes(_pdu.P_DATA_TF(primitive).encode())

@@ -1,0 +1,222 @@
+"""The asyncio scan engine: concurrency limits, per-host gates and the probe pipeline.
+
+A scan is one ``ScanJob``: settings in, ``ScanResult`` out, no module state, so
+a job can later be shipped to another site's scanner. Results accumulate on
+the job as they arrive, which is what lets Ctrl-C keep everything found so far.
+
+Per host the pipeline is: connect to every port (the connection that finds a
+port open goes straight on to service identification, which sends the DICOM
+A-ASSOCIATE-RQ first), then the follow-up probes registered in
+``scanner.registry`` for each identified service, then fingerprint and role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from probes.ports import OpenConnection, open_stream, probe_port
+from scanner.model import (
+    Host,
+    PortObservation,
+    PortState,
+    ScanError,
+    ScanMeta,
+    ScanResult,
+    ScanSettings,
+    Service,
+    utcnow,
+)
+from scanner.observations import Observation
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class HostGate:
+    """Caps simultaneous connections to one host and spaces their starts."""
+
+    def __init__(self, global_slots: asyncio.Semaphore, cap: int, spacing: float) -> None:
+        self._global = global_slots
+        self._host = asyncio.Semaphore(cap)
+        self._spacing = spacing
+        self._lock = asyncio.Lock()
+        self._next_start = 0.0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        # Host first, then global: a host at its cap must not hold global slots while waiting.
+        async with self._host, self._global:
+            if self._spacing:
+                async with self._lock:
+                    now = time.monotonic()
+                    wait = self._next_start - now
+                    self._next_start = max(now, self._next_start) + self._spacing
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            yield
+
+
+@dataclass
+class ServiceState:
+    """A service being built up by probes; frozen into ``Service`` at the end."""
+
+    port: int
+    name: str
+    tls: bool = False
+    product: str | None = None
+    version: str | None = None
+    observations: list[Observation] = field(default_factory=list)
+
+    def freeze(self) -> Service:
+        return Service(
+            port=self.port,
+            name=self.name,
+            tls=self.tls,
+            product=self.product,
+            version=self.version,
+            observations=list(self.observations),
+        )
+
+
+@dataclass
+class HostState:
+    address: str
+    hostname: str | None
+    ports: dict[int, PortObservation] = field(default_factory=dict)
+    services: dict[int, ServiceState] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    role: str | None = None
+    role_confidence: float | None = None
+    role_reasons: list[str] = field(default_factory=list)
+
+    def freeze(self) -> Host:
+        return Host(
+            address=self.address,
+            hostname=self.hostname,
+            role=self.role,
+            role_confidence=self.role_confidence,
+            role_reasons=list(self.role_reasons),
+            ports=[self.ports[p] for p in sorted(self.ports)],
+            services=[self.services[p].freeze() for p in sorted(self.services)],
+            errors=list(self.errors),
+        )
+
+    def open_ports(self) -> list[int]:
+        return sorted(p for p, o in self.ports.items() if o.state is PortState.OPEN)
+
+
+@dataclass
+class ProbeContext:
+    """What a probe may use: the host, the settings, and gated connections."""
+
+    host: str
+    settings: ScanSettings
+    gate: HostGate
+    state: HostState
+
+    @contextlib.asynccontextmanager
+    async def connect(self, port: int) -> AsyncIterator[OpenConnection]:
+        """A new connection inside the host's gate. Raises OSError or TimeoutError."""
+        async with self.gate.slot():
+            conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            try:
+                yield conn
+            finally:
+                await conn.close()
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Lift the soft open-files limit toward ``wanted`` so high concurrency cannot hit EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class ScanJob:
+    def __init__(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> None:
+        self.settings = settings
+        self._progress = progress
+        self._started = utcnow()
+        self._hosts: dict[str, HostState] = {
+            a: HostState(a, settings.hostnames.get(a)) for a in settings.targets
+        }
+        self._errors: list[ScanError] = []
+        self._done = 0
+        self._total = len(settings.targets) * len(settings.ports)
+
+    def _tick(self, what: str) -> None:
+        self._done += 1
+        if self._progress:
+            self._progress(self._done, self._total, what)
+
+    async def run(self) -> ScanResult:
+        from scanner.targets import guard_addresses
+
+        guard_addresses(self.settings.targets, self.settings.allow_public)
+        raise_fd_limit(self.settings.max_concurrency * 2 + 256)
+        global_slots = asyncio.Semaphore(self.settings.max_concurrency)
+        try:
+            await asyncio.gather(*(self._scan_host(h, global_slots) for h in self._hosts.values()))
+        except asyncio.CancelledError:
+            return self.result(interrupted=True)
+        return self.result(interrupted=False)
+
+    async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
+        s = self.settings
+        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing)
+        ctx = ProbeContext(state.address, s, gate, state)
+        try:
+            await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
+        except TimeoutError:
+            state.errors.append(f"host time limit of {s.timeouts.host:g} s reached; results partial")
+        except Exception as exc:  # a probe bug must not lose the other hosts' results
+            msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
+            state.errors.append(msg)
+            self._errors.append(ScanError(host=state.address, message=msg))
+
+    async def _host_pipeline(self, ctx: ProbeContext) -> None:
+        from scanner.registry import FOLLOW_UP_PROBES, HOST_ANALYSES, identify_service
+
+        async def one_port(port: int) -> None:
+            async with ctx.gate.slot():
+                obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+                ctx.state.ports[port] = obs
+                if conn is not None:
+                    try:
+                        ctx.state.services[port] = await identify_service(conn, ctx.settings)
+                    finally:
+                        await conn.close()
+            self._tick(f"{ctx.host}:{port}")
+
+        await asyncio.gather(*(one_port(p) for p in ctx.settings.ports))
+        for probe in FOLLOW_UP_PROBES:
+            await asyncio.gather(
+                *(
+                    probe(ctx, svc)
+                    for svc in list(ctx.state.services.values())
+                )
+            )
+        for analyse in HOST_ANALYSES:
+            analyse(ctx.state)
+
+    def result(self, interrupted: bool) -> ScanResult:
+        from scanner.rules import evaluate
+
+        hosts = [h.freeze() for h in self._hosts.values()]
+        meta = ScanMeta(
+            id=self.settings.scan_id,
+            started_at=self._started,
+            finished_at=utcnow(),
+            targets=list(self.settings.target_specs),
+            profile=self.settings.profile,
+            ports=list(self.settings.ports),
+            interrupted=interrupted,
+            errors=list(self._errors),
+        )
+        return ScanResult(scan=meta, hosts=hosts, findings=evaluate(hosts))

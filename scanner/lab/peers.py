@@ -1,0 +1,693 @@
+"""Real DICOM peers on loopback, for the tests and for ``dicomscan demo``.
+
+Each ``start_*`` function runs one real implementation (Orthanc, DCMTK's storescp and
+dcmqrscp, MIR CTN's simple_storage, or a pynetdicom SCP) as a subprocess in its own
+temporary directory, on a free port of 127.0.0.1, and returns once that process is
+listening. ``RunningPeer.stop()`` kills it and removes the directory; ``lab()`` does that
+for a whole set of peers, whatever happens.
+
+Loopback only. Orthanc 1.10, DCMTK 3.6.7 and CTN have no option to choose a listening
+address: they bind 0.0.0.0, which would put a test peer on every network of the machine.
+So the native peers run with a small LD_PRELOAD library, compiled on first use with the
+system C compiler, that turns wildcard binds into loopback binds and refuses to bind to,
+connect to or send datagrams to any address outside loopback (calls made inside libc
+itself, such as its DNS resolver, are not seen). Independently of that library, a peer
+counts as started only when the kernel shows *its own* socket listening on 127.0.0.1;
+a peer found listening anywhere else is killed at once. The checks read
+``/proc/net/tcp{,6}`` rather than connecting, because connecting and closing without
+sending data kills MIR CTN's simple_storage. Linux only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_TIMEOUT = 20.0
+STOP_GRACE = 5.0
+
+ORTHANC_BIN = Path("/usr/sbin/Orthanc")
+# Not plain "storescp": on PATH that may be pynetdicom's Python app of the same name.
+STORESCP_BIN = Path("/usr/bin/storescp")
+DCMQRSCP_BIN = Path("/usr/bin/dcmqrscp")
+CTN_STORAGE_BIN = Path("/usr/bin/simple_storage")
+
+# The one calling AE title (from this host) that the default dcmqrscp config lets in.
+DCMQRSCP_ALLOWED_AE = "LABSCU"
+
+_TCP_LISTEN = "0A"  # socket state code in /proc/net/tcp
+_LOG_TAIL_LINES = 40
+_POLL_INTERVAL = 0.05
+
+
+class PeerStartError(RuntimeError):
+    """A peer did not start: its binary failed, exited, or never listened on loopback."""
+
+    def __init__(self, name: str, reason: str, log_tail: str = "") -> None:
+        message = f"{name}: {reason}"
+        if log_tail:
+            message += f"\n--- last lines of its log ---\n{log_tail}"
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """Where a started peer can be reached."""
+
+    name: str
+    product: str
+    host: str
+    port: int
+    ae_title: str
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+
+class RunningPeer:
+    """A started peer process with its temporary directory and log file."""
+
+    def __init__(
+        self, info: PeerInfo, process: subprocess.Popen[bytes], tmpdir: Path, log_path: Path
+    ) -> None:
+        self.info = info
+        self.process = process
+        self.tmpdir = tmpdir
+        self.log_path = log_path
+        self._final_log: str | None = None
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive() else "stopped"
+        return f"<RunningPeer {self.info.name} {self.info.host}:{self.info.port} {state}>"
+
+    def __enter__(self) -> RunningPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        """Everything the peer wrote to stdout and stderr (kept after ``stop()``)."""
+        if self._final_log is not None:
+            return self._final_log
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after 5 s, then remove the temporary directory. Idempotent."""
+        # Signal the whole process group (its own session, see _launch) so forked
+        # children die too, but only while the leader is unreaped: a reaped pid may
+        # already belong to somebody else.
+        if self.process.poll() is None:
+            _signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process, signal.SIGKILL)
+                self.process.wait()
+        if self._final_log is None:
+            self._final_log = self.log()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        process.send_signal(sig)
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on ``host`` (a loopback address) right now."""
+    address = ipaddress.ip_address(host)
+    if not address.is_loopback:
+        raise ValueError(f"lab peers stay on loopback, not {host}")
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _decode_proc_address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # The kernel prints each 32-bit word of the address in host byte order.
+    raw = b"".join(
+        struct.pack("=I", int(hex_address[i : i + 8], 16)) for i in range(0, len(hex_address), 8)
+    )
+    return ipaddress.ip_address(raw)
+
+
+def _listeners(port: int) -> list[tuple[str, int]]:
+    """(address, socket inode) of every TCP socket listening on ``port``."""
+    found: list[tuple[str, int]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            hex_address, hex_port = local.split(":")
+            if state == _TCP_LISTEN and int(hex_port, 16) == port:
+                found.append((str(_decode_proc_address(hex_address)), inode))
+    return found
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses on which some socket listens on TCP ``port`` (from /proc)."""
+    return [address for address, _ in _listeners(port)]
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    try:
+        entries = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{entry}")
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+# --------------------------------------------------------------------------- loopback shim
+
+_SHIM_SOURCE = r"""
+/* dicomscan lab: keep a peer on loopback. Wildcard binds become loopback binds;
+   binding to, connecting to or sending datagrams to other addresses fails. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+typedef int (*addr_fn)(int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+static addr_fn real_bind, real_connect;
+static sendto_fn real_sendto;
+static sendmsg_fn real_sendmsg;
+
+__attribute__((constructor)) static void init(void) {
+    real_bind = (addr_fn)dlsym(RTLD_NEXT, "bind");
+    real_connect = (addr_fn)dlsym(RTLD_NEXT, "connect");
+    real_sendto = (sendto_fn)dlsym(RTLD_NEXT, "sendto");
+    real_sendmsg = (sendmsg_fn)dlsym(RTLD_NEXT, "sendmsg");
+}
+
+static int loopback4(const struct in_addr *a) { return (ntohl(a->s_addr) >> 24) == 127; }
+
+static int loopback6(const struct in6_addr *a) {
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+static int allowed(const struct sockaddr *addr, socklen_t len) {
+    if (addr == NULL) return 1;
+    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
+        return loopback4(&((const struct sockaddr_in *)addr)->sin_addr);
+    if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
+        return loopback6(&((const struct sockaddr_in6 *)addr)->sin6_addr);
+    return 1; /* AF_UNIX, AF_NETLINK, AF_UNSPEC, ... */
+}
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+    if (addr != NULL && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in a;
+        memcpy(&a, addr, sizeof a);
+        if (a.sin_addr.s_addr == htonl(INADDR_ANY)) a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (!loopback4(&a.sin_addr)) { errno = EADDRNOTAVAIL; return -1; }
+        return real_bind(fd, (const struct sockaddr *)&a, sizeof a);
+    }
+    if (addr != NULL && addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 a;
+        memcpy(&a, addr, sizeof a);
+        if (IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr)) a.sin6_addr = in6addr_loopback;
+        if (!loopback6(&a.sin6_addr)) { errno = EADDRNOTAVAIL; return -1; }
+        return real_bind(fd, (const struct sockaddr *)&a, sizeof a);
+    }
+    return real_bind(fd, addr, len);
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    if (!allowed(addr, len)) { errno = ENETUNREACH; return -1; }
+    return real_connect(fd, addr, len);
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+               const struct sockaddr *addr, socklen_t len) {
+    if (!allowed(addr, len)) { errno = ENETUNREACH; return -1; }
+    return real_sendto(fd, buf, n, flags, addr, len);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (msg != NULL && !allowed((const struct sockaddr *)msg->msg_name, msg->msg_namelen)) {
+        errno = ENETUNREACH;
+        return -1;
+    }
+    return real_sendmsg(fd, msg, flags);
+}
+"""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dicomscan"
+
+
+@cache
+def loopback_shim() -> Path:
+    """Build (once per source version) and return the LD_PRELOAD library described above."""
+    digest = hashlib.sha256(_SHIM_SOURCE.encode()).hexdigest()[:16]
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    errors: list[str] = []
+    for directory in (_cache_dir(), Path(tempfile.gettempdir()) / f"dicomscan-{os.getuid()}"):
+        target = directory / f"loopback-{digest}.so"
+        if target.is_file():
+            return target
+        if compiler is None:
+            continue
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=directory) as build:
+                source = Path(build) / "loopback.c"
+                source.write_text(_SHIM_SOURCE)
+                built = Path(build) / "loopback.so"
+                result = subprocess.run(
+                    [compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source), "-ldl"],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                if result.returncode != 0:
+                    errors.append(result.stderr.strip())
+                    continue
+                # Atomic rename: parallel test workers may build at the same time.
+                os.replace(built, target)
+            return target
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(f"{directory}: {exc}")
+    if compiler is None:
+        errors.append("no C compiler (cc, gcc or clang) on PATH")
+    raise PeerStartError(
+        "loopback-shim",
+        "cannot build the LD_PRELOAD library that keeps native peers off non-loopback "
+        "addresses (they would otherwise listen on 0.0.0.0): " + "; ".join(errors),
+    )
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def _launch(
+    *,
+    name: str,
+    product: str,
+    argv: Sequence[str],
+    port: int,
+    ae_title: str,
+    tmpdir: Path,
+    extra_ports: dict[str, int] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    needs_shim: bool = True,
+) -> RunningPeer:
+    """Start ``argv`` in ``tmpdir`` and wait until it listens on loopback on every port."""
+    try:
+        env = dict(os.environ)
+        if needs_shim:
+            env["LD_PRELOAD"] = " ".join(
+                p for p in (str(loopback_shim()), env.get("LD_PRELOAD", "")) if p
+            )
+        log_path = tmpdir / "peer.log"
+        with log_path.open("wb") as log_file:
+            # Its own session: stop() can signal the process group, forked children included.
+            process = subprocess.Popen(
+                list(argv),
+                cwd=tmpdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except BaseException as exc:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise PeerStartError(name, f"cannot run {argv[0]}: {exc}") from exc
+        raise
+    info = PeerInfo(name, product, LOOPBACK, port, ae_title, dict(extra_ports or {}))
+    peer = RunningPeer(info, process, tmpdir, log_path)
+    try:
+        _wait_listening(peer, [port, *info.extra_ports.values()], timeout)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a half-started peer behind.
+        peer.stop()
+        raise
+    return peer
+
+
+def _wait_listening(peer: RunningPeer, ports: Sequence[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = set(ports)
+    while True:
+        owned = _socket_inodes(peer.process.pid)
+        for port in sorted(waiting):
+            mine = [address for address, inode in _listeners(port) if inode in owned]
+            stray = [address for address in mine if not _is_loopback(address)]
+            if stray:
+                # _launch stops it.
+                raise PeerStartError(
+                    peer.info.name,
+                    f"listened on {', '.join(stray)} port {port}, not only loopback; killed it",
+                    peer.log_tail(),
+                )
+            if peer.info.host in mine:
+                waiting.discard(port)
+        if not waiting:
+            return
+        if not peer.alive():
+            code = peer.process.returncode
+            raise PeerStartError(
+                peer.info.name, f"exited with status {code} before listening", peer.log_tail()
+            )
+        if time.monotonic() > deadline:
+            missing = ", ".join(str(p) for p in sorted(waiting))
+            raise PeerStartError(
+                peer.info.name,
+                f"not listening on {peer.info.host} port {missing} after {timeout:g} s",
+                peer.log_tail(),
+            )
+        time.sleep(_POLL_INTERVAL)
+
+
+def _require(binary: Path, name: str, package: str) -> None:
+    if not os.access(binary, os.X_OK):
+        raise PeerStartError(name, f"{binary} not found (Debian package {package!r})")
+
+
+def _tmpdir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"dicomscan-{name}-"))
+
+
+# --------------------------------------------------------------------------- peers
+
+
+def start_orthanc(
+    config_overrides: dict[str, Any] | None = None,
+    aet: str = "ORTHANC",
+    *,
+    verbose: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunningPeer:
+    """Orthanc with its own config, SQLite index and storage in a temporary directory.
+
+    DICOM and HTTP go on free loopback ports (``extra_ports["http"]``), remote HTTP access
+    is off and no plugins load. ``config_overrides`` is merged over that, e.g.
+    ``{"DicomCheckCalledAet": True}``, ``{"DicomModalities": {...}}`` or the
+    ``DicomTls*`` settings; give file paths in it as absolute paths. Orthanc logs to
+    stderr, which goes to the peer's log; ``verbose`` adds ``--verbose``.
+    """
+    _require(ORTHANC_BIN, "orthanc", "orthanc")
+    tmpdir = _tmpdir("orthanc")
+    storage = tmpdir / "storage"
+    storage.mkdir()
+    config: dict[str, Any] = {
+        "Name": f"dicomscan-lab-{aet}",
+        "DicomAet": aet,
+        "DicomPort": free_port(),
+        "HttpPort": free_port(),
+        "DicomServerEnabled": True,
+        "HttpServerEnabled": True,
+        "RemoteAccessAllowed": False,
+        "Plugins": [],
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "SaveJobs": False,
+    }
+    config.update(config_overrides or {})
+    config_path = tmpdir / "orthanc.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    argv = [str(ORTHANC_BIN), *(["--verbose"] if verbose else []), str(config_path)]
+    extra = {"http": int(config["HttpPort"])} if config["HttpServerEnabled"] else {}
+    return _launch(
+        name="orthanc",
+        product="Orthanc",
+        argv=argv,
+        port=int(config["DicomPort"]),
+        ae_title=str(config["DicomAet"]),
+        tmpdir=tmpdir,
+        extra_ports=extra,
+        timeout=timeout,
+    )
+
+
+def start_storescp(
+    args: Sequence[str] = (), aet: str = "STORESCP", *, timeout: float = DEFAULT_TIMEOUT
+) -> RunningPeer:
+    """DCMTK's storescp: ``storescp --aetitle AET ARGS... -od TMP/incoming PORT``.
+
+    ``args`` go to storescp as they are, e.g. ``["--refuse"]``, ``["--reject"]`` or
+    ``["+tls", KEY, CERT, "--profile-bcp195", "-ic"]``. It answers to any called AE title.
+    """
+    _require(STORESCP_BIN, "storescp", "dcmtk")
+    tmpdir = _tmpdir("storescp")
+    incoming = tmpdir / "incoming"
+    incoming.mkdir()
+    port = free_port()
+    argv = [str(STORESCP_BIN), "--aetitle", aet, *args, "-od", str(incoming), str(port)]
+    return _launch(
+        name="storescp",
+        product="DCMTK storescp",
+        argv=argv,
+        port=port,
+        ae_title=aet,
+        tmpdir=tmpdir,
+        timeout=timeout,
+    )
+
+
+DEFAULT_DCMQRSCP_CONFIG = f"""\
+# dicomscan lab: one read/write storage area, open only to AE {DCMQRSCP_ALLOWED_AE} on this host.
+NetworkTCPPort  = {{port}}
+MaxPDUSize      = 16384
+MaxAssociations = 16
+
+HostTable BEGIN
+# Host names only: dcmqrscp does not accept IP addresses here.
+labscu = ({DCMQRSCP_ALLOWED_AE}, localhost, 11113)
+HostTable END
+
+VendorTable BEGIN
+VendorTable END
+
+AETable BEGIN
+{{aet}}  {{storage}}  RW (10, 1024mb)  labscu
+AETable END
+"""
+
+
+def start_dcmqrscp(
+    config_text: str | None = None,
+    aet: str = "DCMQRSCP",
+    *,
+    args: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunningPeer:
+    """DCMTK's dcmqrscp (Q/R and storage SCP) with a generated ``dcmqrscp.cfg``.
+
+    The default config (``DEFAULT_DCMQRSCP_CONFIG``) serves one AE title ``aet`` and lets
+    in only calling AE ``DCMQRSCP_ALLOWED_AE`` from localhost; other calling AEs and other
+    called AEs are rejected. A caller's ``config_text`` may use the placeholders
+    ``{port}``, ``{storage}`` (an existing empty directory) and ``{aet}``; it is otherwise
+    used verbatim. The port is also given on the command line, where it wins. ``args`` go
+    to dcmqrscp as they are, e.g. ``["--disable-get"]`` or ``["-v"]``.
+    """
+    _require(DCMQRSCP_BIN, "dcmqrscp", "dcmtk")
+    tmpdir = _tmpdir("dcmqrscp")
+    storage = tmpdir / "storage"
+    storage.mkdir()
+    port = free_port()
+    text = DEFAULT_DCMQRSCP_CONFIG if config_text is None else config_text
+    # str.replace, not str.format: a config may contain braces of its own.
+    for placeholder, value in (("{port}", str(port)), ("{storage}", str(storage)), ("{aet}", aet)):
+        text = text.replace(placeholder, value)
+    config_path = tmpdir / "dcmqrscp.cfg"
+    config_path.write_text(text)
+    argv = [str(DCMQRSCP_BIN), "-c", str(config_path), *args, str(port)]
+    return _launch(
+        name="dcmqrscp",
+        product="DCMTK dcmqrscp",
+        argv=argv,
+        port=port,
+        ae_title=aet,
+        tmpdir=tmpdir,
+        timeout=timeout,
+    )
+
+
+def start_ctn_simple_storage(
+    aet: str = "CTN_STORE", *, timeout: float = DEFAULT_TIMEOUT
+) -> RunningPeer:
+    """MIR CTN's storage SCP: ``simple_storage -c AET -x TMP/images PORT`` in TMP.
+
+    It needs no database: only the transfer-syntax settings in
+    ``/etc/ctn/runtime/ctn_cfg.txt``, whose location Debian compiles in. It runs in its
+    default single-process mode and enforces its called AE title. It is fragile on
+    purpose, like the legacy devices it stands for: it exits (status 0) as soon as a
+    connection closes without sending anything, or when the first bytes are not an
+    A-ASSOCIATE-RQ (HTTP, a TLS ClientHello). Its ``-f`` fork mode dies the same way.
+    So only ever talk DICOM to it; its readiness is read from /proc, never probed.
+    """
+    _require(CTN_STORAGE_BIN, "ctn", "ctn")
+    tmpdir = _tmpdir("ctn")
+    images = tmpdir / "images"
+    images.mkdir()
+    port = free_port()
+    argv = [str(CTN_STORAGE_BIN), "-c", aet, "-x", str(images), str(port)]
+    return _launch(
+        name="ctn",
+        product="MIR CTN simple_storage",
+        argv=argv,
+        port=port,
+        ae_title=aet,
+        tmpdir=tmpdir,
+        timeout=timeout,
+    )
+
+
+_PYNETDICOM_SCP = """\
+import logging, sys
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+aet, port, echo, storage, find = sys.argv[1], int(sys.argv[2]), *(a == "1" for a in sys.argv[3:])
+ae = AE(ae_title=aet)
+handlers = []
+if echo:
+    ae.add_supported_context(Verification)
+if storage:
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax)
+    handlers.append((evt.EVT_C_STORE, lambda event: 0x0000))
+if find:
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    handlers.append((evt.EVT_C_FIND, lambda event: iter(())))
+ae.start_server(("127.0.0.1", port), block=True, evt_handlers=handlers)
+"""
+
+
+def start_pynetdicom_scp(
+    aet: str = "PYNETDICOM",
+    echo: bool = True,
+    storage: bool = True,
+    find: bool = False,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunningPeer:
+    """A pynetdicom SCP in a subprocess, for machines without Orthanc or DCMTK.
+
+    It accepts any calling and called AE title. ``storage`` answers every C-STORE with
+    success and keeps nothing; ``find`` answers Patient and Study Root C-FIND with no
+    matches. It binds 127.0.0.1 itself, so it needs no C compiler.
+    """
+    if importlib.util.find_spec("pynetdicom") is None:
+        raise PeerStartError("pynetdicom", "the pynetdicom package is not installed")
+    tmpdir = _tmpdir("pynetdicom")
+    port = free_port()
+    flags = ["1" if flag else "0" for flag in (echo, storage, find)]
+    argv = [sys.executable, "-c", _PYNETDICOM_SCP, aet, str(port), *flags]
+    return _launch(
+        name="pynetdicom",
+        product="pynetdicom",
+        argv=argv,
+        port=port,
+        ae_title=aet,
+        tmpdir=tmpdir,
+        timeout=timeout,
+        needs_shim=False,
+    )
+
+
+def which_available() -> dict[str, bool]:
+    """Which peer implementations are installed: orthanc, dcmtk, ctn and pynetdicom."""
+    return {
+        "orthanc": os.access(ORTHANC_BIN, os.X_OK),
+        "dcmtk": os.access(STORESCP_BIN, os.X_OK) and os.access(DCMQRSCP_BIN, os.X_OK),
+        "ctn": os.access(CTN_STORAGE_BIN, os.X_OK),
+        "pynetdicom": importlib.util.find_spec("pynetdicom") is not None,
+    }
+
+
+def available_starters() -> list[Callable[[], RunningPeer]]:
+    """One default starter per installed implementation, e.g. for ``dicomscan demo``."""
+    have = which_available()
+    starters: list[Callable[[], RunningPeer]] = []
+    if have["orthanc"]:
+        starters.append(start_orthanc)
+    if have["dcmtk"]:
+        starters += [start_storescp, start_dcmqrscp]
+    if have["ctn"]:
+        starters.append(start_ctn_simple_storage)
+    if have["pynetdicom"]:
+        starters.append(start_pynetdicom_scp)
+    return starters
+
+
+@contextlib.contextmanager
+def lab(peers: Sequence[Callable[[], RunningPeer]]) -> Iterator[list[RunningPeer]]:
+    """Start every peer in order; on leaving (also on error or Ctrl-C) stop all started."""
+    with contextlib.ExitStack() as stack:
+        running: list[RunningPeer] = []
+        for start in peers:
+            peer = start()
+            # ExitStack runs every callback even if one raises, in reverse order.
+            stack.callback(peer.stop)
+            running.append(peer)
+        yield running

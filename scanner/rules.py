@@ -1,0 +1,24 @@
+"""Rule evaluation: finished host results in, findings out.
+
+A pure pass over results, so a saved scan can be judged again offline. Each rule
+family is registered here explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from scanner.model import Finding, Host
+from scanner.rules_dicom import dicom_findings
+
+HostRules = Callable[[Host], list[Finding]]
+
+RULE_FAMILIES: tuple[HostRules, ...] = (dicom_findings,)
+
+
+def evaluate(hosts: Sequence[Host]) -> list[Finding]:
+    findings: list[Finding] = []
+    for host in hosts:
+        for family in RULE_FAMILIES:
+            findings.extend(family(host))
+    return findings

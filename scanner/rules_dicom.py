@@ -1,0 +1,192 @@
+"""Default DICOM rules: observations of the DICOM probe in, pass/fail/not-checked findings out.
+
+Each rule is a small pure function of one service's observations. Titles, severities
+and remediation come from the catalogue (``scanner/data/rules/dicom.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from scanner.catalogue import make_finding
+from scanner.model import Finding, FindingStatus, Host, Service
+from scanner.observations import (
+    AeTitleGuess,
+    Association,
+    AssociationOutcome,
+    Confidence,
+    Operation,
+    OperationOutcome,
+)
+
+F, P, N = FindingStatus.FAIL, FindingStatus.PASS, FindingStatus.NOT_CHECKED
+Verdict = tuple[FindingStatus, dict[str, Any], Confidence]
+
+
+def _assocs(svc: Service, purpose: str) -> list[Association]:
+    return [
+        o for o in svc.observations
+        if isinstance(o, Association) and purpose in o.purpose.split(",")
+    ]
+
+
+def _ops(svc: Service, *operations: str) -> list[Operation]:
+    return [o for o in svc.observations if isinstance(o, Operation) and o.operation in operations]
+
+
+def _assoc_evidence(a: Association) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "sent": f"A-ASSOCIATE-RQ calling={a.calling_ae} called={a.called_ae}",
+        "answer": a.outcome.value,
+    }
+    if a.reject:
+        ev["reject"] = (
+            f"{a.reject.result_text}, source {a.reject.source_text}, "
+            f"reason {a.reject.reason}: {a.reject.reason_text}"
+        )
+    if a.detail and not a.reject:
+        ev["detail"] = a.detail
+    return ev
+
+
+def _op_evidence(ops: Iterable[Operation]) -> dict[str, Any]:
+    return {
+        "operations": [
+            {
+                "operation": o.operation,
+                "sop_class": o.sop_class_name,
+                "outcome": o.outcome.value,
+                "status": o.status_text,
+                "detail": o.detail or None,
+                "sent": o.sent or None,
+            }
+            for o in ops
+        ]
+    }
+
+
+def called_ae(svc: Service) -> Verdict | None:
+    for a in _assocs(svc, "called-ae"):
+        ev = _assoc_evidence(a)
+        if a.outcome is AssociationOutcome.ACCEPTED:
+            return F, ev, Confidence.CONFIRMED
+        if a.reject and (a.reject.source, a.reject.reason) == (1, 7):
+            return P, ev, Confidence.CONFIRMED
+        return N, ev, Confidence.CONFIRMED
+    return None
+
+
+def calling_ae(svc: Service) -> Verdict:
+    for a in _assocs(svc, "calling-ae"):
+        ev = _assoc_evidence(a)
+        if a.outcome is AssociationOutcome.ACCEPTED:
+            return F, ev, Confidence.CONFIRMED
+        if a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED):
+            return P, ev, Confidence.CONFIRMED
+        return N, ev, Confidence.CONFIRMED
+    return N, {"reason": "no called AE title was accepted, so calling AE checks could not run"}, (
+        Confidence.CONFIRMED
+    )
+
+
+def _unknown_peer_refused(svc: Service) -> bool:
+    return any(a.outcome is not AssociationOutcome.ACCEPTED for a in _assocs(svc, "calling-ae"))
+
+
+def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
+    def rule(svc: Service) -> Verdict:
+        ops = _ops(svc, *operations)
+        ops = [o for o in ops if o.outcome is not OperationOutcome.NOT_TESTED]
+        if any(o.outcome is OperationOutcome.AUTHORISED for o in ops):
+            return F, _op_evidence(ops), Confidence.CONFIRMED
+        if ops and all(o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR)
+                       for o in ops):
+            return P, _op_evidence(ops), Confidence.CONFIRMED
+        if _unknown_peer_refused(svc):
+            a = _assocs(svc, "calling-ae")[0]
+            return P, {"reason": "unknown calling AE titles cannot associate",
+                       **_assoc_evidence(a)}, Confidence.CONFIRMED
+        if not _assocs(svc, "calling-ae"):
+            return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
+        if not ops:
+            return P, {"reason": "no presentation context for this operation was accepted"}, (
+                Confidence.CONFIRMED
+            )
+        return N, _op_evidence(ops), Confidence.CONFIRMED
+
+    return rule
+
+
+def store(svc: Service) -> Verdict:
+    ops = _ops(svc, "C-STORE")
+    confirmed = [o for o in ops if o.confidence is Confidence.CONFIRMED]
+    if any(o.outcome is OperationOutcome.AUTHORISED for o in confirmed):
+        return F, _op_evidence(confirmed), Confidence.CONFIRMED
+    if confirmed:
+        return P, _op_evidence(confirmed), Confidence.CONFIRMED
+    if ops:
+        return F, _op_evidence(ops), Confidence.INFERRED
+    if _unknown_peer_refused(svc):
+        return P, {"reason": "unknown calling AE titles cannot associate"}, Confidence.CONFIRMED
+    if _assocs(svc, "calling-ae"):
+        return P, {"reason": "no storage context accepted from an unknown peer"}, (
+            Confidence.INFERRED
+        )
+    return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
+
+
+def ae_guessable(svc: Service) -> Verdict | None:
+    for o in svc.observations:
+        if isinstance(o, AeTitleGuess):
+            ev = {"tried": o.tried, "accepted": o.accepted_titles, "source": o.source}
+            return (F if o.accepted_titles else P), ev, Confidence.CONFIRMED
+    return None
+
+
+def version_disclosed(svc: Service) -> Verdict | None:
+    for a in _assocs(svc, "detect"):
+        if a.peer is None:
+            return None
+        ev = {
+            "implementation_class_uid": a.peer.implementation_class_uid,
+            "implementation_version_name": a.peer.implementation_version_name,
+        }
+        if svc.product:
+            ev["product"] = f"{svc.product} {svc.version or ''}".strip()
+        return (F if a.peer.implementation_version_name else P), ev, Confidence.CONFIRMED
+    return None
+
+
+def cleartext(svc: Service) -> Verdict:
+    detect = _assocs(svc, "detect")
+    ev = _assoc_evidence(detect[0]) if detect else {}
+    ev["transport"] = "DICOM upper layer over plain TCP"
+    return F, ev, Confidence.CONFIRMED
+
+
+RULES: tuple[tuple[str, Callable[[Service], Verdict | None]], ...] = (
+    ("dicom-cleartext", cleartext),
+    ("dicom-called-ae-not-enforced", called_ae),
+    ("dicom-calling-ae-not-validated", calling_ae),
+    ("dicom-echo-open", _operation_rule("C-ECHO")),
+    ("dicom-query-open", _operation_rule("C-FIND")),
+    ("dicom-retrieve-open", _operation_rule("C-GET", "C-MOVE")),
+    ("dicom-store-open", store),
+    ("dicom-ae-title-guessable", ae_guessable),
+    ("dicom-version-disclosed", version_disclosed),
+)
+
+
+def dicom_findings(host: Host) -> list[Finding]:
+    out: list[Finding] = []
+    for svc in host.services:
+        if svc.name != "dicom":
+            continue
+        for rule_id, rule in RULES:
+            verdict = rule(svc)
+            if verdict is None:
+                continue
+            status, evidence, confidence = verdict
+            out.append(make_finding(rule_id, status, host.address, svc.port, evidence, confidence))
+    return out

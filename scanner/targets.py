@@ -1,0 +1,201 @@
+"""Target expansion and the scope guard.
+
+Accepted forms: single IPv4/IPv6 addresses, CIDR blocks, last-octet ranges
+(``10.0.0.5-40``), full ranges (``10.0.0.5-10.0.0.40``) and host names. Names
+are resolved forwards only because the user typed them; nothing is ever
+reverse-resolved. Globally routable addresses are refused unless the caller
+allows them, so a typo can never send the scanner onto the internet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A single spec may not expand past this; a /16 is the largest sane imaging VLAN sweep.
+MAX_ADDRESSES = 65536
+
+
+class TargetError(ValueError):
+    """A target, exclusion or scope the user gave cannot be used."""
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    addresses: list[str]
+    hostnames: dict[str, str] = field(default_factory=dict)
+
+
+Resolver = Callable[[str], list[str]]
+
+
+def resolve_forward(name: str) -> list[str]:
+    """Forward lookup of a name the user asked for (never a reverse lookup)."""
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetError(f"cannot resolve host name {name!r}: {exc}") from None
+    seen: dict[str, None] = {}
+    for info in infos:
+        seen[str(info[4][0]).split("%")[0]] = None
+    return list(seen)
+
+
+def _looks_like_hostname(spec: str) -> bool:
+    if not spec or len(spec) > 253 or spec.startswith(("-", ".")):
+        return False
+    labels = spec.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        return False  # a mistyped IPv4 address, not a name
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+    return all(0 < len(lab) <= 63 and set(lab.lower()) <= allowed for lab in labels)
+
+
+def _range(spec: str) -> list[IPAddress]:
+    start_text, _, end_text = spec.partition("-")
+    try:
+        start = ipaddress.ip_address(start_text.strip())
+    except ValueError:
+        raise TargetError(f"invalid range {spec!r}: {start_text!r} is not an address") from None
+    end_text = end_text.strip()
+    try:
+        if end_text.isdigit() and isinstance(start, ipaddress.IPv4Address):
+            last = int(end_text)
+            if last > 255:
+                raise ValueError
+            end: IPAddress = ipaddress.IPv4Address((int(start) & ~0xFF) | last)
+        else:
+            end = ipaddress.ip_address(end_text)
+    except ValueError:
+        raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}") from None
+    if end.version != start.version or int(end) < int(start):
+        raise TargetError(f"invalid range {spec!r}: the end comes before the start")
+    if int(end) - int(start) + 1 > MAX_ADDRESSES:
+        raise TargetError(f"range {spec!r} has more than {MAX_ADDRESSES} addresses")
+    cls = type(start)
+    return [cls(n) for n in range(int(start), int(end) + 1)]
+
+
+def _network(spec: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(spec, strict=False)
+    except ValueError as exc:
+        raise TargetError(f"invalid network {spec!r}: {exc}") from None
+
+
+def _hosts_of(net: IPNetwork, spec: str) -> list[IPAddress]:
+    if net.num_addresses > MAX_ADDRESSES:
+        raise TargetError(f"network {spec!r} has more than {MAX_ADDRESSES} addresses; split it")
+    if net.num_addresses <= 2:
+        return list(net)
+    return list(net.hosts())
+
+
+def expand_spec(spec: str, resolver: Resolver = resolve_forward) -> tuple[list[IPAddress], str | None]:
+    """Expand one target spec into addresses; the second value is the host name, if any."""
+    spec = spec.strip()
+    if not spec:
+        raise TargetError("empty target")
+    if "/" in spec:
+        return _hosts_of(_network(spec), spec), None
+    try:
+        return [ipaddress.ip_address(spec)], None
+    except ValueError:
+        pass
+    if "-" in spec and (spec[0].isdigit() or ":" in spec):
+        return _range(spec), None
+    if _looks_like_hostname(spec):
+        return [ipaddress.ip_address(a) for a in resolver(spec)], spec
+    raise TargetError(f"not an address, network, range or host name: {spec!r}")
+
+
+def _exclusion(spec: str) -> list[IPNetwork]:
+    spec = spec.strip()
+    if "/" in spec:
+        return [_network(spec)]
+    try:
+        return [ipaddress.ip_network(spec)]
+    except ValueError:
+        pass
+    if "-" in spec:
+        return [ipaddress.ip_network(a) for a in _range(spec)]
+    raise TargetError(f"invalid exclusion {spec!r}: give an address, network or range")
+
+
+def is_public(addr: IPAddress) -> bool:
+    """Globally routable: anything but loopback, private, link-local and reserved ranges."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_global
+    return addr.is_global
+
+
+def read_targets_file(text: str) -> list[str]:
+    """One spec per line or separated by whitespace or commas; ``#`` starts a comment."""
+    specs: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        specs.extend(part for part in line.replace(",", " ").split() if part)
+    return specs
+
+
+def build_targets(
+    specs: Iterable[str],
+    exclude: Iterable[str] = (),
+    scope: Iterable[str] = (),
+    allow_public: bool = False,
+    resolver: Resolver = resolve_forward,
+) -> TargetSet:
+    """Expand, deduplicate, exclude and check every target. Raises TargetError."""
+    excluded = [net for spec in exclude for net in _exclusion(spec)]
+    scopes = [_network(s.strip()) for s in scope]
+    ordered: dict[IPAddress, None] = {}
+    names: dict[str, str] = {}
+    public: list[str] = []
+    out_of_scope: list[str] = []
+    for spec in specs:
+        addrs, name = expand_spec(spec, resolver)
+        for addr in addrs:
+            if any(addr.version == net.version and addr in net for net in excluded):
+                continue
+            if scopes and not any(addr.version == n.version and addr in n for n in scopes):
+                out_of_scope.append(f"{addr} ({spec})")
+                continue
+            if is_public(addr) and not allow_public:
+                public.append(f"{addr} ({spec})")
+                continue
+            ordered[addr] = None
+            if name:
+                names[str(addr)] = name
+    if out_of_scope:
+        raise TargetError(
+            "targets outside --scope: " + ", ".join(out_of_scope[:5])
+            + (f" and {len(out_of_scope) - 5} more" if len(out_of_scope) > 5 else "")
+        )
+    if public:
+        raise TargetError(
+            "refusing globally routable (public) addresses: " + ", ".join(public[:5])
+            + (f" and {len(public) - 5} more" if len(public) > 5 else "")
+            + ". Scanning hosts on the internet needs --allow-public."
+        )
+    if not ordered:
+        raise TargetError("no targets left to scan (all excluded?)")
+    return TargetSet(addresses=[str(a) for a in ordered], hostnames=names)
+
+
+def guard_addresses(addresses: Iterable[str], allow_public: bool) -> None:
+    """Last check before any packet leaves: a job never scans a public address unless allowed.
+
+    Jobs may come from elsewhere (a file, a task queue), not only from ``build_targets``.
+    """
+    for text in addresses:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise TargetError(f"job target {text!r} is not an IP address") from None
+        if is_public(addr) and not allow_public:
+            raise TargetError(f"refusing public address {addr} (allow_public is off)")

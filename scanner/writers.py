@@ -1,0 +1,113 @@
+"""Output writers: one small function per format, all from the same ScanResult.
+
+- ``json``: the whole document (``schema_version``, ``scan``, ``hosts``, ``findings``),
+  described by ``scanner/schema/report.schema.json``.
+- ``jsonl``: one finding per line, each with the scan id and host, for a SIEM.
+- ``table``: a human summary (rich), for terminals and reports.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from scanner.model import FindingStatus, PortState, ScanResult, Severity
+
+
+def to_json(result: ScanResult) -> str:
+    return result.model_dump_json(indent=2) + "\n"
+
+
+def jsonl_events(result: ScanResult) -> list[dict[str, Any]]:
+    meta = result.scan
+    events = []
+    for finding in result.findings:
+        event: dict[str, Any] = {
+            "schema_version": result.schema_version,
+            "scan_id": meta.id,
+            "scan_started_at": meta.started_at.isoformat(),
+            "scan_finished_at": meta.finished_at.isoformat(),
+            "tool": meta.tool,
+            "tool_version": meta.tool_version,
+        }
+        event.update(finding.model_dump(mode="json"))
+        events.append(event)
+    return events
+
+
+def to_jsonl(result: ScanResult) -> str:
+    return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in jsonl_events(result))
+
+
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, width=width, no_color=not color)
+    meta = result.scan
+    console.print(
+        f"dicomscan {meta.tool_version}  scan {meta.id}  profile {meta.profile.value}  "
+        f"{meta.started_at:%Y-%m-%d %H:%M:%S}Z → {meta.finished_at:%H:%M:%S}Z"
+        + ("  [INTERRUPTED: partial results]" if meta.interrupted else "")
+    )
+    hosts = Table(title="Hosts and open ports", show_lines=False)
+    for col in ("host", "role", "open ports", "services"):
+        hosts.add_column(col)
+    for host in result.hosts:
+        open_ports = [p for p in host.ports if p.state is PortState.OPEN]
+        filtered = sum(p.state is PortState.FILTERED for p in host.ports)
+        services = ", ".join(
+            f"{s.port}/{s.name}{'+tls' if s.tls else ''}"
+            + (f" ({s.product} {s.version or ''})".rstrip() if s.product else "")
+            for s in host.services
+        )
+        ports_text = ", ".join(str(p.port) for p in open_ports) or "none"
+        if filtered:
+            ports_text += f"  ({filtered} filtered)"
+        role = f"{host.role} ({host.role_confidence:.0%})" if host.role and host.role_confidence else ""
+        hosts.add_row(host.address, role, ports_text, services or "-")
+    console.print(hosts)
+    failed = sorted(
+        (f for f in result.findings if f.status is FindingStatus.FAIL),
+        key=lambda f: (-f.severity.rank, f.host, f.port or 0),
+    )
+    findings = Table(title=f"Findings ({len(failed)} failed)")
+    for col in ("severity", "host", "port", "rule", "title", "confidence"):
+        findings.add_column(col)
+    for f in failed:
+        findings.add_row(
+            f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
+            f.host,
+            str(f.port or ""),
+            f.rule_id,
+            f.title,
+            f.confidence.value,
+        )
+    console.print(findings)
+    counts = {s: sum(f.status is s for f in result.findings) for s in FindingStatus}
+    console.print(
+        "checks: " + ", ".join(f"{n} {s.value}" for s, n in counts.items())
+        + (f"; {len(meta.errors)} scan errors" if meta.errors else "")
+    )
+    for err in meta.errors:
+        console.print(f"  error: {err.host or ''} {err.message}")
+    return buffer.getvalue()
+
+
+WRITERS: dict[str, Callable[[ScanResult], str]] = {
+    "json": to_json,
+    "jsonl": to_jsonl,
+    "table": to_table,
+}
