@@ -18,7 +18,11 @@ from scanner.observations import AssociationOutcome, Banner
 if TYPE_CHECKING:
     from scanner.engine import ServiceState
 
-DICOM_OUTCOMES = {AssociationOutcome.ACCEPTED, AssociationOutcome.REJECTED, AssociationOutcome.ABORTED}
+DICOM_OUTCOMES = {
+    AssociationOutcome.ACCEPTED,
+    AssociationOutcome.REJECTED,
+    AssociationOutcome.ABORTED,
+}
 
 # Leading bytes of common server answers; checked in order.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (

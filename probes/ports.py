@@ -9,6 +9,7 @@ when that happens).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import time
 from dataclasses import dataclass
@@ -32,10 +33,8 @@ class OpenConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (OSError, TimeoutError):
-            pass
 
 
 async def open_stream(host: str, port: int, timeout: float) -> OpenConnection:

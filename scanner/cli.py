@@ -163,38 +163,89 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("targets", nargs=-1)
-@click.option("-T", "--targets-file", type=click.Path(dir_okay=False),
-              help="File of targets, one per line ('#' comments).")
-@click.option("-p", "--ports", default="default", show_default=True,
-              help="Ports like nmap's: 104,11112,2000-3000, '-' for all, 'default' for the "
-                   "imaging set (see README).")
-@click.option("--exclude", multiple=True, metavar="SPEC",
-              help="Address, network or range never to touch (repeatable).")
-@click.option("--scope", multiple=True, metavar="CIDR",
-              help="Refuse any target outside these networks (repeatable).")
-@click.option("--allow-public", is_flag=True,
-              help="Allow globally routable addresses. Off: public targets are refused.")
-@click.option("--profile", type=click.Choice(["safe", "normal", "fast"]), default="safe",
-              show_default=True,
-              help="safe: 2 connections per host, spaced probes, no AE guessing. normal: 4 per "
-                   "host. fast: labs only.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default="table",
-              show_default=True, help="Output format; jsonl is one finding per line for a SIEM.")
+@click.option(
+    "-T",
+    "--targets-file",
+    type=click.Path(dir_okay=False),
+    help="File of targets, one per line ('#' comments).",
+)
+@click.option(
+    "-p",
+    "--ports",
+    default="default",
+    show_default=True,
+    help="Ports like nmap's: 104,11112,2000-3000, '-' for all, 'default' for the "
+    "imaging set (see README).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="SPEC",
+    help="Address, network or range never to touch (repeatable).",
+)
+@click.option(
+    "--scope",
+    multiple=True,
+    metavar="CIDR",
+    help="Refuse any target outside these networks (repeatable).",
+)
+@click.option(
+    "--allow-public",
+    is_flag=True,
+    help="Allow globally routable addresses. Off: public targets are refused.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["safe", "normal", "fast"]),
+    default="safe",
+    show_default=True,
+    help="safe: 2 connections per host, spaced probes, no AE guessing. normal: 4 per "
+    "host. fast: labs only.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="Output format; jsonl is one finding per line for a SIEM.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-@click.option("--fail-on", type=click.Choice([*SEVERITIES, "never"]), default="high",
-              show_default=True, help="Exit 1 when a failed finding is at least this severe.")
-@click.option("--calling-ae", default="DICOMSCAN", show_default=True,
-              help="Calling AE title the scanner presents (sites register scanners by title).")
-@click.option("--ae-title", multiple=True,
-              help="Known called AE title of the targets (repeatable); tried first.")
-@click.option("--ae-guess/--no-ae-guess", default=None,
-              help="Try a wordlist of common AE titles where the called AE is enforced. "
-                   "Default: off in safe, on in normal and fast.")
-@click.option("--ae-wordlist", type=click.Path(dir_okay=False),
-              help="Replace the built-in AE title wordlist (one title per line).")
-@click.option("--intrusive", is_flag=True,
-              help="Allow checks that change the device (C-STORE of one synthetic test object). "
-                   "Off by default.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([*SEVERITIES, "never"]),
+    default="high",
+    show_default=True,
+    help="Exit 1 when a failed finding is at least this severe.",
+)
+@click.option(
+    "--calling-ae",
+    default="DICOMSCAN",
+    show_default=True,
+    help="Calling AE title the scanner presents (sites register scanners by title).",
+)
+@click.option(
+    "--ae-title",
+    multiple=True,
+    help="Known called AE title of the targets (repeatable); tried first.",
+)
+@click.option(
+    "--ae-guess/--no-ae-guess",
+    default=None,
+    help="Try a wordlist of common AE titles where the called AE is enforced. "
+    "Default: off in safe, on in normal and fast.",
+)
+@click.option(
+    "--ae-wordlist",
+    type=click.Path(dir_okay=False),
+    help="Replace the built-in AE title wordlist (one title per line).",
+)
+@click.option(
+    "--intrusive",
+    is_flag=True,
+    help="Allow checks that change the device (C-STORE of one synthetic test object). "
+    "Off by default.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.

@@ -174,7 +174,9 @@ class ScanJob:
         try:
             await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
         except TimeoutError:
-            state.errors.append(f"host time limit of {s.timeouts.host:g} s reached; results partial")
+            state.errors.append(
+                f"host time limit of {s.timeouts.host:g} s reached; results partial"
+            )
         except Exception as exc:  # a probe bug must not lose the other hosts' results
             msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
             state.errors.append(msg)
@@ -196,12 +198,7 @@ class ScanJob:
 
         await asyncio.gather(*(one_port(p) for p in ctx.settings.ports))
         for probe in FOLLOW_UP_PROBES:
-            await asyncio.gather(
-                *(
-                    probe(ctx, svc)
-                    for svc in list(ctx.state.services.values())
-                )
-            )
+            await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
         for analyse in HOST_ANALYSES:
             analyse(ctx.state)
 

@@ -79,7 +79,9 @@ class Association(_Frozen):
     """One A-ASSOCIATE-RQ we sent and what came back."""
 
     kind: Literal["dicom-association"] = "dicom-association"
-    purpose: str = Field(description="why it was sent: detect, called-ae, calling-ae, services, ...")
+    purpose: str = Field(
+        description="why it was sent: detect, called-ae, calling-ae, services, ..."
+    )
     calling_ae: str
     called_ae: str
     outcome: AssociationOutcome

@@ -26,9 +26,23 @@ Verdict = tuple[FindingStatus, dict[str, Any], Confidence]
 
 def _assocs(svc: Service, purpose: str) -> list[Association]:
     return [
-        o for o in svc.observations
+        o
+        for o in svc.observations
         if isinstance(o, Association) and purpose in o.purpose.split(",")
     ]
+
+
+def _unknown_calling(svc: Service) -> list[Association]:
+    """Associations that tested an unregistered calling AE title.
+
+    The calling-AE check itself, and a detection rejected with "calling AE title not
+    recognised" (the scanner's own title is unregistered unless the site added it).
+    """
+    found = _assocs(svc, "calling-ae")
+    for a in _assocs(svc, "detect"):
+        if a.reject and (a.reject.source, a.reject.reason) == (1, 3):
+            found.append(a)
+    return found
 
 
 def _ops(svc: Service, *operations: str) -> list[Operation]:
@@ -78,20 +92,25 @@ def called_ae(svc: Service) -> Verdict | None:
 
 
 def calling_ae(svc: Service) -> Verdict:
-    for a in _assocs(svc, "calling-ae"):
+    for a in _unknown_calling(svc):
         ev = _assoc_evidence(a)
         if a.outcome is AssociationOutcome.ACCEPTED:
             return F, ev, Confidence.CONFIRMED
         if a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED):
             return P, ev, Confidence.CONFIRMED
         return N, ev, Confidence.CONFIRMED
-    return N, {"reason": "no called AE title was accepted, so calling AE checks could not run"}, (
-        Confidence.CONFIRMED
+    return (
+        N,
+        {"reason": "no called AE title was accepted, so calling AE checks could not run"},
+        (Confidence.CONFIRMED),
     )
 
 
 def _unknown_peer_refused(svc: Service) -> bool:
-    return any(a.outcome is not AssociationOutcome.ACCEPTED for a in _assocs(svc, "calling-ae"))
+    tried = _unknown_calling(svc)
+    return bool(tried) and all(
+        a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED) for a in tried
+    )
 
 
 def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
@@ -100,18 +119,24 @@ def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
         ops = [o for o in ops if o.outcome is not OperationOutcome.NOT_TESTED]
         if any(o.outcome is OperationOutcome.AUTHORISED for o in ops):
             return F, _op_evidence(ops), Confidence.CONFIRMED
-        if ops and all(o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR)
-                       for o in ops):
+        if ops and all(
+            o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR) for o in ops
+        ):
             return P, _op_evidence(ops), Confidence.CONFIRMED
         if _unknown_peer_refused(svc):
-            a = _assocs(svc, "calling-ae")[0]
-            return P, {"reason": "unknown calling AE titles cannot associate",
-                       **_assoc_evidence(a)}, Confidence.CONFIRMED
-        if not _assocs(svc, "calling-ae"):
+            a = _unknown_calling(svc)[0]
+            return (
+                P,
+                {"reason": "unknown calling AE titles cannot associate", **_assoc_evidence(a)},
+                Confidence.CONFIRMED,
+            )
+        if not _unknown_calling(svc):
             return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
         if not ops:
-            return P, {"reason": "no presentation context for this operation was accepted"}, (
-                Confidence.CONFIRMED
+            return (
+                P,
+                {"reason": "no presentation context for this operation was accepted"},
+                (Confidence.CONFIRMED),
             )
         return N, _op_evidence(ops), Confidence.CONFIRMED
 
@@ -130,8 +155,10 @@ def store(svc: Service) -> Verdict:
     if _unknown_peer_refused(svc):
         return P, {"reason": "unknown calling AE titles cannot associate"}, Confidence.CONFIRMED
     if _assocs(svc, "calling-ae"):
-        return P, {"reason": "no storage context accepted from an unknown peer"}, (
-            Confidence.INFERRED
+        return (
+            P,
+            {"reason": "no storage context accepted from an unknown peer"},
+            (Confidence.INFERRED),
         )
     return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
 

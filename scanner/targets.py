@@ -96,7 +96,9 @@ def _hosts_of(net: IPNetwork, spec: str) -> list[IPAddress]:
     return list(net.hosts())
 
 
-def expand_spec(spec: str, resolver: Resolver = resolve_forward) -> tuple[list[IPAddress], str | None]:
+def expand_spec(
+    spec: str, resolver: Resolver = resolve_forward
+) -> tuple[list[IPAddress], str | None]:
     """Expand one target spec into addresses; the second value is the host name, if any."""
     spec = spec.strip()
     if not spec:
@@ -173,12 +175,14 @@ def build_targets(
                 names[str(addr)] = name
     if out_of_scope:
         raise TargetError(
-            "targets outside --scope: " + ", ".join(out_of_scope[:5])
+            "targets outside --scope: "
+            + ", ".join(out_of_scope[:5])
             + (f" and {len(out_of_scope) - 5} more" if len(out_of_scope) > 5 else "")
         )
     if public:
         raise TargetError(
-            "refusing globally routable (public) addresses: " + ", ".join(public[:5])
+            "refusing globally routable (public) addresses: "
+            + ", ".join(public[:5])
             + (f" and {len(public) - 5} more" if len(public) > 5 else "")
             + ". Scanning hosts on the internet needs --allow-public."
         )

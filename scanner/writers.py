@@ -76,7 +76,11 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         ports_text = ", ".join(str(p.port) for p in open_ports) or "none"
         if filtered:
             ports_text += f"  ({filtered} filtered)"
-        role = f"{host.role} ({host.role_confidence:.0%})" if host.role and host.role_confidence else ""
+        role = (
+            f"{host.role} ({host.role_confidence:.0%})"
+            if host.role and host.role_confidence
+            else ""
+        )
         hosts.add_row(host.address, role, ports_text, services or "-")
     console.print(hosts)
     failed = sorted(
@@ -98,7 +102,8 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
     console.print(findings)
     counts = {s: sum(f.status is s for f in result.findings) for s in FindingStatus}
     console.print(
-        "checks: " + ", ".join(f"{n} {s.value}" for s, n in counts.items())
+        "checks: "
+        + ", ".join(f"{n} {s.value}" for s, n in counts.items())
         + (f"; {len(meta.errors)} scan errors" if meta.errors else "")
     )
     for err in meta.errors:

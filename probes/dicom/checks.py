@@ -1,4 +1,4 @@
-"""Follow-up checks on a port that answered DICOM: AE title exposure and what an unknown peer may do.
+"""Follow-up checks on a DICOM port: AE title exposure and what an unknown peer may do.
 
 Each check is its own association (one connection, inside the host's gate), so a
 peer that aborts after a refused operation (Orthanc does, for C-FIND) cannot hide
@@ -40,6 +40,7 @@ async def _with_association(
     called: str,
     contexts: Sequence[str],
     work: Sequence[str] = (),
+    record: bool = True,
 ) -> Association | None:
     """One association; run the named operations inside it, then release. Records everything."""
     s = ctx.settings
@@ -64,7 +65,8 @@ async def _with_association(
     except (OSError, TimeoutError) as exc:
         ctx.state.errors.append(f"port {svc.port}: {purpose} connection failed: {exc!s}")
         return None
-    svc.observations.insert(position, obs)
+    if record:
+        svc.observations.insert(position, obs)
     return obs
 
 
@@ -108,11 +110,13 @@ async def _guess_called_ae(ctx: ProbeContext, svc: ServiceState) -> str | None:
     tried = 0
     for title in titles:
         tried += 1
+        # Rejections are summed up in the AeTitleGuess; only the hit is kept as evidence.
         obs = await _with_association(
-            ctx, svc, "ae-guess", s.calling_ae, title, (codes.VERIFICATION,)
+            ctx, svc, "ae-guess", s.calling_ae, title, (codes.VERIFICATION,), record=False
         )
         if obs is not None and obs.outcome is AssociationOutcome.ACCEPTED:
             accepted.append(title)
+            svc.observations.append(obs)
             break
         if obs is None or obs.outcome not in (AssociationOutcome.REJECTED,):
             break  # the device stopped answering normally: stop guessing
@@ -140,9 +144,12 @@ async def dicom_checks(ctx: ProbeContext, svc: ServiceState) -> None:
             await _with_association(
                 ctx, svc, "called-ae", s.calling_ae, s.random_called_ae, (codes.VERIFICATION,)
             )
-    elif detect.reject and (detect.reject.source, detect.reject.reason) == CALLED_AE_REJECTED:
-        if s.ae_guess or len(s.ae_titles) > 1:
-            working = await _guess_called_ae(ctx, svc)
+    elif (
+        detect.reject
+        and (detect.reject.source, detect.reject.reason) == CALLED_AE_REJECTED
+        and (s.ae_guess or len(s.ae_titles) > 1)
+    ):
+        working = await _guess_called_ae(ctx, svc)
     if working is None:
         return  # no title gets us in: calling-AE and operation checks cannot run
     calling = await _with_association(
@@ -170,11 +177,19 @@ async def _unknown_peer_operations(
     # One association per operation: a refusal may abort the association (Orthanc does).
     for operation, sop in plans:
         await _with_association(
-            ctx, svc, f"operation {operation}", s.random_calling_ae, working, (sop,),
+            ctx,
+            svc,
+            f"operation {operation}",
+            s.random_calling_ae,
+            working,
+            (sop,),
             (f"{operation}:{sop}",),
         )
-    storage = [c for c in calling.contexts if c.accepted and c.abstract_syntax.startswith(
-        "1.2.840.10008.5.1.4.1.1.")]
+    storage = [
+        c
+        for c in calling.contexts
+        if c.accepted and c.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")
+    ]
     if storage:
         svc.observations.append(
             Operation(

@@ -107,7 +107,8 @@ def _identity(primitive: Any) -> PeerIdentity:
         elif cls == "SCP_SCU_RoleSelectionNegotiation":
             role.append(f"{item.sop_class_uid} scu={item.scu_role} scp={item.scp_role}")
         elif cls == "SOPClassExtendedNegotiation":
-            ext.append(f"{item.sop_class_uid} {bytes(item.service_class_application_information or b'').hex()}")
+            info = bytes(item.service_class_application_information or b"")
+            ext.append(f"{item.sop_class_uid} {info.hex()}")
     return PeerIdentity(
         implementation_class_uid=str(uid) if uid else None,
         implementation_version_name=str(name).strip() if name else None,
@@ -118,7 +119,9 @@ def _identity(primitive: Any) -> PeerIdentity:
     )
 
 
-def _contexts(primitive: Any, proposed: Sequence[str]) -> tuple[list[ContextResult], dict[str, int], dict[int, str]]:
+def _contexts(
+    primitive: Any, proposed: Sequence[str]
+) -> tuple[list[ContextResult], dict[str, int], dict[int, str]]:
     by_id = {2 * i + 1: uid for i, uid in enumerate(proposed)}
     results: list[ContextResult] = []
     accepted: dict[str, int] = {}
@@ -176,7 +179,9 @@ async def request_association(
                 detail="peer sent a partial, non-DICOM answer and closed",
                 first_bytes_hex=exc.received[:FIRST_BYTES].hex(),
             ), None
-        return done(AssociationOutcome.CLOSED, detail="peer closed the connection without answering"), None
+        return done(
+            AssociationOutcome.CLOSED, detail="peer closed the connection without answering"
+        ), None
     except PeerProtocolError as exc:
         return done(
             AssociationOutcome.NOT_DICOM, detail=str(exc), first_bytes_hex=exc.first_bytes.hex()
@@ -232,7 +237,8 @@ async def _classify(
             f"{codes.ABORT_REASON.get(reason, f'reason {reason}')}"
         )
         return done(
-            AssociationOutcome.ABORTED, abort=AbortInfo(source=source, reason=reason, text=text),
+            AssociationOutcome.ABORTED,
+            abort=AbortInfo(source=source, reason=reason, text=text),
             detail=text,
         ), None
     writer.write(ABORT_RQ)

@@ -96,23 +96,19 @@ async def run_operation(
     """Send one request on an accepted context and classify the final response."""
 
     def result(outcome: OperationOutcome, **kw: Any) -> Operation:
+        kw.setdefault("confidence", Confidence.CONFIRMED)
         return Operation(
             operation=operation,
             sop_class=sop_class,
             sop_class_name=codes.sop_name(sop_class),
             outcome=outcome,
-            confidence=Confidence.CONFIRMED,
             sent=sent,
             **kw,
         )
 
     context_id = session.accepted.get(sop_class)
     if context_id is None:
-        return result(
-            OperationOutcome.CONTEXT_REJECTED,
-            confidence=Confidence.CONFIRMED,
-            detail="presentation context not accepted",
-        )
+        return result(OperationOutcome.CONTEXT_REJECTED, detail="presentation context not accepted")
     try:
         await _send_message(session, message, context_id)
         while True:
@@ -141,8 +137,21 @@ async def run_operation(
     except (PeerProtocolError, OSError, asyncio.IncompleteReadError) as exc:
         await session.abort()
         return result(OperationOutcome.ERROR, detail=str(exc))
-    outcome = OperationOutcome.AUTHORISED if _is_authorised(operation, code) else OperationOutcome.REFUSED
-    return result(outcome, status=code, status_text=status_text(operation, code))
+    text = status_text(operation, code)
+    if _is_authorised(operation, code):
+        return result(OperationOutcome.AUTHORISED, status=code, status_text=text)
+    if 0xC000 <= code <= 0xCFFF and operation != "C-ECHO":
+        # "Unable to process": the peer let the request through and failed on the keys,
+        # which match nothing (Orthanc answers a permitted C-GET/C-MOVE of an unknown
+        # study this way; its authorisation refusal is an A-ABORT instead).
+        return result(
+            OperationOutcome.AUTHORISED,
+            confidence=Confidence.INFERRED,
+            status=code,
+            status_text=text,
+            detail="processed and failed on the non-existent keys: not an authorisation refusal",
+        )
+    return result(OperationOutcome.REFUSED, status=code, status_text=text)
 
 
 def _identifier(session: Session, sop_class: str, ds: Dataset) -> BytesIO:

@@ -13,6 +13,7 @@ import asyncio
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pynetdicom import pdu as _pdu
 from pynetdicom import pdu_primitives as _prim
@@ -104,7 +105,7 @@ def associate_rq(calling_ae: str, called_ae: str, contexts: tuple[str, ...]) -> 
     primitive.application_context_name = codes.APPLICATION_CONTEXT
     primitive.calling_ae_title = calling_ae
     primitive.called_ae_title = called_ae
-    items: list[object] = []
+    items: list[Any] = []
     max_len = _prim.MaximumLengthNotification()
     max_len.maximum_length_received = OUR_MAX_PDU
     items.append(max_len)
@@ -126,7 +127,7 @@ def associate_rq(calling_ae: str, called_ae: str, contexts: tuple[str, ...]) -> 
 
 RELEASE_RQ = bytes(_pdu.A_RELEASE_RQ().encode())
 RELEASE_RP = bytes(_pdu.A_RELEASE_RP().encode())
-ABORT_RQ = bytes(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # service-user, no reason
+ABORT_RQ = b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # service-user, no reason
 
 
 def decode_ac(raw: RawPDU) -> _prim.A_ASSOCIATE:

@@ -1,0 +1,132 @@
+"""Certificate details from the DER the server sent, read with ``cryptography``.
+
+Nothing here trusts the certificate: it is described, and (when the user gave a CA
+bundle) checked for a chain to it, but a scanner must report on bad certificates,
+so nothing is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from scanner.tls_observations import TlsCertificate
+
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def load_bundle(path: str) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle (the ``--ca`` option)."""
+    return x509.load_pem_x509_certificates(Path(path).read_bytes())
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def chains_to(chain: list[x509.Certificate], bundle: list[x509.Certificate]) -> bool:
+    """Whether the leaf reaches a bundle certificate through the presented chain.
+
+    Signatures only: validity dates and extensions are reported separately.
+    """
+    current = chain[0]
+    pool = chain[1:]
+    for _ in range(len(chain) + 1):
+        if any(current == anchor or _issued_by(current, anchor) for anchor in bundle):
+            return True
+        parent = next((c for c in pool if _issued_by(current, c)), None)
+        if parent is None:
+            return False
+        pool.remove(parent)
+        current = parent
+    return False
+
+
+def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size, key.curve.name
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, None
+    return "unknown", 0, None
+
+
+def _sans(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out: list[str] = []
+    for general in ext:
+        label = {
+            x509.DNSName: "DNS",
+            x509.IPAddress: "IP",
+            x509.UniformResourceIdentifier: "URI",
+            x509.RFC822Name: "email",
+        }.get(type(general), "other")
+        out.append(f"{label}:{general.value}")
+    return out
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject and _issued_by(cert, cert)
+
+
+def describe(
+    der_chain: list[bytes],
+    source: str,
+    bundle: list[x509.Certificate] | None = None,
+    now: datetime | None = None,
+) -> TlsCertificate:
+    """The leaf certificate (first in the chain) as an observation. Raises ValueError on
+    DER that does not parse."""
+    chain = [x509.load_der_x509_certificate(d) for d in der_chain]
+    leaf = chain[0]
+    now = now or datetime.now(UTC)
+    not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    key_type, key_bits, curve = _key(leaf)
+    sig_hash = leaf.signature_hash_algorithm
+    try:
+        sig_name = leaf.signature_algorithm_oid._name
+    except AttributeError:  # pragma: no cover - private attribute, keep the dotted OID then
+        sig_name = leaf.signature_algorithm_oid.dotted_string
+    return TlsCertificate(
+        source=source,
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        serial=f"{leaf.serial_number:x}",
+        sans=_sans(leaf),
+        not_before=not_before,
+        not_after=not_after,
+        days_left=(not_after - now).days,
+        self_signed=_self_signed(leaf),
+        expired=now > not_after,
+        not_yet_valid=now < not_before,
+        expiring_soon=now <= not_after < now + EXPIRY_WARNING,
+        key_type=key_type,
+        key_bits=key_bits,
+        key_curve=curve,
+        signature_algorithm=sig_name,
+        signature_hash=sig_hash.name if sig_hash else None,
+        sha256_fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
+        chain_length=len(chain),
+        chain_subjects=[c.subject.rfc4514_string() for c in chain[1:]],
+        ca_verified=None if bundle is None else chains_to(chain, bundle),
+    )

@@ -1,0 +1,167 @@
+"""Full TLS handshakes with Python's ``ssl``: mutual TLS, the certificate under TLS 1.3,
+and the DICOM association inside TLS.
+
+The client context is deliberately permissive (no verification, every suite, every
+version OpenSSL still has, security level 0): the scanner must reach the server to
+describe it, and describing is not trusting. Key material is only handed to OpenSSL
+by file name and never read, printed or logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from probes.tls.clienthello import ALERTS
+from scanner.observations import Association, AssociationOutcome
+from scanner.tls_observations import HandshakeOutcome, TlsHandshake
+
+if TYPE_CHECKING:
+    from scanner.engine import ProbeContext
+
+_ALERT_CODES = {name: code for code, name in ALERTS.items()}
+# Alerts a server sends when the client certificate it demands is missing or unusable.
+_CERT_ALERTS = {41, 42, 46, 48, 116}
+_DICOM_OUTCOMES = {AssociationOutcome.ACCEPTED, AssociationOutcome.REJECTED,
+                   AssociationOutcome.ABORTED}  # fmt: skip
+
+
+def client_context(cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A context that negotiates with anything and verifies nothing."""
+    sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    sslctx.check_hostname = False
+    sslctx.verify_mode = ssl.CERT_NONE
+    sslctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    with contextlib.suppress(ssl.SSLError):  # COMPLEMENTOFALL adds the NULL suites
+        sslctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    if cert:
+        sslctx.load_cert_chain(cert, key)
+    return sslctx
+
+
+def alert_of(exc: BaseException | None) -> int | None:
+    """The TLS alert behind an ``ssl.SSLError`` (OpenSSL names it in ``reason``)."""
+    if not isinstance(exc, ssl.SSLError) or not exc.reason:
+        return None
+    reason = str(exc.reason)
+    if "ALERT_" not in reason:
+        return None
+    return _ALERT_CODES.get(reason.split("ALERT_", 1)[1].lower())
+
+
+@contextlib.asynccontextmanager
+async def connect_tls(
+    ctx: ProbeContext, port: int, sslctx: ssl.SSLContext
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Like ``ctx.connect`` but TLS from the first byte, inside the host's gate."""
+    hs_timeout = ctx.settings.timeouts.dicom
+    async with ctx.gate.slot():
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                ctx.host,
+                port,
+                ssl=sslctx,
+                server_hostname=ctx.state.hostname or None,
+                ssl_handshake_timeout=hs_timeout,
+                ssl_shutdown_timeout=1.0,
+                limit=1 << 20,
+            ),
+            ctx.settings.timeouts.connect + hs_timeout,
+        )
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+@dataclass
+class HandshakeResult:
+    observation: TlsHandshake
+    leaf_der: bytes | None = None
+    association: Association | None = None
+
+
+def _failed(
+    exc: BaseException, with_cert: bool, cert_requested: bool | None, started: float
+) -> TlsHandshake:
+    alert = alert_of(exc)
+    if isinstance(exc, TimeoutError):
+        outcome, detail = HandshakeOutcome.NO_ANSWER, "handshake did not finish in time"
+    elif alert in _CERT_ALERTS or (alert == 40 and cert_requested and not with_cert):
+        outcome, detail = HandshakeOutcome.CLIENT_CERT_REQUIRED, "server refused the handshake"
+    elif isinstance(exc, ssl.SSLError):
+        outcome, detail = HandshakeOutcome.FAILED, str(exc.reason or exc)
+    else:
+        outcome, detail = HandshakeOutcome.ERROR, f"{type(exc).__name__}: {exc}"
+    return TlsHandshake(
+        with_client_cert=with_cert,
+        outcome=outcome,
+        alert=alert,
+        alert_text=ALERTS.get(alert) if alert is not None else None,
+        detail=detail,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+async def handshake_and_dicom(
+    ctx: ProbeContext,
+    port: int,
+    sslctx: ssl.SSLContext,
+    with_cert: bool,
+    cert_requested: bool | None,
+    purpose: str,
+) -> HandshakeResult:
+    """One full handshake, then the standard DICOM detection association inside it.
+
+    Under TLS 1.3 the client's handshake is over before the server has seen the
+    client's (empty) Certificate, so a server that demands one answers with alert 116
+    only afterwards: that alert is read from the stream once the association attempt
+    is over, and then the handshake counts as refused for want of a certificate.
+    """
+    from probes.dicom.client import detect_association
+
+    started = time.perf_counter()
+    try:
+        async with connect_tls(ctx, port, sslctx) as (reader, writer):
+            tls = writer.get_extra_info("ssl_object")
+            version = tls.version() if tls else None
+            cipher = tls.cipher()[0] if tls and tls.cipher() else None
+            leaf = tls.getpeercert(binary_form=True) if tls else None
+            assoc = await detect_association(reader, writer, settings=ctx.settings, purpose=purpose)
+            late = reader.exception()
+    except (OSError, TimeoutError) as exc:
+        return HandshakeResult(_failed(exc, with_cert, cert_requested, started))
+    elapsed = round((time.perf_counter() - started) * 1000, 3)
+    alert = alert_of(late)
+    if alert is not None and assoc.outcome not in _DICOM_OUTCOMES:
+        refused = alert in _CERT_ALERTS or (alert == 40 and not with_cert)
+        obs = TlsHandshake(
+            with_client_cert=with_cert,
+            outcome=HandshakeOutcome.CLIENT_CERT_REQUIRED if refused else HandshakeOutcome.FAILED,
+            version=version,
+            cipher=cipher,
+            alert=alert,
+            alert_text=ALERTS.get(alert),
+            detail="server sent an alert after the client's Finished",
+            elapsed_ms=elapsed,
+        )
+        return HandshakeResult(obs, leaf)
+    obs = TlsHandshake(
+        with_client_cert=with_cert,
+        outcome=HandshakeOutcome.COMPLETED,
+        version=version,
+        cipher=cipher,
+        elapsed_ms=elapsed,
+    )
+    return HandshakeResult(obs, leaf, assoc)
+
+
+def dicom_answered(assoc: Association | None) -> bool:
+    return assoc is not None and assoc.outcome in _DICOM_OUTCOMES

@@ -1,0 +1,233 @@
+"""Scripted misbehaving TCP peers on loopback, for testing how the scanner copes.
+
+``hostile_peer(behaviour)`` runs a threaded server on 127.0.0.1 on a free port and
+yields a ``HostilePeer``: ``.port`` is where it listens and ``.received`` holds, per
+accepted connection in accept order, every byte that connection received (updated
+live). Leaving the ``with`` block closes every socket and joins every thread.
+
+Behaviours (the peer answers after the first bytes it receives, as a real SCP answers
+an A-ASSOCIATE-RQ, unless said otherwise):
+
+- ``garbage``: 64 random-looking bytes that are no DICOM PDU, then it closes.
+- ``huge-ac``: an A-ASSOCIATE-AC header announcing 0xFFFFFFF0 bytes and a few body
+  bytes; then it keeps the connection open and sends nothing more.
+- ``slow``: a valid-looking A-ASSOCIATE-AC, one byte per ``slow_interval`` seconds,
+  forever (the PDU announces far more bytes than a test will ever wait for).
+- ``close``: closes each connection as soon as it is accepted, before reading.
+- ``http``: ``HTTP/1.1 400 Bad Request`` with a ``Server: hostile-test`` header, then closes.
+- ``silent``: reads everything, never answers, never closes first.
+- ``abort``: an A-ABORT, source 0 (service-user), reason 0, then closes.
+- ``reject``: an A-ASSOCIATE-RJ, rejected-permanent, source 1 (service-user), reason 7
+  (called AE title not recognised), then closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+BEHAVIOURS = ("garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject")
+
+_digest = hashlib.sha512(b"dicomscan hostile peer").digest()
+# 64 bytes; the top bit on the first byte keeps it off every PDU type (0x01-0x07).
+GARBAGE = bytes([_digest[0] | 0x80]) + _digest[1:]
+HUGE_AC = b"\x02\x00\xff\xff\xff\xf0" + b"\x00\x01\x00\x00" + b"ORTHANC".ljust(16)
+HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nServer: hostile-test\r\nContent-Length: 0\r\n\r\n"
+A_ABORT = bytes.fromhex("07 00 00000004 00 00 00 00")
+A_ASSOCIATE_RJ = bytes.fromhex("03 00 00000004 00 01 01 07")
+# Header, protocol version, reserved, called and calling AE, 32 reserved bytes, then the
+# application context item; the declared length (1 MiB) is never reached at 1 byte/s.
+SLOW_AC = (
+    b"\x02\x00"
+    + struct.pack(">I", 1 << 20)
+    + b"\x00\x01\x00\x00"
+    + b"ANY-SCP".ljust(16)
+    + b"DICOMSCAN".ljust(16)
+    + bytes(32)
+    + b"\x10\x00\x00\x15"
+    + b"1.2.840.10008.3.1.1.1"
+)
+
+_TICK = 0.1  # how often blocked threads look at the stop flag
+_ANSWERS = {"garbage": GARBAGE, "http": HTTP_400, "abort": A_ABORT, "reject": A_ASSOCIATE_RJ}
+
+
+class HostilePeer:
+    """A running scripted peer: ``port``, ``received`` and a few waiting helpers."""
+
+    def __init__(self, behaviour: str, host: str = "127.0.0.1", slow_interval: float = 1.0):
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"hostile peers stay on loopback, not {host}")
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {behaviour!r}; choose from {BEHAVIOURS}")
+        self.behaviour = behaviour
+        self.slow_interval = slow_interval
+        self._listener = socket.create_server((host, 0), backlog=128)
+        self._listener.settimeout(_TICK)
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._received: list[bytes] = []
+        self._open: set[socket.socket] = set()
+        self._finished = 0
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, name="hostile-accept")
+
+    @property
+    def received(self) -> list[bytes]:
+        """Bytes received so far, one entry per accepted connection, in accept order."""
+        with self._lock:
+            return list(self._received)
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._received)
+
+    def wait_idle(self, connections: int = 1, timeout: float = 5.0) -> bool:
+        """Wait until at least ``connections`` were accepted and all of them have ended."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: (
+                    len(self._received) >= connections and self._finished == len(self._received)
+                ),
+                timeout,
+            )
+
+    def wait_received(self, nbytes: int, index: int = 0, timeout: float = 5.0) -> bool:
+        """Wait until connection ``index`` has received at least ``nbytes`` bytes."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: len(self._received) > index and len(self._received[index]) >= nbytes,
+                timeout,
+            )
+
+    def start(self) -> None:
+        self._acceptor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._acceptor.join()
+        self._listener.close()
+        with self._lock:
+            for conn in self._open:
+                # Wakes a thread blocked in recv or send at once.
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(5.0)
+        hanging = [t.name for t in threads if t.is_alive()]
+        if hanging:
+            raise RuntimeError(f"hostile peer threads did not stop: {hanging}")
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                index = len(self._received)
+                self._received.append(b"")
+                self._open.add(conn)
+                thread = threading.Thread(
+                    target=self._serve, args=(conn, index), name=f"hostile-{self.behaviour}-{index}"
+                )
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        try:
+            conn.settimeout(_TICK)
+            self._script(conn, index)
+        except OSError:
+            pass  # the client went away: nothing to script any more
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+                self._finished += 1
+                self._lock.notify_all()
+            conn.close()
+
+    def _script(self, conn: socket.socket, index: int) -> None:
+        behaviour = self.behaviour
+        if behaviour == "close":
+            return
+        if behaviour == "silent":
+            self._drain(conn, index)
+            return
+        if not self._read(conn, index):
+            return
+        if behaviour in _ANSWERS:
+            conn.sendall(_ANSWERS[behaviour])
+            # FIN rather than RST: the client reads the whole answer before seeing the end.
+            conn.shutdown(socket.SHUT_WR)
+            self._drain(conn, index)
+        elif behaviour == "huge-ac":
+            conn.sendall(HUGE_AC)
+            self._drain(conn, index)
+        elif behaviour == "slow":
+            self._trickle(conn, index)
+
+    def _recv_once(self, conn: socket.socket, index: int) -> bool | None:
+        """Record one chunk: True on data, False on EOF, None when nothing came in a tick."""
+        try:
+            data = conn.recv(65536)
+        except TimeoutError:
+            return None
+        if not data:
+            return False
+        with self._lock:
+            self._received[index] += data
+            self._lock.notify_all()
+        return True
+
+    def _read(self, conn: socket.socket, index: int) -> bool:
+        """Wait for and record one chunk of input; False on EOF or when stopping."""
+        while not self._stop.is_set():
+            got = self._recv_once(conn, index)
+            if got is not None:
+                return got
+        return False
+
+    def _drain(self, conn: socket.socket, index: int, seconds: float | None = None) -> bool:
+        """Record input until EOF or stop (False), or until ``seconds`` have passed (True)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
+            if self._recv_once(conn, index) is False:
+                return False
+        return False
+
+    def _trickle(self, conn: socket.socket, index: int) -> None:
+        sent = 0
+        while True:
+            conn.sendall(SLOW_AC[sent : sent + 1] or b"\x00")
+            sent += 1
+            # Keep recording while waiting; stop on EOF or when the peer closes.
+            if not self._drain(conn, index, self.slow_interval):
+                return
+
+
+@contextlib.contextmanager
+def hostile_peer(
+    behaviour: str, *, host: str = "127.0.0.1", slow_interval: float = 1.0
+) -> Iterator[HostilePeer]:
+    """Run a scripted peer (see the module docstring) for the duration of the block."""
+    peer = HostilePeer(behaviour, host=host, slow_interval=slow_interval)
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.close()

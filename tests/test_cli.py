@@ -1,0 +1,113 @@
+"""The command line as a user meets it: help, errors and exit codes, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scanner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_is_fast_and_teaches() -> None:
+    started = time.perf_counter()
+    out = run("--help")
+    elapsed = time.perf_counter() - started
+    assert out.returncode == 0
+    assert "dicomscan demo" in out.stdout and "Exit codes" in out.stdout
+    # The whole interpreter start plus help stays well under a second when heavy
+    # modules (pynetdicom, scapy, pydantic) are not imported at start.
+    assert elapsed < 2.0
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from scanner.cli import main\n"
+        "CliRunner().invoke(main, ['scan', '--help'])\n"
+        "heavy = [m for m in ('pynetdicom', 'pydicom', 'scapy', 'nmap', 'pydantic') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("scan",), "no targets"),
+        (("scan", "10.0.0.999"), "not an address"),
+        (("scan", "8.8.8.8"), "--allow-public"),
+        (("scan", "127.0.0.1", "-p", "0"), "outside 1-65535"),
+        (("scan", "127.0.0.1", "--profile", "reckless"), "Invalid value"),
+        (("scan", "127.0.0.1", "--calling-ae", "WAY_TOO_LONG_FOR_AN_AE"), "not a valid AE title"),
+        (("scan", "-T", "/nonexistent/targets.txt"), "cannot read targets file"),
+        (("scan", "127.0.0.1", "--scope", "198.18.0.0/15"), "outside --scope"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(args: tuple[str, ...], message: str) -> None:
+    out = run(*args)
+    assert out.returncode == 2, out
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def test_scan_with_nothing_open_exits_0_and_reports_closed(closed_port: int) -> None:
+    out = run("scan", "127.0.0.1", "-p", str(closed_port), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc) == {"schema_version", "scan", "hosts", "findings"}
+    [host] = doc["hosts"]
+    assert host["address"] == "127.0.0.1"
+    assert host["ports"] == [
+        {
+            "port": closed_port,
+            "protocol": "tcp",
+            "state": "closed",
+            "method": "tcp-connect",
+            "reason": "connection refused",
+            "rtt_ms": host["ports"][0]["rtt_ms"],
+            "observed_at": host["ports"][0]["observed_at"],
+        }
+    ]
+    assert host["services"] == []
+    assert doc["findings"] == []
+
+
+def test_output_file_and_table_format(tmp_path, closed_port: int) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "report.txt"
+    out = run("scan", "127.0.0.1", "-p", str(closed_port), "-o", str(target))
+    assert out.returncode == 0
+    text = target.read_text()
+    assert "Hosts and open ports" in text and "127.0.0.1" in text
+
+
+def test_targets_file_and_exclude(tmp_path, closed_port: int) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "targets.txt"
+    f.write_text("# lab\n127.0.0.1\n127.0.0.2\n")
+    out = run("scan", "-T", str(f), "--exclude", "127.0.0.2", "-p", str(closed_port),
+              "--format", "json")
+    assert out.returncode == 0
+    assert [h["address"] for h in json.loads(out.stdout)["hosts"]] == ["127.0.0.1"]
