@@ -90,6 +90,7 @@ class ProductEntry(_Strict):
     report_version: bool = True
     accepts_foreign_uid: bool = False
     role_hint: Role | None = None
+    claims: str | None = Field(default=None, description="what the name pretends to be")
     honeypot: str | None = None
     honeypot_reason: str = ""
 
@@ -343,7 +344,8 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
         if by_name.entry.id != by_uid.entry.id:
             contradiction = True
             reasons.append(
-                f"implementation version name {name!r} says {by_name.entry.product} but "
+                f"implementation version name {name!r} says "
+                f"{by_name.entry.claims or by_name.entry.product} but "
                 f"implementation class UID {uid} is {by_uid.entry.product}'s"
             )
         elif by_name.version and by_uid.version and by_name.version != by_uid.version:
@@ -358,13 +360,21 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
         elif (entry.uid or entry.uid_version_prefix) and not entry.accepts_foreign_uid:
             notes.append(f"implementation class UID {uid} is not one {entry.product} sends")
 
+    known: list[str] = []
+    shape_matched = by_name is None and by_uid is None  # max PDU already listed then
     for hit in _dedup_entries(hits):
         if hit.honeypot is not None:
-            reasons.append(f"identity matches the {hit.honeypot} honeypot: {hit.honeypot_reason}")
-        if hit.max_pdu_length is not None and peer.max_pdu_length == hit.max_pdu_length:
-            matched_by.append(f"max_pdu_length={peer.max_pdu_length}")
+            known.append(f"identity matches the {hit.honeypot} honeypot: {hit.honeypot_reason}")
+        pdu = hit.max_pdu_length
+        if pdu is not None and pdu == peer.max_pdu_length and not shape_matched:
+            matched_by.append(f"max_pdu_length={pdu}")
+    reasons = [*known, *reasons]
 
-    version = primary.version if entry.report_version else None
+    version = primary.version
+    if version is None and by_uid is not None and by_uid.entry.id == entry.id:
+        version = by_uid.version  # the name may not encode it unambiguously
+    if not entry.report_version:
+        version = None
     if contradiction:
         confidence: Level = "low"
     elif by_name is not None and by_uid is not None:
@@ -377,7 +387,7 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
     vendor = entry.vendor
     if root is not None and (vendor is None or entry.accepts_foreign_uid):
         vendor = root.vendor  # an OEM's root says more about the device than the toolkit
-    if entry.result_note:
+    if entry.result_note and not reasons:  # a caveat about the genuine product only
         notes.append(entry.result_note)
 
     hints: list[RoleHint] = []

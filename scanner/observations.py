@@ -146,7 +146,22 @@ class Fingerprint(_Frozen):
     honeypot_reasons: list[str] = Field(default_factory=list)
 
 
+from scanner.tls_observations import (  # noqa: E402  (kept beside the union it extends)
+    TlsCertificate,
+    TlsHandshake,
+    TlsSummary,
+    TlsVersion,
+)
+
 Observation = Annotated[
-    Banner | Association | Operation | AeTitleGuess | Fingerprint,
+    Banner
+    | Association
+    | Operation
+    | AeTitleGuess
+    | Fingerprint
+    | TlsSummary
+    | TlsVersion
+    | TlsCertificate
+    | TlsHandshake,
     Field(discriminator="kind"),
 ]

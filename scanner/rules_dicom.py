@@ -81,11 +81,19 @@ def _op_evidence(ops: Iterable[Operation]) -> dict[str, Any]:
 
 
 def called_ae(svc: Service) -> Verdict | None:
+    known_refused = any(
+        a.reject and (a.reject.source, a.reject.reason) == (1, 7) and "called-ae" not in a.purpose
+        for a in _assocs(svc, "detect")
+    )
     for a in _assocs(svc, "called-ae"):
         ev = _assoc_evidence(a)
         if a.outcome is AssociationOutcome.ACCEPTED:
             return F, ev, Confidence.CONFIRMED
         if a.reject and (a.reject.source, a.reject.reason) == (1, 7):
+            if known_refused:
+                ev["reason"] = "the known AE title was refused the same way, so enforcement "
+                ev["reason"] += "cannot be told apart from calling AE filtering"
+                return N, ev, Confidence.CONFIRMED
             return P, ev, Confidence.CONFIRMED
         return N, ev, Confidence.CONFIRMED
     return None

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 CALLED_AE_REJECTED = (1, 7)
 
 
+def title_recognised(obs: Association) -> bool:
+    """The called title was right: accepted, or rejected for another reason (calling AE...)."""
+    if obs.outcome is AssociationOutcome.ACCEPTED:
+        return True
+    return obs.reject is not None and (obs.reject.source, obs.reject.reason) != CALLED_AE_REJECTED
+
+
 def _associations(svc: ServiceState) -> list[Association]:
     return [o for o in svc.observations if isinstance(o, Association)]
 
@@ -114,7 +121,7 @@ async def _guess_called_ae(ctx: ProbeContext, svc: ServiceState) -> str | None:
         obs = await _with_association(
             ctx, svc, "ae-guess", s.calling_ae, title, (codes.VERIFICATION,), record=False
         )
-        if obs is not None and obs.outcome is AssociationOutcome.ACCEPTED:
+        if obs is not None and title_recognised(obs):
             accepted.append(title)
             svc.observations.append(obs)
             break
@@ -138,12 +145,16 @@ async def dicom_checks(ctx: ProbeContext, svc: ServiceState) -> None:
     if detect is None:
         return
     working: str | None = None
-    if detect.outcome is AssociationOutcome.ACCEPTED:
+    if s.ae_titles:
+        # Detection used the title the user knows; test enforcement with a random one. The
+        # known title stays the working one even if detection was rejected: some stacks
+        # (DCMTK dcmqrscp) answer an unknown calling AE with "called AE not recognised".
         working = detect.called_ae
-        if s.ae_titles:  # detection used a known title: test enforcement separately
-            await _with_association(
-                ctx, svc, "called-ae", s.calling_ae, s.random_called_ae, (codes.VERIFICATION,)
-            )
+        await _with_association(
+            ctx, svc, "called-ae", s.calling_ae, s.random_called_ae, (codes.VERIFICATION,)
+        )
+    elif detect.outcome is AssociationOutcome.ACCEPTED:
+        working = detect.called_ae
     elif (
         detect.reject
         and (detect.reject.source, detect.reject.reason) == CALLED_AE_REJECTED

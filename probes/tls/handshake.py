@@ -136,6 +136,7 @@ async def handshake_and_dicom(
             leaf = tls.getpeercert(binary_form=True) if tls else None
             assoc = await detect_association(reader, writer, settings=ctx.settings, purpose=purpose)
             late = reader.exception()
+            print("DEBUG late", repr(late), assoc.detail)
     except (OSError, TimeoutError) as exc:
         return HandshakeResult(_failed(exc, with_cert, cert_requested, started))
     elapsed = round((time.perf_counter() - started) * 1000, 3)

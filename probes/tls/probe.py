@@ -1,0 +1,211 @@
+"""The TLS follow-up probe: is TLS spoken, which versions and suites, which certificate,
+is a client certificate demanded, and does DICOM run inside.
+
+Order of work for one port (connections in brackets, for DCMTK ``--profile-bcp195``):
+1. one TLS 1.2 ClientHello offering every suite, whole first flight read [1]: TLS or not,
+   the certificate and any CertificateRequest;
+2. in parallel: each other version on its own, and suite enumeration per version by
+   elimination (``versions.py``) [N accepted suites + 1 per version], plus one full
+   handshake with Python ``ssl`` carrying the DICOM detection association [1];
+3. with ``TlsOptions.client_cert``, and only when step 2 was refused for want of one,
+   a second full handshake presenting it [1].
+Every connection goes through the host's gate, so the per-host cap and spacing hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from probes.tls import certificate, handshake
+from probes.tls.clienthello import SSL3, TLS10, TLS11, TLS12, TLS13, ServerAnswer
+from probes.tls.profiles import assess
+from probes.tls.versions import Counter, VersionScan, detect, scan_version
+from scanner.tls_observations import (
+    HandshakeOutcome,
+    TlsCertificate,
+    TlsHandshake,
+    TlsSummary,
+    TlsVersion,
+    VersionOutcome,
+)
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from scanner.engine import ProbeContext, ServiceState
+
+TlsProbe = Callable[["ProbeContext", "ServiceState"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """Optional client credentials; file names only, the key is never read here."""
+
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca: str | None = None
+
+    def __repr__(self) -> str:  # file names are harmless, but keep logs boring
+        return f"TlsOptions(client_cert={self.client_cert!r}, ca={self.ca!r})"
+
+
+DEFAULT_OPTIONS = TlsOptions()
+_OLDER = (SSL3, TLS10, TLS11)
+
+
+def _not_tls(ans: ServerAnswer, counter: Counter, started: float) -> TlsSummary:
+    outcome = {"closed": "closed", "timeout": "no-answer", "error": "error"}.get(ans.kind, "not-tls")
+    return TlsSummary(
+        speaks_tls=False,
+        outcome=outcome,
+        detail=ans.detail,
+        first_bytes_hex=ans.first_bytes.hex() or None,
+        connections=counter.connections,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def _certificates(
+    scans: list[VersionScan], leaf13: bytes | None, bundle: list[x509.Certificate] | None
+) -> list[TlsCertificate]:
+    """Leaf certificates seen, once each: the clear TLS <= 1.2 one, and the TLS 1.3 one
+    when it differs or is the only one."""
+    out: list[TlsCertificate] = []
+    seen: set[str] = set()
+    chains = [(s.certificates, f"{s.observation.version} handshake (clear)") for s in scans]
+    if leaf13:
+        chains.append(([leaf13], "full handshake"))
+    for chain, source in chains:
+        if not chain:
+            continue
+        try:
+            cert = certificate.describe(chain, source, bundle)
+        except ValueError:
+            continue
+        if cert.sha256_fingerprint not in seen:
+            seen.add(cert.sha256_fingerprint)
+            out.append(cert)
+    return out
+
+
+async def _handshakes(
+    ctx: ProbeContext,
+    svc: ServiceState,
+    options: TlsOptions,
+    requested: bool | None,
+    counter: Counter,
+) -> list[handshake.HandshakeResult]:
+    counter.connections += 1
+    results = [
+        await handshake.handshake_and_dicom(
+            ctx, svc.port, handshake.client_context(), False, requested, "detect-tls"
+        )
+    ]
+    first = results[0].observation
+    if options.client_cert and first.outcome is HandshakeOutcome.CLIENT_CERT_REQUIRED:
+        try:
+            sslctx = handshake.client_context(options.client_cert, options.client_key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; no key text in it
+            bad = TlsHandshake(
+                with_client_cert=True,
+                outcome=HandshakeOutcome.ERROR,
+                detail=f"client certificate could not be loaded: {type(exc).__name__}",
+                elapsed_ms=0.0,
+            )
+            results.append(handshake.HandshakeResult(bad))
+        else:
+            counter.connections += 1
+            results.append(
+                await handshake.handshake_and_dicom(
+                    ctx, svc.port, sslctx, True, requested, "detect-tls-client-cert"
+                )
+            )
+    return results
+
+
+async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOptions) -> None:
+    if svc.name == "dicom":  # DICOM in the clear: a ClientHello can kill a legacy stack
+        return
+    started = time.perf_counter()
+    counter = Counter()
+    first = await detect(ctx, svc.port, TLS12, counter)
+    if first.kind not in ("server-hello", "alert"):
+        svc.observations.append(_not_tls(first, counter, started))
+        return
+    svc.tls = True
+    requested = first.certificate_request if first.kind == "server-hello" else None
+    bundle = certificate.load_bundle(options.ca) if options.ca else None
+
+    async def all_versions() -> list[VersionScan]:
+        return await asyncio.gather(
+            *(scan_version(ctx, svc.port, v, counter) for v in _OLDER),
+            scan_version(ctx, svc.port, TLS12, counter, first),
+            scan_version(ctx, svc.port, TLS13, counter),
+        )
+
+    scans, hs = await asyncio.gather(
+        all_versions(), _handshakes(ctx, svc, options, requested, counter)
+    )
+    versions = [s.observation for s in scans]
+    certs = _certificates(scans, hs[0].leaf_der, bundle)
+    summary = _summary(versions, certs, hs, counter, started)
+    svc.observations.append(summary)
+    svc.observations.extend(versions)
+    svc.observations.extend(certs)
+    for result in hs:
+        svc.observations.append(result.observation)
+        if result.association is not None:
+            svc.observations.append(result.association)
+    if summary.dicom_inside:
+        svc.name = "dicom-tls"
+    elif svc.name == "unknown":
+        svc.name = "tls"
+
+
+def _summary(
+    versions: list[TlsVersion],
+    certs: list[TlsCertificate],
+    hs: list[handshake.HandshakeResult],
+    counter: Counter,
+    started: float,
+) -> TlsSummary:
+    anonymous = hs[0].observation
+    requested = [v.certificate_requested for v in versions if v.certificate_requested is not None]
+    required: bool | None = None
+    if anonymous.outcome is HandshakeOutcome.CLIENT_CERT_REQUIRED:
+        required = True
+    elif anonymous.outcome is HandshakeOutcome.COMPLETED:
+        required = False
+    checks, best, meets_b12 = assess(versions, certs[0] if certs else None, anonymous.version)
+    return TlsSummary(
+        speaks_tls=True,
+        outcome="tls",
+        versions_accepted=[v.version for v in versions if v.outcome is VersionOutcome.ACCEPTED],
+        versions_tested=[v.version for v in versions],
+        client_cert_requested=any(requested) if requested else None,
+        client_cert_required=required,
+        dicom_inside=any(handshake.dicom_answered(h.association) for h in hs)
+        if any(h.association for h in hs)
+        else None,
+        profiles=checks,
+        best_profile=best,
+        meets_b12=meets_b12,
+        connections=counter.connections,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def make_tls_probe(options: TlsOptions = DEFAULT_OPTIONS) -> TlsProbe:
+    """The follow-up probe with client credentials bound in (for the registry)."""
+
+    async def tls_probe(ctx: ProbeContext, svc: ServiceState) -> None:
+        await run_tls_probe(ctx, svc, options)
+
+    return tls_probe
+
+
+tls_probe: TlsProbe = make_tls_probe(DEFAULT_OPTIONS)
