@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from probes.dicom.client import detect_association
+from probes.dicom.pdu import looks_like_pdu
 from probes.ports import OpenConnection
 from scanner.model import ScanSettings
 from scanner.observations import AssociationOutcome, Banner
@@ -59,12 +60,12 @@ async def identify_service(conn: OpenConnection, settings: ScanSettings) -> Serv
     obs = await detect_association(conn.reader, conn.writer, settings, purpose=purpose)
     service = ServiceState(port=conn.port, name="unknown")
     service.observations.append(obs)
-    if obs.outcome in DICOM_OUTCOMES:
+    first = bytes.fromhex(obs.first_bytes_hex or "")
+    if obs.outcome in DICOM_OUTCOMES or looks_like_pdu(first):
         service.name = "dicom"
-    elif obs.first_bytes_hex:
-        data = bytes.fromhex(obs.first_bytes_hex)
-        service.name = name_from_bytes(data)
-        service.observations.append(Banner(first_bytes_hex=data.hex(), text=printable(data)))
+    elif first:
+        service.name = name_from_bytes(first)
+        service.observations.append(Banner(first_bytes_hex=first.hex(), text=printable(first)))
     elif obs.outcome is AssociationOutcome.CLOSED:
         service.observations.append(Banner(first_bytes_hex="", text="", closed_without_data=True))
     return service

@@ -101,6 +101,11 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     ae_guess = profile.ae_guess if opts["ae_guess"] is None else opts["ae_guess"]
+    timeouts = profile.timeouts
+    if opts.get("timeout"):
+        timeouts = timeouts.model_copy(update={"dicom": opts["timeout"], "dimse": opts["timeout"]})
+    if opts.get("connect_timeout"):
+        timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
     return ScanSettings(
         targets=targets.addresses,
         target_specs=specs,
@@ -110,7 +115,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         max_concurrency=profile.max_concurrency,
         per_host_connections=profile.per_host_connections,
         probe_spacing=profile.probe_spacing,
-        timeouts=profile.timeouts,
+        timeouts=timeouts,
         calling_ae=calling,
         ae_titles=titles,
         ae_guess=ae_guess,
@@ -246,6 +251,11 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
     help="Allow checks that change the device (C-STORE of one synthetic test object). "
     "Off by default.",
 )
+@click.option("--timeout", type=click.FloatRange(0.1, 600), metavar="SECONDS",
+              help="Wait this long for each DICOM answer (A-ASSOCIATE, DIMSE). Default: the "
+                   "profile's (safe 10, normal 5, fast 3).")
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 60), metavar="SECONDS",
+              help="Wait this long for a TCP connection before calling the port filtered.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.

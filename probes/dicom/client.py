@@ -22,6 +22,7 @@ from probes.dicom.pdu import (
     RELEASE_RQ,
     PeerClosed,
     PeerProtocolError,
+    PeerTimeout,
     RawPDU,
     associate_rq,
     decode_abort,
@@ -170,6 +171,14 @@ async def request_association(
         writer.write(associate_rq(calling_ae, called_ae, tuple(contexts)))
         await asyncio.wait_for(writer.drain(), timeout)
         pdu = await read_pdu(reader, timeout, OUR_MAX_PDU)
+    except PeerTimeout as exc:
+        detail = f"no answer within {timeout:g} s"
+        if exc.received:
+            detail += f" (only {len(exc.received)} bytes of a PDU arrived)"
+            writer.write(ABORT_RQ)
+        return done(
+            AssociationOutcome.NO_ANSWER, detail=detail, first_bytes_hex=exc.received.hex() or None
+        ), None
     except TimeoutError:
         return done(AssociationOutcome.NO_ANSWER, detail=f"no answer within {timeout:g} s"), None
     except PeerClosed as exc:
@@ -183,9 +192,12 @@ async def request_association(
             AssociationOutcome.CLOSED, detail="peer closed the connection without answering"
         ), None
     except PeerProtocolError as exc:
-        return done(
-            AssociationOutcome.NOT_DICOM, detail=str(exc), first_bytes_hex=exc.first_bytes.hex()
-        ), None
+        if exc.dicom_like:  # a DICOM header with an impossible body: a broken DICOM peer
+            writer.write(ABORT_RQ)
+            outcome = AssociationOutcome.ERROR
+        else:
+            outcome = AssociationOutcome.NOT_DICOM
+        return done(outcome, detail=str(exc), first_bytes_hex=exc.first_bytes.hex()), None
     except OSError as exc:
         return done(AssociationOutcome.ERROR, detail=f"connection error: {exc}"), None
     return await _classify(pdu, reader, writer, contexts, timeout, done)

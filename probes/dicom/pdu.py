@@ -44,6 +44,15 @@ class PeerProtocolError(Exception):
         super().__init__(message)
         self.first_bytes = first_bytes
 
+    @property
+    def dicom_like(self) -> bool:
+        """A broken DICOM peer (valid PDU header) rather than another protocol."""
+        return looks_like_pdu(self.first_bytes)
+
+
+def looks_like_pdu(data: bytes) -> bool:
+    return len(data) >= 2 and data[0] in VALID_TYPES and data[1] == 0
+
 
 class PeerClosed(Exception):
     """The peer closed the connection."""
@@ -62,32 +71,47 @@ class RawPDU:
         return HEADER.pack(self.type, 0, len(self.body)) + self.body
 
 
+class PeerTimeout(TimeoutError):
+    """No complete PDU in time; ``received`` holds the start of whatever did arrive."""
+
+    def __init__(self, received: bytes) -> None:
+        super().__init__("no complete answer in time")
+        self.received = received
+
+
 async def read_pdu(reader: asyncio.StreamReader, timeout: float, max_len: int) -> RawPDU:
-    """Read one PDU within ``timeout`` seconds overall. Raises TimeoutError on a slow peer."""
-    async with asyncio.timeout(timeout):
-        header = await _read_exact(reader, HEADER.size)
-        pdu_type, reserved, length = HEADER.unpack(header)
-        if pdu_type not in VALID_TYPES or reserved != 0:
-            extra = await _read_some(reader, FIRST_BYTES - len(header))
-            raise PeerProtocolError("answer is not a DICOM PDU", header + extra)
-        limit = MAX_CONTROL_PDU if pdu_type != 0x04 else max_len
-        if length > limit:
-            raise PeerProtocolError(
-                f"PDU type 0x{pdu_type:02x} declares {length} bytes, more than the {limit} "
-                "this probe accepts",
-                header,
-            )
-        body = await _read_exact(reader, length, prefix=header)
-    return RawPDU(pdu_type, body)
-
-
-async def _read_exact(reader: asyncio.StreamReader, n: int, prefix: bytes = b"") -> bytes:
+    """Read one PDU within ``timeout`` seconds overall; a slow peer raises PeerTimeout."""
+    buf = bytearray()
     try:
-        return await reader.readexactly(n)
-    except asyncio.IncompleteReadError as exc:
-        raise PeerClosed(prefix + exc.partial) from None
-    except ConnectionError:
-        raise PeerClosed(prefix) from None
+        async with asyncio.timeout(timeout):
+            await _fill(reader, buf, HEADER.size)
+            pdu_type, reserved, length = HEADER.unpack(buf[: HEADER.size])
+            if pdu_type not in VALID_TYPES or reserved != 0:
+                extra = await _read_some(reader, FIRST_BYTES - len(buf))
+                raise PeerProtocolError("answer is not a DICOM PDU", bytes(buf) + extra)
+            limit = MAX_CONTROL_PDU if pdu_type != 0x04 else max_len
+            if length > limit:
+                raise PeerProtocolError(
+                    f"PDU type 0x{pdu_type:02x} declares {length} bytes, more than the "
+                    f"{limit} this probe accepts",
+                    bytes(buf),
+                )
+            await _fill(reader, buf, HEADER.size + length)
+    except TimeoutError:
+        raise PeerTimeout(bytes(buf[:FIRST_BYTES])) from None
+    return RawPDU(pdu_type, bytes(buf[HEADER.size :]))
+
+
+async def _fill(reader: asyncio.StreamReader, buf: bytearray, n: int) -> None:
+    """Read until ``buf`` holds ``n`` bytes; partial data stays in ``buf`` for evidence."""
+    while len(buf) < n:
+        try:
+            chunk = await reader.read(n - len(buf))
+        except ConnectionError:
+            chunk = b""
+        if not chunk:
+            raise PeerClosed(bytes(buf[:FIRST_BYTES]))
+        buf += chunk
 
 
 async def _read_some(reader: asyncio.StreamReader, n: int) -> bytes:

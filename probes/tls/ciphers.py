@@ -265,7 +265,9 @@ def _parse(code: int, name: str) -> SuiteInfo:
     mac = "AEAD" if aead else (mac_match.group(1) if mac_match else "NULL")
     cipher = body[: mac_match.start()] if mac_match else body
     bits = _strength(cipher)
-    mode = "aead" if aead else "null" if cipher == "NULL" else "stream" if "RC4" in cipher else "cbc"
+    mode = (
+        "aead" if aead else "null" if cipher == "NULL" else "stream" if "RC4" in cipher else "cbc"
+    )
     tls12_only = aead or (mac in ("SHA256", "SHA384"))
 
     weak: list[str] = []

@@ -189,7 +189,12 @@ async def _read_records(
     while True:
         header = await reader.readexactly(5)
         seen += header
-        ctype, major, minor, length = header[0], header[1], header[2], struct.unpack("!H", header[3:5])[0]
+        ctype, major, minor, length = (
+            header[0],
+            header[1],
+            header[2],
+            struct.unpack("!H", header[3:5])[0],
+        )
         if ctype not in (20, 21, 22, 23) or major != 3 or minor > 4 or length > _MAX_RECORD:
             ans.kind, ans.detail = "not-tls", "answer is not a TLS record"
             return

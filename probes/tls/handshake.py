@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from probes.tls.clienthello import ALERTS
+from scanner.model import ScanSettings
 from scanner.observations import Association, AssociationOutcome
 from scanner.tls_observations import HandshakeOutcome, TlsHandshake
 
@@ -94,6 +95,8 @@ def _failed(
     alert = alert_of(exc)
     if isinstance(exc, TimeoutError):
         outcome, detail = HandshakeOutcome.NO_ANSWER, "handshake did not finish in time"
+    elif with_cert and alert in _CERT_ALERTS:
+        outcome, detail = HandshakeOutcome.CLIENT_CERT_REJECTED, "server refused our certificate"
     elif alert in _CERT_ALERTS or (alert == 40 and cert_requested and not with_cert):
         outcome, detail = HandshakeOutcome.CLIENT_CERT_REQUIRED, "server refused the handshake"
     elif isinstance(exc, ssl.SSLError):
@@ -122,8 +125,8 @@ async def handshake_and_dicom(
 
     Under TLS 1.3 the client's handshake is over before the server has seen the
     client's (empty) Certificate, so a server that demands one answers with alert 116
-    only afterwards: that alert is read from the stream once the association attempt
-    is over, and then the handshake counts as refused for want of a certificate.
+    only afterwards. That verdict is awaited (``_settle``) before the association, and
+    the stream is checked again after it; an alert there means the handshake was refused.
     """
     from probes.dicom.client import detect_association
 
@@ -134,18 +137,29 @@ async def handshake_and_dicom(
             version = tls.version() if tls else None
             cipher = tls.cipher()[0] if tls and tls.cipher() else None
             leaf = tls.getpeercert(binary_form=True) if tls else None
-            assoc = await detect_association(reader, writer, settings=ctx.settings, purpose=purpose)
+            if tls is not None and version == "TLSv1.3":
+                await _settle(reader, tls, time.perf_counter() - started, ctx.settings)
+            assoc = None
+            if reader.exception() is None:
+                assoc = await detect_association(
+                    reader, writer, settings=ctx.settings, purpose=purpose
+                )
             late = reader.exception()
-            print("DEBUG late", repr(late), assoc.detail)
     except (OSError, TimeoutError) as exc:
         return HandshakeResult(_failed(exc, with_cert, cert_requested, started))
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     alert = alert_of(late)
-    if alert is not None and assoc.outcome not in _DICOM_OUTCOMES:
-        refused = alert in _CERT_ALERTS or (alert == 40 and not with_cert)
+    if alert is not None and not dicom_answered(assoc):
+        outcome = HandshakeOutcome.FAILED
+        if alert in _CERT_ALERTS or (alert == 40 and not with_cert):
+            outcome = (
+                HandshakeOutcome.CLIENT_CERT_REJECTED
+                if with_cert
+                else HandshakeOutcome.CLIENT_CERT_REQUIRED
+            )
         obs = TlsHandshake(
             with_client_cert=with_cert,
-            outcome=HandshakeOutcome.CLIENT_CERT_REQUIRED if refused else HandshakeOutcome.FAILED,
+            outcome=outcome,
             version=version,
             cipher=cipher,
             alert=alert,
@@ -159,9 +173,29 @@ async def handshake_and_dicom(
         outcome=HandshakeOutcome.COMPLETED,
         version=version,
         cipher=cipher,
+        detail="" if assoc else f"connection failed after the handshake: {late!r}",
         elapsed_ms=elapsed,
     )
     return HandshakeResult(obs, leaf, assoc)
+
+
+async def _settle(
+    reader: asyncio.StreamReader, tls: ssl.SSLObject, handshake_s: float, settings: ScanSettings
+) -> None:
+    """Wait, briefly, for the TLS 1.3 server's verdict on our (empty) client Certificate.
+
+    A server that accepts it sends NewSessionTicket; one that demands a certificate sends
+    alert 116 and closes. Sending the A-ASSOCIATE-RQ before that verdict arrives races the
+    alert: the server closes with our RQ unread, its kernel answers with a reset, and the
+    alert is lost (measured on DCMTK 3.6.7). Servers without tickets cost the bound.
+    """
+    bound = min(settings.timeouts.dicom, max(0.2, 4 * handshake_s))
+    deadline = time.perf_counter() + bound
+    while time.perf_counter() < deadline:
+        session = tls.session
+        if (session is not None and session.has_ticket) or reader.exception() or reader.at_eof():
+            return
+        await asyncio.sleep(0.002)
 
 
 def dicom_answered(assoc: Association | None) -> bool:

@@ -58,7 +58,9 @@ _OLDER = (SSL3, TLS10, TLS11)
 
 
 def _not_tls(ans: ServerAnswer, counter: Counter, started: float) -> TlsSummary:
-    outcome = {"closed": "closed", "timeout": "no-answer", "error": "error"}.get(ans.kind, "not-tls")
+    outcome = {"closed": "closed", "timeout": "no-answer", "error": "error"}.get(
+        ans.kind, "not-tls"
+    )
     return TlsSummary(
         speaks_tls=False,
         outcome=outcome,
@@ -76,7 +78,8 @@ def _certificates(
     when it differs or is the only one."""
     out: list[TlsCertificate] = []
     seen: set[str] = set()
-    chains = [(s.certificates, f"{s.observation.version} handshake (clear)") for s in scans]
+    newest_first = sorted(scans, key=lambda s: s.observation.version, reverse=True)
+    chains = [(s.certificates, f"{s.observation.version} handshake (clear)") for s in newest_first]
     if leaf13:
         chains.append(([leaf13], "full handshake"))
     for chain, source in chains:

@@ -43,9 +43,7 @@ class _Facts:
         self.negotiated = negotiated
 
     def must_not_suites(self) -> list[str]:
-        return sorted(
-            info(c).name for c in self.all_suites if set(info(c).weaknesses) & _MUST_NOT
-        )
+        return sorted(info(c).name for c in self.all_suites if set(info(c).weaknesses) & _MUST_NOT)
 
     def legacy_versions(self) -> list[str]:
         return [v for v in _LEGACY if v in self.accepted]
