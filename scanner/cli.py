@@ -88,6 +88,8 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         raise click.BadParameter(str(exc), param_hint="-p/--ports") from None
     profile = PROFILES[ProfileName(opts["profile"])]
     calling = _check_ae(opts["calling_ae"], "--calling-ae")
+    if bool(opts.get("client_cert")) != bool(opts.get("client_key")):
+        raise click.UsageError("--client-cert and --client-key go together")
     titles = [_check_ae(t, "--ae-title") for t in opts["ae_title"]]
     if opts["ae_wordlist"]:
         wordlist_text = _read_lines(opts["ae_wordlist"], "AE title wordlist")
@@ -122,6 +124,9 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         ae_wordlist=wordlist,
         intrusive=opts["intrusive"],
         allow_public=opts["allow_public"],
+        client_cert=opts.get("client_cert"),
+        client_key=opts.get("client_key"),
+        ca=opts.get("ca"),
     )
 
 
@@ -256,6 +261,12 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
                    "profile's (safe 10, normal 5, fast 3).")
 @click.option("--connect-timeout", type=click.FloatRange(0.1, 60), metavar="SECONDS",
               help="Wait this long for a TCP connection before calling the port filtered.")
+@click.option("--client-cert", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate to present where a TLS service asks for one (mutual TLS).")
+@click.option("--client-key", type=click.Path(exists=True, dir_okay=False),
+              help="Key of --client-cert (unencrypted PEM; never logged).")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle to check server certificates against.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.

@@ -183,7 +183,7 @@ class ScanJob:
             self._errors.append(ScanError(host=state.address, message=msg))
 
     async def _host_pipeline(self, ctx: ProbeContext) -> None:
-        from scanner.registry import FOLLOW_UP_PROBES, HOST_ANALYSES, identify_service
+        from scanner.registry import HOST_ANALYSES, follow_up_probes, identify_service
 
         async def one_port(port: int) -> None:
             async with ctx.gate.slot():
@@ -197,7 +197,7 @@ class ScanJob:
             self._tick(f"{ctx.host}:{port}")
 
         await asyncio.gather(*(one_port(p) for p in ctx.settings.ports))
-        for probe in FOLLOW_UP_PROBES:
+        for probe in follow_up_probes(ctx.settings):
             await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
         for analyse in HOST_ANALYSES:
             analyse(ctx.state)

@@ -564,9 +564,12 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 
 def _accepted_contexts(svc: ServiceState) -> list[ContextResult]:
+    # Any accepted association counts, not only purpose "services": the checks also propose
+    # the service contexts under other purposes (e.g. "calling-ae"), and an accepted context
+    # says what the peer supports whatever the association was for.
     out: list[ContextResult] = []
     for a in _associations(svc):
-        if a.purpose == "services" and a.outcome is AssociationOutcome.ACCEPTED:
+        if a.outcome is AssociationOutcome.ACCEPTED:
             out.extend(c for c in a.contexts if c.accepted)
     return out
 

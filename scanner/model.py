@@ -154,6 +154,9 @@ class ScanSettings(_Frozen):
     ae_guess: bool = False
     ae_wordlist: list[str] = Field(default_factory=list)
     intrusive: bool = False
+    client_cert: str | None = Field(default=None, description="PEM file for mutual TLS")
+    client_key: str | None = Field(default=None, description="its key file (never logged)")
+    ca: str | None = Field(default=None, description="CA bundle to check server certificates")
     allow_public: bool = False
     scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
 

@@ -11,14 +11,24 @@ from typing import TYPE_CHECKING
 
 from probes.dicom.checks import dicom_checks
 from probes.identify import identify_service
+from probes.tls import TlsOptions, make_tls_probe
+from scanner.fingerprint import analyse_host
 
 if TYPE_CHECKING:
     from scanner.engine import HostState, ProbeContext, ServiceState
+    from scanner.model import ScanSettings
 
 FollowUpProbe = Callable[["ProbeContext", "ServiceState"], Awaitable[None]]
 HostAnalysis = Callable[["HostState"], None]
 
-FOLLOW_UP_PROBES: tuple[FollowUpProbe, ...] = (dicom_checks,)
-HOST_ANALYSES: tuple[HostAnalysis, ...] = ()
 
-__all__ = ["FOLLOW_UP_PROBES", "HOST_ANALYSES", "identify_service"]
+def follow_up_probes(settings: ScanSettings) -> tuple[FollowUpProbe, ...]:
+    """Probes run on each identified service, in order. Cleartext DICOM checks come first;
+    the TLS probe skips ports that answered DICOM in the clear."""
+    tls = TlsOptions(settings.client_cert, settings.client_key, settings.ca)
+    return (dicom_checks, make_tls_probe(tls))
+
+
+HOST_ANALYSES: tuple[HostAnalysis, ...] = (analyse_host,)
+
+__all__ = ["HOST_ANALYSES", "follow_up_probes", "identify_service"]

@@ -96,7 +96,8 @@ class TlsCertificate(_Frozen):
 
 class HandshakeOutcome(StrEnum):
     COMPLETED = "completed"
-    CLIENT_CERT_REQUIRED = "client-cert-required"
+    CLIENT_CERT_REQUIRED = "client-cert-required"  # refused: we sent no certificate
+    CLIENT_CERT_REJECTED = "client-cert-rejected"  # refused: ours was not accepted
     FAILED = "failed"
     NO_ANSWER = "no-answer"
     ERROR = "error"

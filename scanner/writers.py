@@ -70,7 +70,7 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         filtered = sum(p.state is PortState.FILTERED for p in host.ports)
         services = ", ".join(
             f"{s.port}/{s.name}{'+tls' if s.tls else ''}"
-            + (f" ({s.product} {s.version or ''})".rstrip() if s.product else "")
+            + (f" ({' '.join(filter(None, (s.product, s.version)))})" if s.product else "")
             for s in host.services
         )
         ports_text = ", ".join(str(p.port) for p in open_ports) or "none"

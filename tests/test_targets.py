@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.targets import TargetError, build_targets, expand_spec, guard_addresses, read_targets_file
+from scanner.targets import (
+    TargetError,
+    build_targets,
+    expand_spec,
+    guard_addresses,
+    read_targets_file,
+)
 
 
 def no_dns(name: str) -> list[str]:

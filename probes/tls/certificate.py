@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from scanner.tls_observations import TlsCertificate
 
@@ -26,11 +26,23 @@ def load_bundle(path: str) -> list[x509.Certificate]:
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert``. RSA and ECDSA are checked by hand because
+    ``verify_directly_issued_by`` refuses SHA-1 signatures, which must still be seen to
+    chain (their weakness is reported on its own)."""
     if cert.issuer != issuer.subject:
         return False
+    key = issuer.public_key()
+    algorithm = cert.signature_hash_algorithm
     try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            pss = cert.signature_algorithm_parameters
+            pad = pss if isinstance(pss, padding.PSS) else padding.PKCS1v15()
+            key.verify(cert.signature, cert.tbs_certificate_bytes, pad, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
 
@@ -73,14 +85,15 @@ def _sans(cert: x509.Certificate) -> list[str]:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
+    labels: tuple[tuple[type[x509.GeneralName], str], ...] = (
+        (x509.DNSName, "DNS"),
+        (x509.IPAddress, "IP"),
+        (x509.UniformResourceIdentifier, "URI"),
+        (x509.RFC822Name, "email"),
+    )
     out: list[str] = []
     for general in ext:
-        label = {
-            x509.DNSName: "DNS",
-            x509.IPAddress: "IP",
-            x509.UniformResourceIdentifier: "URI",
-            x509.RFC822Name: "email",
-        }.get(type(general), "other")
+        label = next((name for cls, name in labels if isinstance(general, cls)), "other")
         out.append(f"{label}:{general.value}")
     return out
 

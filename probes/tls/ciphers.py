@@ -283,8 +283,8 @@ def _parse(code: int, name: str) -> SuiteInfo:
         weak.append("3des")
     if auth == "anon" or kex == "NULL":
         weak.append("anonymous")
-    if kex in ("RSA", "DH", "ECDH"):
-        weak.append("no-forward-secrecy")
+    if kex == "RSA" or (kex in ("DH", "ECDH") and auth != "anon"):  # static keys; anon DH is
+        weak.append("no-forward-secrecy")  # ephemeral, its flaw is "anonymous"
     if 0 < bits < 112:
         weak.append("below-112-bit")
     if mode == "cbc":

@@ -168,8 +168,6 @@ async def read_answer(
                 else f"handshake stalled after {len(seen)} bytes, nothing more in {timeout:g} s"
             )
     except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-        if isinstance(exc, asyncio.IncompleteReadError):
-            seen += exc.partial
         if ans.kind != "server-hello":
             ans.kind = "closed"
             ans.detail = f"connection closed after {len(seen)} bytes ({type(exc).__name__})"
@@ -182,24 +180,39 @@ async def read_answer(
     return ans
 
 
+class _Buffered:
+    """Reads into ``seen`` so that whatever arrived is kept as evidence, even when a
+    read is cut short by the timeout or a reset."""
+
+    def __init__(self, reader: asyncio.StreamReader, seen: bytearray) -> None:
+        self.reader, self.seen, self.pos = reader, seen, 0
+
+    async def take(self, n: int) -> bytes:
+        while len(self.seen) - self.pos < n:
+            chunk = await self.reader.read(1 << 16)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self.seen[self.pos :]), n)
+            self.seen += chunk
+            if len(self.seen) > _MAX_FLIGHT:
+                raise ValueError("server flight too large")
+        out = bytes(self.seen[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+
 async def _read_records(
     reader: asyncio.StreamReader, ans: ServerAnswer, seen: bytearray, whole_flight: bool
 ) -> None:
+    stream = _Buffered(reader, seen)
     handshake = bytearray()
     while True:
-        header = await reader.readexactly(5)
-        seen += header
-        ctype, major, minor, length = (
-            header[0],
-            header[1],
-            header[2],
-            struct.unpack("!H", header[3:5])[0],
-        )
+        header = await stream.take(5)
+        ctype, major, minor = header[0], header[1], header[2]
+        length = struct.unpack("!H", header[3:5])[0]
         if ctype not in (20, 21, 22, 23) or major != 3 or minor > 4 or length > _MAX_RECORD:
             ans.kind, ans.detail = "not-tls", "answer is not a TLS record"
             return
-        payload = await reader.readexactly(length)
-        seen += payload
+        payload = await stream.take(length)
         if ctype == 21 and len(payload) >= 2:
             if ans.kind != "server-hello":
                 ans.kind = "alert"
@@ -211,8 +224,6 @@ async def _read_records(
             ans.kind, ans.detail = "not-tls", f"record type {ctype} before any ServerHello"
             return
         handshake += payload
-        if len(handshake) > _MAX_FLIGHT:
-            raise ValueError("server flight too large")
         while len(handshake) >= 4:
             msg_len = int.from_bytes(handshake[1:4], "big")
             if len(handshake) < 4 + msg_len:

@@ -32,16 +32,38 @@ _DICOM_OUTCOMES = {AssociationOutcome.ACCEPTED, AssociationOutcome.REJECTED,
                    AssociationOutcome.ABORTED}  # fmt: skip
 
 
+class RecordingSSLObject(ssl.SSLObject):
+    """Keeps what the handshake established at the moment it completes.
+
+    A server that refuses the client afterwards (TLS 1.3 alert 116) can have the
+    connection torn down before the caller gets to ask, and then ``getpeercert``
+    says "handshake not done yet" (measured against DCMTK 3.6.7).
+    """
+
+    peer_der: bytes | None = None
+    negotiated_version: str | None = None
+    negotiated_cipher: str | None = None
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        self.peer_der = self.getpeercert(binary_form=True)
+        self.negotiated_version = self.version()
+        cipher = self.cipher()
+        self.negotiated_cipher = cipher[0] if cipher else None
+
+
 def client_context(cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
     """A context that negotiates with anything and verifies nothing."""
     sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    sslctx.sslobject_class = RecordingSSLObject
     sslctx.check_hostname = False
     sslctx.verify_mode = ssl.CERT_NONE
     sslctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     with contextlib.suppress(ssl.SSLError):  # COMPLEMENTOFALL adds the NULL suites
         sslctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
     if cert:
-        sslctx.load_cert_chain(cert, key)
+        # An encrypted key must fail, not make OpenSSL prompt on the terminal.
+        sslctx.load_cert_chain(cert, key, password=lambda: b"")
     return sslctx
 
 
@@ -55,13 +77,21 @@ def alert_of(exc: BaseException | None) -> int | None:
     return _ALERT_CODES.get(reason.split("ALERT_", 1)[1].lower())
 
 
+@dataclass
+class TlsConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    handshake_s: float  # TCP connect + TLS handshake, not the wait for a gate slot
+
+
 @contextlib.asynccontextmanager
 async def connect_tls(
     ctx: ProbeContext, port: int, sslctx: ssl.SSLContext
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+) -> AsyncIterator[TlsConnection]:
     """Like ``ctx.connect`` but TLS from the first byte, inside the host's gate."""
     hs_timeout = ctx.settings.timeouts.dicom
     async with ctx.gate.slot():
+        started = time.perf_counter()
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 ctx.host,
@@ -75,7 +105,7 @@ async def connect_tls(
             ctx.settings.timeouts.connect + hs_timeout,
         )
         try:
-            yield reader, writer
+            yield TlsConnection(reader, writer, time.perf_counter() - started)
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
@@ -132,13 +162,14 @@ async def handshake_and_dicom(
 
     started = time.perf_counter()
     try:
-        async with connect_tls(ctx, port, sslctx) as (reader, writer):
+        async with connect_tls(ctx, port, sslctx) as conn:
+            reader, writer = conn.reader, conn.writer
             tls = writer.get_extra_info("ssl_object")
-            version = tls.version() if tls else None
-            cipher = tls.cipher()[0] if tls and tls.cipher() else None
-            leaf = tls.getpeercert(binary_form=True) if tls else None
-            if tls is not None and version == "TLSv1.3":
-                await _settle(reader, tls, time.perf_counter() - started, ctx.settings)
+            if not isinstance(tls, RecordingSSLObject):
+                raise ssl.SSLError("no TLS session on the connection")
+            version, cipher, leaf = tls.negotiated_version, tls.negotiated_cipher, tls.peer_der
+            if version == "TLSv1.3":
+                await _settle(reader, tls, conn.handshake_s, ctx.settings)
             assoc = None
             if reader.exception() is None:
                 assoc = await detect_association(

@@ -1,12 +1,14 @@
 """The TLS follow-up probe: is TLS spoken, which versions and suites, which certificate,
 is a client certificate demanded, and does DICOM run inside.
 
-Order of work for one port (connections in brackets, for DCMTK ``--profile-bcp195``):
+A port that answered DICOM in the clear is never sent a ClientHello: legacy DICOM
+stacks die from one. For every other open port (16 connections in all for DCMTK
+``storescp +tls --profile-bcp195 -ic``):
 1. one TLS 1.2 ClientHello offering every suite, whole first flight read [1]: TLS or not,
-   the certificate and any CertificateRequest;
-2. in parallel: each other version on its own, and suite enumeration per version by
-   elimination (``versions.py``) [N accepted suites + 1 per version], plus one full
-   handshake with Python ``ssl`` carrying the DICOM detection association [1];
+   the certificate and any CertificateRequest (a hang-up earns one TLS 1.3-only retry);
+2. in parallel: each version on its own, with suite enumeration by elimination
+   (``versions.py``) [N accepted suites + 1 per version], and one full handshake with
+   Python ``ssl`` carrying the DICOM detection association [1];
 3. with ``TlsOptions.client_cert``, and only when step 2 was refused for want of one,
    a second full handshake presenting it [1].
 Every connection goes through the host's gate, so the per-host cap and spacing hold.
@@ -43,18 +45,16 @@ TlsProbe = Callable[["ProbeContext", "ServiceState"], Awaitable[None]]
 
 @dataclass(frozen=True)
 class TlsOptions:
-    """Optional client credentials; file names only, the key is never read here."""
+    """Client certificate and key for mutual TLS, and a CA bundle the server certificate
+    is checked against. File names only: the key is handed to OpenSSL, never read here."""
 
     client_cert: str | None = None
     client_key: str | None = None
     ca: str | None = None
 
-    def __repr__(self) -> str:  # file names are harmless, but keep logs boring
-        return f"TlsOptions(client_cert={self.client_cert!r}, ca={self.ca!r})"
-
 
 DEFAULT_OPTIONS = TlsOptions()
-_OLDER = (SSL3, TLS10, TLS11)
+_VERSIONS = (SSL3, TLS10, TLS11, TLS12, TLS13)
 
 
 def _not_tls(ans: ServerAnswer, counter: Counter, started: float) -> TlsSummary:
@@ -135,19 +135,24 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
         return
     started = time.perf_counter()
     counter = Counter()
-    first = await detect(ctx, svc.port, TLS12, counter)
-    if first.kind not in ("server-hello", "alert"):
-        svc.observations.append(_not_tls(first, counter, started))
+    first = {TLS12: await detect(ctx, svc.port, TLS12, counter)}
+    if first[TLS12].kind == "closed":  # some TLS 1.3-only stacks hang up on a 1.2 hello
+        first[TLS13] = await detect(ctx, svc.port, TLS13, counter)
+    if not any(a.kind in ("server-hello", "alert") for a in first.values()):
+        svc.observations.append(_not_tls(first[TLS12], counter, started))
         return
     svc.tls = True
-    requested = first.certificate_request if first.kind == "server-hello" else None
-    bundle = certificate.load_bundle(options.ca) if options.ca else None
+    requested = first[TLS12].certificate_request
+    bundle, detail = None, ""
+    if options.ca:
+        try:
+            bundle = certificate.load_bundle(options.ca)
+        except (OSError, ValueError) as exc:
+            detail = f"CA bundle not usable ({type(exc).__name__}); certificates not checked"
 
     async def all_versions() -> list[VersionScan]:
         return await asyncio.gather(
-            *(scan_version(ctx, svc.port, v, counter) for v in _OLDER),
-            scan_version(ctx, svc.port, TLS12, counter, first),
-            scan_version(ctx, svc.port, TLS13, counter),
+            *(scan_version(ctx, svc.port, v, counter, first.get(v)) for v in _VERSIONS)
         )
 
     scans, hs = await asyncio.gather(
@@ -155,7 +160,7 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
     )
     versions = [s.observation for s in scans]
     certs = _certificates(scans, hs[0].leaf_der, bundle)
-    summary = _summary(versions, certs, hs, counter, started)
+    summary = _summary(versions, certs, hs, counter, started, detail)
     svc.observations.append(summary)
     svc.observations.extend(versions)
     svc.observations.extend(certs)
@@ -175,6 +180,7 @@ def _summary(
     hs: list[handshake.HandshakeResult],
     counter: Counter,
     started: float,
+    detail: str,
 ) -> TlsSummary:
     anonymous = hs[0].observation
     requested = [v.certificate_requested for v in versions if v.certificate_requested is not None]
@@ -187,6 +193,7 @@ def _summary(
     return TlsSummary(
         speaks_tls=True,
         outcome="tls",
+        detail=detail,
         versions_accepted=[v.version for v in versions if v.outcome is VersionOutcome.ACCEPTED],
         versions_tested=[v.version for v in versions],
         client_cert_requested=any(requested) if requested else None,

@@ -7,7 +7,7 @@ never from what it claims. Where the standard's own tables could not be read
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from probes.tls.ciphers import (
     AES_PROFILE_SUITE,
@@ -49,7 +49,7 @@ class _Facts:
         return [v for v in _LEGACY if v in self.accepted]
 
 
-def _names(codes: set[int]) -> str:
+def _names(codes: Iterable[int]) -> str:
     return ", ".join(sorted(info(c).name for c in codes))
 
 

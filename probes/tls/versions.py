@@ -7,8 +7,11 @@ after it and the server never verifies, signs or derives anything for us beyond 
 first flight. Suites are enumerated by offering every suite known for the version,
 removing the one the server picked and asking again until it answers "no shared
 suite": N accepted suites cost N + 1 connections, against one per candidate suite
-for a probe that tries suites one by one. Measured on DCMTK ``storescp +tls
---profile-bcp195 -ic``: see the README figures and ``tests/test_tls_peers.py``.
+for a probe that tries suites one by one. Measured on one DCMTK ``storescp +tls
+--profile-bcp195 -ic`` service on loopback (``tests/test_tls_bench.py``): the whole TLS
+grading (versions, suites, certificate, mutual TLS, DICOM inside) took 16 connections
+and 0.07 s (0.24 s on a first run that imports pynetdicom), against 56 connections and
+0.53 s for nmap's ssl-enum-ciphers + ssl-cert.
 """
 
 from __future__ import annotations

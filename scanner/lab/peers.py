@@ -220,6 +220,8 @@ _SHIM_SOURCE = r"""
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -229,12 +231,19 @@ typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
 static addr_fn real_bind, real_connect;
 static sendto_fn real_sendto;
 static sendmsg_fn real_sendmsg;
+static in_addr_t lab_addr; /* where wildcard binds go: DICOMSCAN_LAB_ADDR or 127.0.0.1 */
 
 __attribute__((constructor)) static void init(void) {
     real_bind = (addr_fn)dlsym(RTLD_NEXT, "bind");
     real_connect = (addr_fn)dlsym(RTLD_NEXT, "connect");
     real_sendto = (sendto_fn)dlsym(RTLD_NEXT, "sendto");
     real_sendmsg = (sendmsg_fn)dlsym(RTLD_NEXT, "sendmsg");
+    const char *want = getenv("DICOMSCAN_LAB_ADDR");
+    struct in_addr parsed;
+    lab_addr = htonl(INADDR_LOOPBACK);
+    if (want != NULL && inet_pton(AF_INET, want, &parsed) == 1
+        && (ntohl(parsed.s_addr) >> 24) == 127)
+        lab_addr = parsed.s_addr;
 }
 
 static int loopback4(const struct in_addr *a) { return (ntohl(a->s_addr) >> 24) == 127; }
@@ -256,7 +265,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
     if (addr != NULL && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
         struct sockaddr_in a;
         memcpy(&a, addr, sizeof a);
-        if (a.sin_addr.s_addr == htonl(INADDR_ANY)) a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (a.sin_addr.s_addr == htonl(INADDR_ANY)) a.sin_addr.s_addr = lab_addr;
         if (!loopback4(&a.sin_addr)) { errno = EADDRNOTAVAIL; return -1; }
         return real_bind(fd, (const struct sockaddr *)&a, sizeof a);
     }
@@ -351,10 +360,12 @@ def _launch(
     extra_ports: dict[str, int] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     needs_shim: bool = True,
+    host: str = LOOPBACK,
 ) -> RunningPeer:
     """Start ``argv`` in ``tmpdir`` and wait until it listens on loopback on every port."""
     try:
         env = dict(os.environ)
+        env["DICOMSCAN_LAB_ADDR"] = host
         if needs_shim:
             env["LD_PRELOAD"] = " ".join(
                 p for p in (str(loopback_shim()), env.get("LD_PRELOAD", "")) if p
@@ -376,7 +387,7 @@ def _launch(
         if isinstance(exc, OSError):
             raise PeerStartError(name, f"cannot run {argv[0]}: {exc}") from exc
         raise
-    info = PeerInfo(name, product, LOOPBACK, port, ae_title, dict(extra_ports or {}))
+    info = PeerInfo(name, product, host, port, ae_title, dict(extra_ports or {}))
     peer = RunningPeer(info, process, tmpdir, log_path)
     try:
         _wait_listening(peer, [port, *info.extra_ports.values()], timeout)
@@ -437,6 +448,7 @@ def start_orthanc(
     config_overrides: dict[str, Any] | None = None,
     aet: str = "ORTHANC",
     *,
+    host: str = LOOPBACK,
     verbose: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningPeer:
@@ -455,8 +467,8 @@ def start_orthanc(
     config: dict[str, Any] = {
         "Name": f"dicomscan-lab-{aet}",
         "DicomAet": aet,
-        "DicomPort": free_port(),
-        "HttpPort": free_port(),
+        "DicomPort": free_port(host),
+        "HttpPort": free_port(host),
         "DicomServerEnabled": True,
         "HttpServerEnabled": True,
         "RemoteAccessAllowed": False,
@@ -479,11 +491,16 @@ def start_orthanc(
         tmpdir=tmpdir,
         extra_ports=extra,
         timeout=timeout,
+        host=host,
     )
 
 
 def start_storescp(
-    args: Sequence[str] = (), aet: str = "STORESCP", *, timeout: float = DEFAULT_TIMEOUT
+    args: Sequence[str] = (),
+    aet: str = "STORESCP",
+    *,
+    host: str = LOOPBACK,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningPeer:
     """DCMTK's storescp: ``storescp --aetitle AET ARGS... -od TMP/incoming PORT``.
 
@@ -494,7 +511,7 @@ def start_storescp(
     tmpdir = _tmpdir("storescp")
     incoming = tmpdir / "incoming"
     incoming.mkdir()
-    port = free_port()
+    port = free_port(host)
     argv = [str(STORESCP_BIN), "--aetitle", aet, *args, "-od", str(incoming), str(port)]
     return _launch(
         name="storescp",
@@ -504,6 +521,7 @@ def start_storescp(
         ae_title=aet,
         tmpdir=tmpdir,
         timeout=timeout,
+        host=host,
     )
 
 
@@ -531,6 +549,7 @@ def start_dcmqrscp(
     config_text: str | None = None,
     aet: str = "DCMQRSCP",
     *,
+    host: str = LOOPBACK,
     args: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningPeer:
@@ -547,7 +566,7 @@ def start_dcmqrscp(
     tmpdir = _tmpdir("dcmqrscp")
     storage = tmpdir / "storage"
     storage.mkdir()
-    port = free_port()
+    port = free_port(host)
     text = DEFAULT_DCMQRSCP_CONFIG if config_text is None else config_text
     # str.replace, not str.format: a config may contain braces of its own.
     for placeholder, value in (("{port}", str(port)), ("{storage}", str(storage)), ("{aet}", aet)):
@@ -563,11 +582,12 @@ def start_dcmqrscp(
         ae_title=aet,
         tmpdir=tmpdir,
         timeout=timeout,
+        host=host,
     )
 
 
 def start_ctn_simple_storage(
-    aet: str = "CTN_STORE", *, timeout: float = DEFAULT_TIMEOUT
+    aet: str = "CTN_STORE", *, host: str = LOOPBACK, timeout: float = DEFAULT_TIMEOUT
 ) -> RunningPeer:
     """MIR CTN's storage SCP: ``simple_storage -c AET -x TMP/images PORT`` in TMP.
 
@@ -583,7 +603,7 @@ def start_ctn_simple_storage(
     tmpdir = _tmpdir("ctn")
     images = tmpdir / "images"
     images.mkdir()
-    port = free_port()
+    port = free_port(host)
     argv = [str(CTN_STORAGE_BIN), "-c", aet, "-x", str(images), str(port)]
     return _launch(
         name="ctn",
@@ -593,11 +613,12 @@ def start_ctn_simple_storage(
         ae_title=aet,
         tmpdir=tmpdir,
         timeout=timeout,
+        host=host,
     )
 
 
 _PYNETDICOM_SCP = """\
-import logging, sys
+import logging, os, sys
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -619,7 +640,7 @@ if find:
     ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
     handlers.append((evt.EVT_C_FIND, lambda event: iter(())))
-ae.start_server(("127.0.0.1", port), block=True, evt_handlers=handlers)
+ae.start_server((os.environ["DICOMSCAN_LAB_ADDR"], port), block=True, evt_handlers=handlers)
 """
 
 
@@ -629,6 +650,7 @@ def start_pynetdicom_scp(
     storage: bool = True,
     find: bool = False,
     *,
+    host: str = LOOPBACK,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningPeer:
     """A pynetdicom SCP in a subprocess, for machines without Orthanc or DCMTK.
@@ -640,7 +662,7 @@ def start_pynetdicom_scp(
     if importlib.util.find_spec("pynetdicom") is None:
         raise PeerStartError("pynetdicom", "the pynetdicom package is not installed")
     tmpdir = _tmpdir("pynetdicom")
-    port = free_port()
+    port = free_port(host)
     flags = ["1" if flag else "0" for flag in (echo, storage, find)]
     argv = [sys.executable, "-c", _PYNETDICOM_SCP, aet, str(port), *flags]
     return _launch(
@@ -652,6 +674,7 @@ def start_pynetdicom_scp(
         tmpdir=tmpdir,
         timeout=timeout,
         needs_shim=False,
+        host=host,
     )
 
 
