@@ -1,0 +1,86 @@
+"""Closed versus filtered, measured for real: a network namespace with a dropping firewall.
+
+Loopback never drops packets, so this test builds its own namespace (only ``lo``, no
+route anywhere), adds an nftables rule that drops one port, starts a real DCMTK storescp
+inside it, and runs the scanner inside it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import IN_CI
+
+pytestmark = [pytest.mark.root, pytest.mark.peers]
+
+needs_root = pytest.mark.skipif(
+    (os.geteuid() != 0 or not shutil.which("nft")) and not IN_CI,
+    reason="needs root and nftables (network namespaces, firewall rules)",
+)
+
+DROPPED, LISTENING, NOTHING = 10104, 10105, 10106
+
+
+def ns_run(ns: str, *argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                          check=True, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    ns = f"dscn-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        ns_run(ns, "ip", "link", "set", "lo", "up")
+        ns_run(ns, "nft", "add", "table", "inet", "lab")
+        ns_run(ns, "nft", "add", "chain", "inet", "lab", "input",
+               "{ type filter hook input priority 0; policy accept; }")
+        ns_run(ns, "nft", "add", "rule", "inet", "lab", "input", "tcp", "dport", str(DROPPED),
+               "drop")
+        yield ns
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            subprocess.run(["kill", "-9", pid], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@needs_root
+def test_open_closed_and_filtered_told_apart(namespace: str, tmp_path: object) -> None:
+    # Inside a namespace with only lo, storescp's wildcard bind reaches nothing outside.
+    scp = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, "/usr/bin/storescp", "-od", str(tmp_path),
+         str(LISTENING)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            ss = ns_run(namespace, "ss", "-ltnH")
+            if f":{LISTENING}" in ss.stdout:
+                break
+            time.sleep(0.05)
+        out = ns_run(
+            namespace, sys.executable, "-m", "scanner", "scan", "127.0.0.1",
+            "-p", f"{DROPPED},{LISTENING},{NOTHING}", "--format", "json",
+            "--connect-timeout", "1", "--fail-on", "never", cwd=os.getcwd(),
+        )
+    finally:
+        scp.kill()
+        scp.wait()
+    host = json.loads(out.stdout)["hosts"][0]
+    states = {p["port"]: (p["state"], p["reason"]) for p in host["ports"]}
+    assert states == {
+        DROPPED: ("filtered", "no answer within timeout"),
+        LISTENING: ("open", "connected"),
+        NOTHING: ("closed", "connection refused"),
+    }
+    assert [s["name"] for s in host["services"]] == ["dicom"]
