@@ -215,6 +215,7 @@ RULES: tuple[tuple[str, Callable[[Service], Verdict | None]], ...] = (
 
 def dicom_findings(host: Host) -> list[Finding]:
     out: list[Finding] = []
+    tls_ports = [s.port for s in host.services if s.name == "dicom-tls"]
     for svc in host.services:
         if svc.name != "dicom":
             continue
@@ -223,5 +224,12 @@ def dicom_findings(host: Host) -> list[Finding]:
             if verdict is None:
                 continue
             status, evidence, confidence = verdict
+            if rule_id == "dicom-cleartext" and tls_ports:
+                # TLS exists beside it: a peer (or an attacker) can simply use the cleartext port.
+                evidence = {
+                    **evidence,
+                    "also_offered_over_tls": tls_ports,
+                    "downgrade": "the same host offers DICOM without TLS",
+                }
             out.append(make_finding(rule_id, status, host.address, svc.port, evidence, confidence))
     return out

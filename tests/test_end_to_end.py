@@ -105,3 +105,15 @@ def test_dicom_over_tls_with_and_without_a_client_certificate(tmp_path: Path) ->
     assert inside["peer"]["implementation_version_name"] == "OFFIS_DCMTK_367"
     key_text = (certs / "client.key").read_text()
     assert key_text.splitlines()[1] not in json.dumps(mutual.doc)  # key material never logged
+
+
+@needs_dcmtk
+def test_cleartext_beside_tls_is_reported_as_a_downgrade(tmp_path: Path) -> None:
+    certs = generate_certs(tmp_path)
+    with dcmtk_tls(certs, "--profile-bcp195", "-ic") as tls, peers.start_storescp() as clear:
+        run = run_scan("127.0.0.1", f"{tls.info.port},{clear.info.port}")
+    assert run.service(tls.info.port)["name"] == "dicom-tls"
+    finding = run.finding(clear.info.port, "dicom-cleartext")
+    assert finding["status"] == "fail"
+    assert finding["evidence"]["also_offered_over_tls"] == [tls.info.port]
+    assert "dicom-cleartext" not in run.verdicts(tls.info.port)
