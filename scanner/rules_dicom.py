@@ -156,7 +156,8 @@ def store(svc: Service) -> Verdict:
     confirmed = [o for o in ops if o.confidence is Confidence.CONFIRMED]
     if any(o.outcome is OperationOutcome.AUTHORISED for o in confirmed):
         return F, _op_evidence(confirmed), Confidence.CONFIRMED
-    if confirmed:
+    refused = (OperationOutcome.REFUSED, OperationOutcome.ABORTED)
+    if confirmed and all(o.outcome in refused for o in confirmed):
         return P, _op_evidence(confirmed), Confidence.CONFIRMED
     if ops:
         return F, _op_evidence(ops), Confidence.INFERRED

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from probes.dicom import codes
 from probes.dicom.client import Session, request_association
 from probes.dicom.operations import echo_message, query_message, retrieve_message, run_operation
+from probes.dicom.store import not_tested, object_uids, store_test_object
 from scanner.observations import (
     AeTitleGuess,
     Association,
@@ -65,7 +66,7 @@ async def _with_association(
             position = len(svc.observations)  # the association is listed before its operations
             if session is not None:
                 for op in work:
-                    svc.observations.append(await _operation(ctx, session, op, called))
+                    svc.observations.append(await _operation(ctx, svc, session, op))
                     if session.closed:
                         break
                 obs = obs.model_copy(update={"released": await session.release()})
@@ -77,7 +78,9 @@ async def _with_association(
     return obs
 
 
-async def _operation(ctx: ProbeContext, session: Session, op: str, called: str) -> Operation:
+async def _operation(
+    ctx: ProbeContext, svc: ServiceState, session: Session, op: str
+) -> Operation:
     s = ctx.settings
     session.timeout = s.timeouts.dimse
     patient_id = "DSCN-" + s.zero_match_uid[-12:]
@@ -85,6 +88,8 @@ async def _operation(ctx: ProbeContext, session: Session, op: str, called: str) 
         return await run_operation(
             session, "C-ECHO", codes.VERIFICATION, echo_message(), "C-ECHO-RQ"
         )
+    if op == "C-STORE":
+        return await store_test_object(session, object_uids(s.zero_match_uid, ctx.host, svc.port))
     sop = op.split(":", 1)[1]
     operation = op.split(":", 1)[0]
     if operation == "C-FIND":
@@ -197,19 +202,52 @@ async def _unknown_peer_operations(
             (f"{operation}:{sop}",),
         )
     storage = [
-        c
+        c.abstract_syntax
         for c in calling.contexts
         if c.accepted and c.abstract_syntax.startswith("1.2.840.10008.5.1.4.1.1.")
     ]
-    if storage:
+    if not storage:
+        return
+    if not s.intrusive:
         svc.observations.append(
-            Operation(
-                operation="C-STORE",
-                sop_class=storage[0].abstract_syntax,
-                sop_class_name=storage[0].name,
-                outcome=OperationOutcome.NOT_TESTED,
-                confidence=Confidence.INFERRED,
-                detail="storage context accepted from an unknown peer; C-STORE is only sent "
+            not_tested(
+                storage[0],
+                "storage context accepted from an unknown peer; C-STORE is only sent "
                 "with --intrusive",
             )
+        )
+        return
+    await _intrusive_store(ctx, svc, storage, working)
+
+
+async def _intrusive_store(
+    ctx: ProbeContext, svc: ServiceState, storage: list[str], working: str
+) -> None:
+    """--intrusive: prove storage with one synthetic object, in an association of its own."""
+    if codes.SC_STORAGE not in storage:
+        # The peer already said no to Secondary Capture: do not bother it with a second ask.
+        svc.observations.append(
+            not_tested(
+                storage[0],
+                "storage context accepted from an unknown peer, but not Secondary Capture, "
+                "the only class the intrusive check sends: nothing sent",
+            )
+        )
+        return
+    before = len(svc.observations)
+    assoc = await _with_association(
+        ctx,
+        svc,
+        "operation C-STORE",
+        ctx.settings.random_calling_ae,
+        working,
+        (codes.SC_STORAGE,),
+        ("C-STORE",),
+    )
+    if not any(isinstance(o, Operation) for o in svc.observations[before:]):
+        # No C-STORE went out (association refused this time, or the connection failed):
+        # keep the verdict inferred from the earlier accepted context.
+        why = (assoc.detail or assoc.outcome.value) if assoc else "connection failed"
+        svc.observations.append(
+            not_tested(codes.SC_STORAGE, f"storage association not accepted ({why}): nothing sent")
         )

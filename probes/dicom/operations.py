@@ -41,6 +41,14 @@ STATUS_TABLES: dict[str, dict[int, tuple[str, str]]] = {
 }
 
 
+# Why a 0xCxxx status is read as "let through": the request reached processing.
+PROCESSED_DETAIL = {
+    "query": "processed and failed on the non-existent keys: not an authorisation refusal",
+    "C-STORE": "processed, then failed to store the test object (the peer reports it was "
+    "not stored): not an authorisation refusal",
+}
+
+
 class _Aborted(Exception):
     pass
 
@@ -149,7 +157,7 @@ async def run_operation(
             confidence=Confidence.INFERRED,
             status=code,
             status_text=text,
-            detail="processed and failed on the non-existent keys: not an authorisation refusal",
+            detail=PROCESSED_DETAIL.get(operation, PROCESSED_DETAIL["query"]),
         )
     return result(OperationOutcome.REFUSED, status=code, status_text=text)
 
