@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from probes.dicom.checks import dicom_checks
+from probes.dicom.checks import dicom_checks, dicom_tls_checks
 from probes.identify import identify_service
 from probes.tls import TlsOptions, make_tls_probe
 from scanner.fingerprint import analyse_host
@@ -24,9 +24,10 @@ HostAnalysis = Callable[["HostState"], None]
 
 def follow_up_probes(settings: ScanSettings) -> tuple[FollowUpProbe, ...]:
     """Probes run on each identified service, in order. Cleartext DICOM checks come first;
-    the TLS probe skips ports that answered DICOM in the clear."""
+    the TLS probe skips ports that answered DICOM in the clear; DICOM found inside TLS
+    then gets the same AE title and unknown-peer checks."""
     tls = TlsOptions(settings.client_cert, settings.client_key, settings.ca)
-    return (dicom_checks, make_tls_probe(tls))
+    return (dicom_checks, make_tls_probe(tls), dicom_tls_checks)
 
 
 HOST_ANALYSES: tuple[HostAnalysis, ...] = (analyse_host,)

@@ -32,6 +32,15 @@ def _assocs(svc: Service, purpose: str) -> list[Association]:
     ]
 
 
+def _detections(svc: Service) -> list[Association]:
+    """Detection associations, in the clear or inside TLS (purposes starting "detect")."""
+    return [
+        o
+        for o in svc.observations
+        if isinstance(o, Association) and any(p.startswith("detect") for p in o.purpose.split(","))
+    ]
+
+
 def _unknown_calling(svc: Service) -> list[Association]:
     """Associations that tested an unregistered calling AE title.
 
@@ -39,7 +48,7 @@ def _unknown_calling(svc: Service) -> list[Association]:
     recognised" (the scanner's own title is unregistered unless the site added it).
     """
     found = _assocs(svc, "calling-ae")
-    for a in _assocs(svc, "detect"):
+    for a in _detections(svc):
         if a.reject and (a.reject.source, a.reject.reason) == (1, 3):
             found.append(a)
     return found
@@ -83,7 +92,7 @@ def _op_evidence(ops: Iterable[Operation]) -> dict[str, Any]:
 def called_ae(svc: Service) -> Verdict | None:
     known_refused = any(
         a.reject and (a.reject.source, a.reject.reason) == (1, 7) and "called-ae" not in a.purpose
-        for a in _assocs(svc, "detect")
+        for a in _detections(svc)
     )
     for a in _assocs(svc, "called-ae"):
         ev = _assoc_evidence(a)
@@ -181,9 +190,9 @@ def ae_guessable(svc: Service) -> Verdict | None:
 
 
 def version_disclosed(svc: Service) -> Verdict | None:
-    for a in _assocs(svc, "detect"):
+    for a in _detections(svc):
         if a.peer is None:
-            return None
+            continue
         ev = {
             "implementation_class_uid": a.peer.implementation_class_uid,
             "implementation_version_name": a.peer.implementation_version_name,
@@ -218,9 +227,11 @@ def dicom_findings(host: Host) -> list[Finding]:
     out: list[Finding] = []
     tls_ports = [s.port for s in host.services if s.name == "dicom-tls"]
     for svc in host.services:
-        if svc.name != "dicom":
+        if svc.name not in ("dicom", "dicom-tls"):
             continue
         for rule_id, rule in RULES:
+            if rule_id == "dicom-cleartext" and svc.name == "dicom-tls":
+                continue
             verdict = rule(svc)
             if verdict is None:
                 continue

@@ -103,6 +103,12 @@ def test_dicom_over_tls_with_and_without_a_client_certificate(tmp_path: Path) ->
     inside = mutual.association(port, "detect-tls-client-cert")
     assert inside["outcome"] == "accepted"
     assert inside["peer"]["implementation_version_name"] == "OFFIS_DCMTK_367"
+    # The AE title and unknown-peer checks run inside TLS too (storescp accepts anyone).
+    assert mutual.association(port, "calling-ae")["outcome"] == "accepted"
+    verdicts = mutual.verdicts(port)
+    assert verdicts["dicom-calling-ae-not-validated"] == "fail"
+    assert verdicts["dicom-echo-open"] == "fail"
+    assert "dicom-cleartext" not in verdicts
     key_text = (certs / "client.key").read_text()
     assert key_text.splitlines()[1] not in json.dumps(mutual.doc)  # key material never logged
 

@@ -8,7 +8,8 @@ the answers to the others. Every check records an observation; none judges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 from probes.dicom import codes
 from probes.dicom.client import Session, request_association
@@ -53,7 +54,7 @@ async def _with_association(
     """One association; run the named operations inside it, then release. Records everything."""
     s = ctx.settings
     try:
-        async with ctx.connect(svc.port) as conn:
+        async with _connect(ctx, svc) as conn:
             obs, session = await request_association(
                 conn.reader,
                 conn.writer,
@@ -78,9 +79,7 @@ async def _with_association(
     return obs
 
 
-async def _operation(
-    ctx: ProbeContext, svc: ServiceState, session: Session, op: str
-) -> Operation:
+async def _operation(ctx: ProbeContext, svc: ServiceState, session: Session, op: str) -> Operation:
     s = ctx.settings
     session.timeout = s.timeouts.dimse
     patient_id = "DSCN-" + s.zero_match_uid[-12:]
@@ -141,16 +140,50 @@ def _pick(accepted: set[str], *choices: str) -> str | None:
     return next((c for c in choices if c in accepted), None)
 
 
+def _tls_detection(svc: ServiceState) -> Association | None:
+    """The association that answered inside TLS, preferring the one with our client cert."""
+    found = {a.purpose: a for a in _associations(svc) if a.purpose.startswith("detect-tls")}
+    with_cert = found.get("detect-tls-client-cert")
+    if with_cert is not None and with_cert.outcome is not AssociationOutcome.NO_ANSWER:
+        return with_cert
+    return found.get("detect-tls")
+
+
+def _connect(ctx: ProbeContext, svc: ServiceState) -> AbstractAsyncContextManager[Any]:
+    """A gated connection the way this service speaks DICOM: plain, or inside TLS."""
+    if svc.name != "dicom-tls":
+        return ctx.connect(svc.port)
+    from probes.tls.handshake import client_context, connect_tls
+
+    detect = _tls_detection(svc)
+    s = ctx.settings
+    if detect is not None and detect.purpose == "detect-tls-client-cert":
+        return connect_tls(ctx, svc.port, client_context(s.client_cert, s.client_key))
+    return connect_tls(ctx, svc.port, client_context())
+
+
 async def dicom_checks(ctx: ProbeContext, svc: ServiceState) -> None:
-    """The DICOM follow-up probe: runs once per service identified as cleartext DICOM."""
+    """AE title and unknown-peer checks on a service that answered DICOM in the clear."""
     if svc.name != "dicom":
         return
-    s = ctx.settings
     detect = next((a for a in _associations(svc) if a.purpose.startswith("detect")), None)
-    if detect is None:
+    if detect is not None:
+        await _checks(ctx, svc, detect)
+
+
+async def dicom_tls_checks(ctx: ProbeContext, svc: ServiceState) -> None:
+    """The same checks inside TLS, after the TLS probe found DICOM there."""
+    if svc.name != "dicom-tls":
         return
+    detect = _tls_detection(svc)
+    if detect is not None:
+        await _checks(ctx, svc, detect)
+
+
+async def _checks(ctx: ProbeContext, svc: ServiceState, detect: Association) -> None:
+    s = ctx.settings
     working: str | None = None
-    if s.ae_titles:
+    if s.ae_titles or "called-ae" not in detect.purpose.split(","):
         # Detection used the title the user knows; test enforcement with a random one. The
         # known title stays the working one even if detection was rejected: some stacks
         # (DCMTK dcmqrscp) answer an unknown calling AE with "called AE not recognised".
