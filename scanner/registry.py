@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from probes.dicom.checks import dicom_checks, dicom_tls_checks
 from probes.identify import identify_service
 from probes.tls import TlsOptions, make_tls_probe
-from scanner.fingerprint import analyse_host
+from scanner.host_analysis import analyse_host
 
 if TYPE_CHECKING:
     from scanner.engine import HostState, ProbeContext, ServiceState

@@ -12,14 +12,8 @@ import yaml
 from probes.dicom.pdu import FIRST_BYTES
 from probes.identify import printable
 from scanner.engine import HostState, ServiceState
-from scanner.fingerprint import (
-    FingerprintTableError,
-    analyse_host,
-    guess_role,
-    identify,
-    load_table,
-    parse_table,
-)
+from scanner.fingerprint import FingerprintTableError, identify, load_table, parse_table
+from scanner.host_analysis import analyse_host, guess_role
 from scanner.model import PortObservation, PortState
 from scanner.observations import (
     Association,
