@@ -28,6 +28,7 @@ from probes.dicom.pdu import (
     decode_abort,
     decode_ac,
     decode_rj,
+    quickack,
     read_pdu,
 )
 from scanner.model import ScanSettings
@@ -56,6 +57,7 @@ class Session:
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
         await asyncio.wait_for(self.writer.drain(), self.timeout)
+        quickack(self.writer)
 
     async def release(self) -> bool:
         """A-RELEASE-RQ and wait for the RP; abort if it does not come. True when released."""
@@ -170,6 +172,7 @@ async def request_association(
     try:
         writer.write(associate_rq(calling_ae, called_ae, tuple(contexts)))
         await asyncio.wait_for(writer.drain(), timeout)
+        quickack(writer)
         pdu = await read_pdu(reader, timeout, OUR_MAX_PDU)
     except PeerTimeout as exc:
         detail = f"no answer within {timeout:g} s"
