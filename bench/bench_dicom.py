@@ -436,13 +436,25 @@ def dicom_ports_result(result: ScanResult) -> set[tuple[str, int]]:
 # --------------------------------------------------------------------------- nmap
 
 
-def run_nmap(ports: Sequence[int], scripts: str) -> ET.Element:
+def run_nmap(ports: Sequence[int], scripts: str, target: str = LOCALHOST) -> ET.Element:
     argv = ["nmap", "-n", "-sT", "-p", ",".join(str(p) for p in ports)]
-    argv += ["--script", scripts, loopback_only(LOCALHOST), "-oX", "-"]
+    loopback_only(target.split("-")[0])
+    argv += ["--script", scripts, target, "-oX", "-"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"nmap exited {done.returncode}: {done.stderr[-2000:]}")
     return ET.fromstring(done.stdout)
+
+
+def nmap_dicom_count(root: ET.Element) -> int:
+    """How many (host, port) pairs dicom-ping reported as DICOM."""
+    return sum(
+        1
+        for port in root.iter("port")
+        for script in port.iter("script")
+        if script.get("id") == "dicom-ping"
+        and any(elem.get("key") == "dicom" for elem in script.iter("elem"))
+    )
 
 
 def nmap_dicom_ports(root: ET.Element) -> set[int]:
@@ -613,7 +625,13 @@ def bench_throughput(
     raw_t, raw_found = repeat(
         lambda: asyncio.run(_raw_detection(endpoints, settings, rounds, concurrency)), runs
     )
+    # The same sweep end to end: the CLI (interpreter start-up included) against nmap.
+    cli_runs = min(runs, 3)
+    cli_t, cli_doc = repeat(lambda: run_cli([spec], [port]), cli_runs)
+    nmap_t, nmap_root = repeat(lambda: run_nmap([port], "dicom-ping", spec), cli_runs)
     results = [
+        ("dicomscan scan (subprocess, full checks)", cli_t, len(dicom_ports_json(cli_doc))),
+        ("nmap -sT --script dicom-ping", nmap_t, nmap_dicom_count(nmap_root)),
         ("ScanJob, detect + default follow-up checks", full_t, len(dicom_ports_result(full_res))),
         ("ScanJob, detection only (follow-ups off)", det_t, len(dicom_ports_result(det_res))),
         ("  what-if, result off the task: full", full_o_t, len(dicom_ports_result(full_o_res))),
