@@ -327,9 +327,11 @@ def profiles() -> None:
 
 
 def _register_optional() -> None:
+    from scanner.cli_rules import rules
     from scanner.demo import demo
 
     main.add_command(demo)
+    main.add_command(rules)
 
 
 _register_optional()

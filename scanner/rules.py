@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 
 from scanner.model import Finding, Host
 from scanner.rules_dicom import dicom_findings
+from scanner.rules_software import software_findings
 from scanner.rules_tls import tls_findings
 
 HostRules = Callable[[Host], list[Finding]]
 
-RULE_FAMILIES: tuple[HostRules, ...] = (dicom_findings, tls_findings)
+RULE_FAMILIES: tuple[HostRules, ...] = (dicom_findings, tls_findings, software_findings)
 
 
 def evaluate(hosts: Sequence[Host]) -> list[Finding]:

@@ -26,6 +26,9 @@ class SinkWriter:
     async def drain(self) -> None:
         return None
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default  # no socket behind this sink
+
 
 def answer(data: bytes) -> tuple[Association, SinkWriter]:
     async def go() -> tuple[Association, SinkWriter]:
