@@ -80,7 +80,7 @@ class Association(_Frozen):
 
     kind: Literal["dicom-association"] = "dicom-association"
     purpose: str = Field(
-        description="why it was sent: detect, detect-tls, called-ae, calling-ae, ae-guess, operation ..."
+        description="why: detect, detect-tls, called-ae, calling-ae, ae-guess, operation ..."
     )
     calling_ae: str
     called_ae: str
