@@ -106,6 +106,13 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     timeouts = profile.timeouts
     if opts.get("timeout"):
         timeouts = timeouts.model_copy(update={"dicom": opts["timeout"], "dimse": opts["timeout"]})
+    if opts.get("baseline"):
+        from scanner.baselines import BaselineError, resolve
+
+        try:
+            resolve(opts["baseline"])
+        except BaselineError as exc:
+            raise click.BadParameter(str(exc), param_hint="--baseline") from None
     if opts.get("connect_timeout"):
         timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
     return ScanSettings(
@@ -127,6 +134,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         client_cert=opts.get("client_cert"),
         client_key=opts.get("client_key"),
         ca=opts.get("ca"),
+        baseline=opts.get("baseline"),
     )
 
 
@@ -274,6 +282,9 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
               help="Key of --client-cert (unencrypted PEM; never logged).")
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False),
               help="CA bundle to check server certificates against.")
+@click.option("--baseline", metavar="NAME",
+              help="Judge every host against this baseline instead of selecting one "
+                   "(see 'dicomscan baselines list').")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
@@ -327,11 +338,13 @@ def profiles() -> None:
 
 
 def _register_optional() -> None:
+    from scanner.cli_baselines import baselines
     from scanner.cli_rules import rules
     from scanner.demo import demo
 
     main.add_command(demo)
     main.add_command(rules)
+    main.add_command(baselines)
 
 
 _register_optional()

@@ -216,4 +216,4 @@ class ScanJob:
             interrupted=interrupted,
             errors=list(self._errors),
         )
-        return ScanResult(scan=meta, hosts=hosts, findings=evaluate(hosts))
+        return ScanResult(scan=meta, hosts=hosts, findings=evaluate(hosts, self.settings.baseline))

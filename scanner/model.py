@@ -158,6 +158,9 @@ class ScanSettings(_Frozen):
     client_key: str | None = Field(default=None, description="its key file (never logged)")
     ca: str | None = Field(default=None, description="CA bundle to check server certificates")
     allow_public: bool = False
+    baseline: str | None = Field(
+        default=None, description="baseline forced on every host instead of selection"
+    )
     scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
 
 

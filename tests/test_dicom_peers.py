@@ -54,6 +54,7 @@ def test_orthanc_defaults(orthanc: peers.RunningPeer) -> None:
         "dicom-retrieve-open": "pass",
         "dicom-store-open": "fail",
         "dicom-version-disclosed": "fail",
+        "port-not-allowed": "fail",  # the lab's free port is in no baseline
     }
     assert run.finding(port, "dicom-store-open")["confidence"] == "inferred"
     # The HTTP port got one A-ASSOCIATE-RQ and answered HTTP: recorded, not judged as DICOM.
@@ -127,6 +128,7 @@ def test_orthanc_locked_down_to_registered_modalities(orthanc: peers.RunningPeer
         "dicom-query-open": "pass",
         "dicom-retrieve-open": "pass",
         "dicom-store-open": "pass",
+        "port-not-allowed": "fail",  # the lab's free port is in no baseline
     }
     # Presenting the registered title (as a site would register its scanner) gets in,
     # while the random calling title is still refused.

@@ -97,3 +97,9 @@ def test_reject_is_decoded_with_meanings() -> None:
 def test_truncated_reject_is_an_error_not_a_crash() -> None:
     obs, _ = answer(bytes.fromhex("030000000002 0001".replace(" ", "")))
     assert obs.outcome is AssociationOutcome.ERROR
+
+
+def test_accept_without_user_information_is_not_a_crash() -> None:
+    # Found by hypothesis: an A-ASSOCIATE-AC whose body lacks the mandatory items.
+    obs, _ = answer(b"\x02\x00\x00\x00\x00\x02\x00\x00")
+    assert obs.outcome in (AssociationOutcome.ACCEPTED, AssociationOutcome.ERROR)

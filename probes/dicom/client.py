@@ -93,14 +93,21 @@ class Session:
 
 
 def _identity(primitive: Any) -> PeerIdentity:
-    uid = primitive.implementation_class_uid
+    # Read the items directly: pynetdicom's properties raise when a (non-conformant) peer
+    # leaves out the mandatory implementation class UID or maximum length.
+    uid = None
+    max_len = None
     name = None
     role: list[str] = []
     ext: list[str] = []
     window = None
     for item in primitive.user_information:
         cls = type(item).__name__
-        if cls == "ImplementationVersionNameNotification":
+        if cls == "ImplementationClassUIDNotification":
+            uid = item.implementation_class_uid
+        elif cls == "MaximumLengthNotification":
+            max_len = item.maximum_length_received
+        elif cls == "ImplementationVersionNameNotification":
             name = item.implementation_version_name
         elif cls == "AsynchronousOperationsWindowNegotiation":
             window = (
@@ -115,7 +122,7 @@ def _identity(primitive: Any) -> PeerIdentity:
     return PeerIdentity(
         implementation_class_uid=str(uid) if uid else None,
         implementation_version_name=str(name).strip() if name else None,
-        max_pdu_length=primitive.maximum_length_received,
+        max_pdu_length=max_len,
         async_ops_window=window,
         role_selection=role,
         extended_negotiation=ext,
@@ -217,6 +224,8 @@ async def _classify(
     if pdu.type == 0x02:
         try:
             primitive = decode_ac(pdu)
+            results, accepted, transfer = _contexts(primitive, contexts)
+            identity = _identity(primitive)
         except Exception as exc:  # pynetdicom raises assorted errors on malformed items
             writer.write(ABORT_RQ)
             return done(
@@ -224,8 +233,6 @@ async def _classify(
                 detail=f"malformed A-ASSOCIATE-AC: {type(exc).__name__}",
                 first_bytes_hex=pdu.encoded()[:FIRST_BYTES].hex(),
             ), None
-        results, accepted, transfer = _contexts(primitive, contexts)
-        identity = _identity(primitive)
         session = Session(
             reader, writer, timeout, identity.max_pdu_length or OUR_MAX_PDU, accepted, transfer
         )

@@ -1,0 +1,1 @@
+"""Shipped hardening baselines (YAML data only), installed as ``dicomscan_baselines``."""
