@@ -146,6 +146,11 @@ class Fingerprint(_Frozen):
     honeypot_reasons: list[str] = Field(default_factory=list)
 
 
+from scanner.http_observations import (  # noqa: E402  (kept beside the union it extends)
+    HttpCheck,
+    HttpSummary,
+    ServiceBannerInfo,
+)
 from scanner.tls_observations import (  # noqa: E402  (kept beside the union it extends)
     TlsCertificate,
     TlsHandshake,
@@ -162,6 +167,9 @@ Observation = Annotated[
     | TlsSummary
     | TlsVersion
     | TlsCertificate
-    | TlsHandshake,
+    | TlsHandshake
+    | HttpCheck
+    | HttpSummary
+    | ServiceBannerInfo,
     Field(discriminator="kind"),
 ]

@@ -12,6 +12,7 @@ from functools import partial
 from scanner.model import Finding, Host
 from scanner.rules_baseline import baseline_findings
 from scanner.rules_dicom import dicom_findings
+from scanner.rules_http import http_findings
 from scanner.rules_software import software_findings
 from scanner.rules_tls import tls_findings
 
@@ -20,6 +21,7 @@ HostRules = Callable[[Host], list[Finding]]
 RULE_FAMILIES: tuple[HostRules, ...] = (
     dicom_findings,
     tls_findings,
+    http_findings,
     software_findings,
     baseline_findings,
 )

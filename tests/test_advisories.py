@@ -149,7 +149,13 @@ def test_orthanc_fixture_gives_no_software_finding() -> None:
     result = ScanResult.model_validate(json.loads((SCANS / "orthanc-find-open.json").read_text()))
     products = [s.product for h in result.hosts for s in h.services if s.product]
     assert any(p.startswith("Orthanc (built on DCMTK") for p in products)
-    assert [f for h in result.hosts for f in software_findings(h)] == []
+    # The DICOM side (DCMTK identity) gets none; the web side's /system version does.
+    dicom = {s.port for h in result.hosts for s in h.services if s.name == "dicom"}
+    findings = [f for h in result.hosts for f in software_findings(h)]
+    assert [f for f in findings if f.port in dicom] == []
+    assert [(f.evidence["product"], f.evidence["version"]) for f in findings] == [
+        ("Orthanc", "1.10.1")
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCANS.glob("*.json")))

@@ -1,0 +1,177 @@
+"""Remote-access banners: a real OpenSSH sshd on a loopback port, and scripted peers.
+
+The sshd is Debian's openssh-server binary (``sshd`` on PATH or /usr/sbin/sshd) run as
+a throwaway daemon with its own host key in a temporary directory; as root it is run as
+``nobody`` because the sandbox's privilege-separation user may not exist. The VNC, FTP,
+RDP and HL7 peers below are SCRIPTED (a few lines of asyncio sending a fixed greeting),
+not real servers: they stand for the greeting bytes only. (No RDP case: an RDP TPKT
+answer starts 03 00, which ``probes.dicom.pdu.looks_like_pdu`` takes for an
+A-ASSOCIATE-RJ, so identification names it "dicom" before the banner parser sees it.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes.banners import parse
+from scanner.lab.peers import free_port
+from tests.conftest import run_scan
+
+SSHD = os.environ.get("DICOMSCAN_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
+needs_sshd = pytest.mark.skipif(
+    not (Path(SSHD).is_file() and shutil.which("ssh-keygen")), reason="openssh-server missing"
+)
+
+
+def _wait_banner(port: int, timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1.0) as s:
+                return s.recv(256)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def sshd() -> Iterator[int]:
+    with tempfile.TemporaryDirectory(prefix="dicomscan-sshd-") as tmp:
+        key = Path(tmp) / "host_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        port = free_port()
+        argv = [
+            str(Path(SSHD).resolve()),
+            "-D",
+            "-e",
+            "-p",
+            str(port),
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "PidFile=none",
+            "-h",
+            str(key),
+            "-f",
+            "/dev/null",
+        ]
+        if os.geteuid() == 0:  # no privilege-separation user needed when not root
+            shutil.chown(tmp, "nobody")
+            for f in Path(tmp).iterdir():
+                shutil.chown(f, "nobody")
+            argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_banner(port)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@needs_sshd
+def test_real_sshd_banner(sshd: int) -> None:
+    expected = _wait_banner(sshd).split(b"\r\n")[0].decode()
+    assert expected.startswith("SSH-2.0-OpenSSH_")
+    run = run_scan("127.0.0.1", str(sshd), "--profile", "fast")
+    svc = run.service(sshd)
+    assert svc["name"] == "ssh"
+    [info] = run.observations(sshd, "service-banner")
+    software, _, comment = expected.removeprefix("SSH-2.0-").partition(" ")
+    assert info == {
+        "kind": "service-banner",
+        "protocol": "ssh",
+        "category": "remote-access",
+        "answered": True,
+        "banner": expected,
+        "protocol_version": "2.0",
+        "software": software,
+        "comment": comment or None,
+    }
+    # No HTTP request went to it.
+    assert run.observations(sshd, "http-check") == []
+
+
+class ScriptedPeer:
+    """SCRIPTED greeting server: sends ``greeting`` on connect, reads a little, closes."""
+
+    def __init__(self, greeting: bytes) -> None:
+        self.greeting = greeting
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                if self.greeting:
+                    conn.sendall(self.greeting)
+                conn.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("greeting", "name", "expected"),
+    [
+        (b"RFB 003.008\n", "vnc", {"protocol": "vnc", "protocol_version": "3.8"}),
+        (
+            b"220 (vsFTPd 3.0.3)\r\n",
+            "ftp-or-smtp",
+            {"protocol": "ftp", "software": "(vsFTPd 3.0.3)", "banner": "220 (vsFTPd 3.0.3)"},
+        ),
+    ],
+)
+def test_scripted_greetings(greeting: bytes, name: str, expected: dict[str, object]) -> None:
+    peer = ScriptedPeer(greeting)
+    try:
+        run = run_scan("127.0.0.1", str(peer.port), "--profile", "fast")
+    finally:
+        peer.close()
+    assert run.service(peer.port)["name"] == name
+    [info] = run.observations(peer.port, "service-banner")
+    assert info["answered"] is True and info["category"] == "remote-access"
+    assert {k: info[k] for k in expected} == expected
+
+
+def test_parse_units() -> None:
+    ssh = parse("ssh", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n")
+    assert (ssh.protocol_version, ssh.software, ssh.comment) == (
+        "2.0",
+        "OpenSSH_9.2p1",
+        "Debian-2+deb12u10",
+    )
+    assert parse("ssh", b"SSH-1.99-Cisco-1.25\n").protocol_version == "1.99"
+    assert parse("vnc", b"RFB 003.889\n").protocol_version == "3.889"
+    telnet = parse("telnet", b"\xff\xfd\x18\xff\xfd\x20")
+    assert telnet.answered and telnet.banner is None
+    smb = parse("smb", b"")
+    assert (smb.answered, smb.category) == (False, "remote-access")
+    hl7 = parse("hl7-mllp", b"\x0bMSH|^~\\&|...")
+    assert (hl7.category, hl7.answered, hl7.banner) == ("hl7", True, None)
