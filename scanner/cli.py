@@ -113,6 +113,14 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
             resolve(opts["baseline"])
         except BaselineError as exc:
             raise click.BadParameter(str(exc), param_hint="--baseline") from None
+    policy = None
+    if opts.get("policy"):
+        from scanner.policy import PolicyError, read_policy
+
+        try:
+            policy = read_policy(opts["policy"]).model_dump(mode="json")
+        except PolicyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policy") from None
     if opts.get("connect_timeout"):
         timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
     return ScanSettings(
@@ -135,6 +143,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         client_key=opts.get("client_key"),
         ca=opts.get("ca"),
         baseline=opts.get("baseline"),
+        policy=policy,
     )
 
 
@@ -285,6 +294,8 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
 @click.option("--baseline", metavar="NAME",
               help="Judge every host against this baseline instead of selecting one "
                    "(see 'dicomscan baselines list').")
+@click.option("--policy", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Site policy (YAML): baselines pinned to hosts or networks, and waivers.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
@@ -338,6 +349,7 @@ def profiles() -> None:
 
 
 def _register_optional() -> None:
+    from scanner.cli_audit import audit
     from scanner.cli_baselines import baselines
     from scanner.cli_rules import rules
     from scanner.demo import demo
@@ -345,6 +357,7 @@ def _register_optional() -> None:
     main.add_command(demo)
     main.add_command(rules)
     main.add_command(baselines)
+    main.add_command(audit)
 
 
 _register_optional()

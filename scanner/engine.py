@@ -216,4 +216,8 @@ class ScanJob:
             interrupted=interrupted,
             errors=list(self._errors),
         )
-        return ScanResult(scan=meta, hosts=hosts, findings=evaluate(hosts, self.settings.baseline))
+        return ScanResult(
+            scan=meta,
+            hosts=hosts,
+            findings=evaluate(hosts, self.settings.baseline, self.settings.policy),
+        )

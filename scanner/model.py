@@ -51,6 +51,7 @@ class FindingStatus(StrEnum):
     FAIL = "fail"
     PASS = "pass"
     NOT_CHECKED = "not-checked"
+    WAIVED = "waived"
 
 
 class PortState(StrEnum):
@@ -160,6 +161,10 @@ class ScanSettings(_Frozen):
     allow_public: bool = False
     baseline: str | None = Field(
         default=None, description="baseline forced on every host instead of selection"
+    )
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="the site policy (scanner.policy.SitePolicy as JSON): pins and waivers",
     )
     scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
 

@@ -7,10 +7,13 @@ family is registered here explicitly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
+from datetime import date
+from typing import Any
 
-from scanner.model import Finding, Host
-from scanner.rules_baseline import baseline_findings
+from scanner.judge import apply_baseline_expectations
+from scanner.model import Finding, Host, utcnow
+from scanner.policy import SitePolicy, apply_policy
+from scanner.rules_baseline import baseline_findings, select
 from scanner.rules_dicom import dicom_findings
 from scanner.rules_http import http_findings
 from scanner.rules_software import software_findings
@@ -25,16 +28,37 @@ RULE_FAMILIES: tuple[HostRules, ...] = (
     software_findings,
     baseline_findings,
 )
+# Emitted by scanner.policy.apply_policy after the families run (listed for the catalogue test).
+POLICY_RULES = ("waiver-expired",)
 
 
-def evaluate(hosts: Sequence[Host], baseline: str | None = None) -> list[Finding]:
-    """All findings; ``baseline`` forces that baseline on every host (--baseline)."""
-    families = [
-        partial(baseline_findings, forced=baseline) if f is baseline_findings else f
-        for f in RULE_FAMILIES
-    ]
+def evaluate(
+    hosts: Sequence[Host],
+    baseline: str | None = None,
+    policy: dict[str, Any] | None = None,
+    today: date | None = None,
+) -> list[Finding]:
+    """All findings; ``baseline`` forces that baseline on every host (--baseline).
+
+    Each host's DICOM findings are then judged against its baseline's expectations, and
+    ``policy`` (a SitePolicy as JSON) pins baselines and waives findings as of ``today``.
+    """
+    site = SitePolicy.model_validate(policy) if policy is not None else None
+    today = today or utcnow().date()
     findings: list[Finding] = []
     for host in hosts:
-        for family in families:
-            findings.extend(family(host))
+        pin = site.pin_for(host) if site is not None and baseline is None else None
+        forced = baseline or (pin.baseline if pin is not None else None)
+        host_findings: list[Finding] = []
+        for family in RULE_FAMILIES:
+            if family is baseline_findings:
+                host_findings.extend(baseline_findings(host, forced))
+            else:
+                host_findings.extend(family(host))
+        if host_findings:
+            resolved = select(host, forced).resolved
+            host_findings = apply_baseline_expectations(host, host_findings, resolved)
+        if site is not None:
+            host_findings = apply_policy(host, host_findings, site, today, pinned=pin is not None)
+        findings.extend(host_findings)
     return findings
