@@ -2,7 +2,8 @@
 
 SSH, FTP, VNC and telnet servers send their banner first, so the ``banner`` observation
 that service identification recorded already holds it; this probe parses it (SSH
-protocol and software version, RFB version, FTP greeting) and sends nothing. RDP, SMB
+protocol and software version, RFB version, FTP greeting, telnet's pre-login text) and
+sends nothing. RDP, SMB
 and RPC are recorded as answered or not. HL7 MLLP (2575) is recorded as present only:
 no HL7 message is ever sent.
 """
@@ -51,11 +52,36 @@ def _first_line(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 else "." for b in line[:200])
 
 
+def strip_telnet_commands(data: bytes) -> bytes:
+    """The text of a telnet greeting without its IAC option negotiation (RFC 854/855)."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        if data[i] != 0xFF:
+            out.append(data[i])
+            i += 1
+        elif i + 1 < len(data) and data[i + 1] == 0xFF:  # an escaped 0xFF data byte
+            out.append(0xFF)
+            i += 2
+        elif i + 1 < len(data) and data[i + 1] == 250:  # SB ... IAC SE
+            end = data.find(b"\xff\xf0", i + 2)
+            i = len(data) if end < 0 else end + 2
+        elif i + 1 < len(data) and 251 <= data[i + 1] <= 254:  # WILL/WONT/DO/DONT option
+            i += 3
+        else:
+            i += 2
+    return bytes(out)
+
+
 def parse(protocol: str, data: bytes) -> ServiceBannerInfo:
     """The facts one service's first bytes disclose (pure: no I/O)."""
     category = "hl7" if protocol == "hl7-mllp" else "remote-access"
     info = ServiceBannerInfo(protocol=protocol, category=category, answered=bool(data))
-    if not data or protocol in ("telnet", "rdp", "smb", "rpc", "hl7-mllp"):
+    if protocol == "telnet":
+        # The pre-login text (often /etc/issue.net: the OS and its release) is disclosure.
+        text = next((ln for ln in strip_telnet_commands(data).splitlines() if ln.strip()), b"")
+        return info.model_copy(update={"banner": _first_line(text.strip()) or None})
+    if not data or protocol in ("rdp", "smb", "rpc", "hl7-mllp"):
         return info  # binary negotiation or presence only: nothing readable to keep
     line = _first_line(data)
     update: dict[str, str | None] = {"banner": line}

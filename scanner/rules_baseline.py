@@ -24,6 +24,7 @@ from scanner.baselines import (
     show_ports,
 )
 from scanner.catalogue import make_finding
+from scanner.http_observations import ServiceBannerInfo
 from scanner.model import Finding, FindingStatus, Host, PortObservation, PortState
 from scanner.observations import Association, Banner, Fingerprint
 
@@ -224,19 +225,38 @@ def _port_rule(host: Host, sel: Selection) -> list[Finding]:
     return out + _unmeasured(rule, host, required, sel)
 
 
+def _remote_services(host: Host) -> dict[int, ServiceBannerInfo]:
+    """Ports whose own answer showed a remote-access service (SSH, telnet, VNC, ...),
+    whatever the port number: an sshd moved to 2222 is still remote access."""
+    out: dict[int, ServiceBannerInfo] = {}
+    for svc in host.services:
+        for o in svc.observations:
+            if isinstance(o, ServiceBannerInfo) and o.category == "remote-access" and o.answered:
+                out[svc.port] = o
+    return out
+
+
+def _banner_evidence(info: ServiceBannerInfo) -> dict[str, Any]:
+    keys = ("protocol", "banner", "protocol_version", "software")
+    return {k: v for k in keys if (v := getattr(info, k)) is not None}
+
+
 def _remote_rule(host: Host, sel: Selection) -> list[Finding]:
     rule = REMOTE_RULE
     exp = sel.resolved.expectations.remote_access
     if exp is None:
         return []
     measured = _measured(host)
+    identified = _remote_services(host)
     out: list[Finding] = []
     watched = sorted({p for low, high in exp.ports for p in range(low, high + 1)})
-    for port in watched:
+    for port in sorted(set(watched) | identified.keys()):
         if port not in measured:
             continue
         obs = measured[port]
         ev = _port_evidence(obs, port, sel)
+        if port in identified:
+            ev["service"] = _banner_evidence(identified[port])
         if not _is_open(obs):
             ev["verdict"] = "remote-access port not open"
             out.append(make_finding(rule, P, host.address, port, ev))
@@ -244,7 +264,11 @@ def _remote_rule(host: Host, sel: Selection) -> list[Finding]:
             ev["verdict"] = "open, and allowed by the baseline"
             out.append(make_finding(rule, P, host.address, port, ev))
         else:
-            ev["verdict"] = "open remote-access port the baseline does not allow"
+            ev["verdict"] = (
+                "open remote-access port the baseline does not allow"
+                if port in watched
+                else "remote-access service (identified by its answer) the baseline does not allow"
+            )
             out.append(make_finding(rule, F, host.address, port, ev))
     missing = [p for p in watched if p not in measured] if len(watched) < 100 else []
     return out + _unmeasured(rule, host, missing, sel)

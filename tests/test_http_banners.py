@@ -1,10 +1,14 @@
-"""Remote-access banners: a real OpenSSH sshd on a loopback port, and scripted peers.
+"""Remote-access banners: real OpenSSH, vsftpd and busybox telnetd on loopback ports,
+and scripted peers.
 
 The sshd is Debian's openssh-server binary (``sshd`` on PATH or /usr/sbin/sshd) run as
 a throwaway daemon with its own host key in a temporary directory; as root it is run as
-``nobody`` because the sandbox's privilege-separation user may not exist. The VNC, FTP,
-RDP and HL7 peers below are SCRIPTED (a few lines of asyncio sending a fixed greeting),
-not real servers: they stand for the greeting bytes only. (No RDP case: an RDP TPKT
+``nobody`` because the sandbox's privilege-separation user may not exist. vsftpd
+(Debian's ``vsftpd``) and busybox's telnetd (Debian's ``busybox-static``; the dynamic
+``busybox`` lacks the applet) run standalone with their own settings. Each is on a free
+high port, so the tests also show that remote access is recognised by its answer, not
+by its port number. The VNC and FTP peers further down are SCRIPTED (a thread sending a
+fixed greeting), not real servers: they stand for the greeting bytes only. (No RDP case: an RDP TPKT
 answer starts 03 00, which ``probes.dicom.pdu.looks_like_pdu`` takes for an
 A-ASSOCIATE-RJ, so identification names it "dicom" before the banner parser sees it.)
 """
@@ -26,11 +30,30 @@ import pytest
 
 from probes.banners import parse
 from scanner.lab.peers import free_port
-from tests.conftest import run_scan
+from tests.conftest import IN_CI, ScanRun, run_scan
 
 SSHD = os.environ.get("DICOMSCAN_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
+VSFTPD = "/usr/sbin/vsftpd"
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def _has_telnetd() -> bool:
+    if not Path(BUSYBOX).is_file():
+        return False
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout
+    return "telnetd" in applets.split()
+
+
+# CI installs all three (README's test command): there a missing one fails, not skips.
 needs_sshd = pytest.mark.skipif(
-    not (Path(SSHD).is_file() and shutil.which("ssh-keygen")), reason="openssh-server missing"
+    not (Path(SSHD).is_file() and shutil.which("ssh-keygen")) and not IN_CI,
+    reason="openssh-server missing",
+)
+needs_vsftpd = pytest.mark.skipif(
+    not Path(VSFTPD).is_file() and not IN_CI, reason="vsftpd missing"
+)
+needs_telnetd = pytest.mark.skipif(
+    not _has_telnetd() and not IN_CI, reason="busybox-static (telnetd applet) missing"
 )
 
 
@@ -102,6 +125,82 @@ def test_real_sshd_banner(sshd: int) -> None:
     }
     # No HTTP request went to it.
     assert run.observations(sshd, "http-check") == []
+    _assert_remote_access_failed(run, sshd, {"protocol": "ssh", "banner": expected,
+                                             "protocol_version": "2.0", "software": software})
+
+
+def _assert_remote_access_failed(run: ScanRun, port: int, service: dict[str, str]) -> None:
+    """The generic baseline judges the service as remote access though the port is not
+    one of the conventional remote-access ports."""
+    finding = run.finding(port, "remote-access-exposed")
+    assert finding["status"] == "fail"
+    assert finding["evidence"]["service"] == service
+    assert finding["evidence"]["verdict"] == (
+        "remote-access service (identified by its answer) the baseline does not allow"
+    )
+
+
+@contextlib.contextmanager
+def _daemon(argv: list[str], port: int) -> Iterator[int]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_banner(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def vsftpd(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    root = tmp_path / "anon"
+    root.mkdir()
+    conf = tmp_path / "vsftpd.conf"
+    conf.write_text(
+        "\n".join([
+            "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
+            "background=NO", "anonymous_enable=YES", f"anon_root={root}",
+            "ftp_username=nobody", "local_enable=NO", "write_enable=NO",
+            f"secure_chroot_dir={tmp_path}",
+        ]) + "\n"
+    )
+    with _daemon([VSFTPD, str(conf)], port):
+        yield port
+
+
+@pytest.fixture
+def telnetd() -> Iterator[int]:
+    port = free_port()
+    # -l /bin/false: whoever logs in gets no shell; the scanner never logs in anyway.
+    argv = [BUSYBOX, "telnetd", "-F", "-p", str(port), "-b", "127.0.0.1", "-l", "/bin/false"]
+    with _daemon(argv, port):
+        yield port
+
+
+@needs_vsftpd
+def test_real_vsftpd_banner_is_judged(vsftpd: int) -> None:
+    run = run_scan("127.0.0.1", str(vsftpd), "--profile", "fast")
+    assert run.service(vsftpd)["name"] == "ftp-or-smtp"
+    [info] = run.observations(vsftpd, "service-banner")
+    banner = info["banner"]
+    assert banner.startswith("220 (vsFTPd ")
+    assert (info["protocol"], info["software"]) == ("ftp", banner[4:])
+    _assert_remote_access_failed(run, vsftpd, {"protocol": "ftp", "banner": banner,
+                                               "software": banner[4:]})
+
+
+@needs_telnetd
+def test_real_telnetd_is_judged(telnetd: int) -> None:
+    run = run_scan("127.0.0.1", str(telnetd), "--profile", "fast")
+    assert run.service(telnetd)["name"] == "telnet"
+    [info] = run.observations(telnetd, "service-banner")
+    # busybox telnetd prints /etc/issue.net after its option negotiation.
+    issue = Path("/etc/issue.net").read_text().strip().splitlines()
+    expected = {"protocol": "telnet", "banner": issue[0]} if issue else {"protocol": "telnet"}
+    assert {k: v for k, v in info.items() if k in expected} == expected
+    assert info["answered"] is True
+    _assert_remote_access_failed(run, telnetd, expected)
 
 
 class ScriptedPeer:
@@ -171,6 +270,8 @@ def test_parse_units() -> None:
     assert parse("vnc", b"RFB 003.889\n").protocol_version == "3.889"
     telnet = parse("telnet", b"\xff\xfd\x18\xff\xfd\x20")
     assert telnet.answered and telnet.banner is None
+    telnet = parse("telnet", b"\xff\xfd\x01\xff\xfa\x18\x01\xff\xf0\r\nHost OS 1\r\nlogin: ")
+    assert telnet.banner == "Host OS 1"
     smb = parse("smb", b"")
     assert (smb.answered, smb.category) == (False, "remote-access")
     hl7 = parse("hl7-mllp", b"\x0bMSH|^~\\&|...")

@@ -1,19 +1,30 @@
-"""The HTTP probe against real Orthanc (Debian's 1.10.1, no plugins) on loopback.
+"""The HTTP probe against real Orthanc (Debian's 1.10.1) on loopback, without plugins
+and with Debian's DICOMweb plugin (orthanc-dicomweb 1.7).
 
 Measured: from loopback Orthanc serves its REST API whatever RemoteAccessAllowed says;
 with AuthenticationEnabled it answers 401 realm "Orthanc Secure Area" to every path,
-loopback included. The lab Orthanc loads no plugins, so DICOMweb answers 404.
+loopback included. Without plugins DICOMweb answers 404; with the plugin QIDO-RS
+answers application/dicom+json, and 401 like the rest when authentication is on.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import urllib.request
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
+from probes.dicom.store import object_uids, synthetic_object
 from scanner.lab import peers
-from tests.conftest import ScanRun, needs_orthanc, run_scan
+from tests.conftest import IN_CI, ScanRun, needs_orthanc, run_scan
 
 pytestmark = pytest.mark.peers
 
@@ -143,3 +154,68 @@ def test_orthanc_default_credentials_accepted(orthanc: peers.RunningPeer) -> Non
     }
     evidence = run.finding(http, "http-default-credentials")["evidence"]
     assert "orthanc" not in str(evidence["tried"])  # the user name and password are not echoed
+
+
+# --------------------------------------------------------------- DICOMweb plugin
+
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+needs_dicomweb = pytest.mark.skipif(
+    not DICOMWEB_PLUGIN.is_file() and not IN_CI, reason="orthanc-dicomweb not installed"
+)
+DICOMWEB = {
+    "Plugins": [str(DICOMWEB_PLUGIN)],
+    "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    "RemoteAccessAllowed": True,
+}
+MARKER = "DICOMSCAN^LEAK^CHECK"
+
+
+def _put_study(http: int, auth: tuple[str, str] | None = None) -> None:
+    """One synthetic instance in the archive (through its REST API, by the test), so the
+    queries have something to match; its patient name must never reach the results."""
+    ds = synthetic_object(object_uids(f"2.25.{uuid.uuid4().int}", "127.0.0.1", http))
+    ds.PatientName = MARKER
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http}/instances", data=buf.getvalue(), method="POST"
+    )
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+@needs_dicomweb
+@pytest.mark.parametrize("orthanc", [{**DICOMWEB, "AuthenticationEnabled": False}], indirect=True)
+def test_dicomweb_plugin_open(orthanc: peers.RunningPeer) -> None:
+    http = orthanc.info.extra_ports["http"]
+    _put_study(http)
+    run, _, _ = _scan(orthanc)
+    statuses = {c["path"]: (c["status"], c["items"]) for c in run.observations(http, "http-check")}
+    # QIDO-RS answers with one study (limit=1), counted and discarded.
+    assert statuses["/dicom-web/studies?limit=1"] == (200, 1)
+    assert statuses["/studies?since=0&limit=1"] == (200, 1)
+    exposed = run.finding(http, "http-unauthenticated")
+    assert exposed["status"] == "fail"
+    assert {"path": "/dicom-web/studies?limit=1", "status": 200, "items": 1} in (
+        exposed["evidence"]["answered_without_credentials"]
+    )
+    assert MARKER not in json.dumps(run.doc)  # no patient data in the results
+
+
+@needs_dicomweb
+@pytest.mark.parametrize("orthanc", [{**DICOMWEB, **AUTH}], indirect=True)
+def test_dicomweb_plugin_with_authentication(orthanc: peers.RunningPeer) -> None:
+    http = orthanc.info.extra_ports["http"]
+    _put_study(http, ("admin", "secret-pass"))
+    run, _, _ = _scan(orthanc)
+    statuses = {c["path"]: c["status"] for c in run.observations(http, "http-check")}
+    assert statuses["/dicom-web/studies?limit=1"] == 401
+    assert run.verdicts(http)["http-unauthenticated"] == "pass"
+    assert MARKER not in json.dumps(run.doc)

@@ -130,11 +130,26 @@ async def _fill(reader: asyncio.StreamReader, buf: bytearray, n: int) -> None:
 
 
 async def _read_some(reader: asyncio.StreamReader, n: int) -> bytes:
-    """Whatever else arrives promptly, for evidence; never waits long."""
-    try:
-        return await asyncio.wait_for(reader.read(max(n, 0)), 0.2)
-    except (TimeoutError, ConnectionError):
-        return b""
+    """Up to ``n`` more bytes that arrive promptly, for evidence; never waits long.
+
+    Reads on while data keeps coming (a gap of 50 ms ends it, 0.2 s at most): a telnet
+    server sends its option negotiation and its pre-login text as separate writes.
+    """
+    out = bytearray()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.2
+    while len(out) < n:
+        wait = min(deadline - loop.time(), 0.2 if not out else 0.05)
+        if wait <= 0:
+            break
+        try:
+            chunk = await asyncio.wait_for(reader.read(n - len(out)), wait)
+        except (TimeoutError, ConnectionError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
 
 
 @lru_cache(maxsize=256)
