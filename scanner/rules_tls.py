@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scanner.catalogue import make_finding
+from scanner.default_certs import match as default_certificate
 from scanner.model import Finding, FindingStatus, Host, Service, Severity
 from scanner.observations import Confidence
 from scanner.tls_observations import (
@@ -29,6 +30,7 @@ _CERT_RULES = (
     "tls-cert-expiring",
     "tls-cert-weak-key",
     "tls-cert-weak-signature",
+    "tls-cert-default",
 )
 
 
@@ -207,7 +209,24 @@ def _certificate(s: _Service, c: TlsCertificate) -> list[Finding]:
             sig,
         )
     )
+    out.append(_default(s, c, base))
     return out
+
+
+def _default(s: _Service, c: TlsCertificate, base: dict[str, Any]) -> Finding:
+    known = default_certificate(c)
+    if known is None:
+        return s.finding("tls-cert-default", FindingStatus.PASS, base)
+    ev = {
+        **base,
+        "sha1_fingerprint": c.sha1_fingerprint,
+        "default_certificate": known.entry.id,
+        "product": known.entry.product,
+        "matched_by": known.by,
+        "default_source": known.entry.source,
+        "default_source_tag": known.entry.tag,
+    }
+    return s.finding("tls-cert-default", FindingStatus.FAIL, ev, confidence=known.confidence)
 
 
 def _no_certificate(s: _Service) -> list[Finding]:

@@ -87,6 +87,9 @@ class TlsCertificate(_Frozen):
     signature_algorithm: str
     signature_hash: str | None = Field(description="e.g. sha256; None for Ed25519/Ed448")
     sha256_fingerprint: str
+    sha1_fingerprint: str | None = Field(
+        default=None, description="hex; how vendors publish their default certificates"
+    )
     chain_length: int = 1
     chain_subjects: list[str] = Field(default_factory=list)
     ca_verified: bool | None = Field(

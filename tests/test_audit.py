@@ -84,7 +84,7 @@ def test_audit_from_saved_scan_json() -> None:
     [d] = doc["devices"]
     assert (d["baseline"], d["selected_by"], d["result"]) == ("orthanc", "product", "FAIL")
     assert set(verdicts(doc, "127.0.0.20").values()) == {"not allowed"}
-    port = d["ports"][0]
+    [port] = [p for p in d["ports"] if p["service"].startswith("dicom ")]
     assert port["measured_at"] and port["service"].startswith("dicom (Orthanc")
     [ev] = port["evidence"]
     assert ev["rule_id"] == "port-not-allowed" and ev["baseline"] == "orthanc"

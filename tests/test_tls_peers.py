@@ -93,6 +93,7 @@ def test_dcmtk_default_profile_requires_client_cert(peer: peers.RunningPeer, cer
         "tls-cert-expiring": ("pass", "low"),
         "tls-cert-weak-key": ("pass", "medium"),
         "tls-cert-weak-signature": ("pass", "medium"),
+        "tls-cert-default": ("pass", "high"),
     }
 
     # With the site's client certificate the association goes through inside TLS.

@@ -49,6 +49,7 @@ RULES = {
     "tls-cert-expiring",
     "tls-cert-weak-key",
     "tls-cert-weak-signature",
+    "tls-cert-default",
 }
 
 

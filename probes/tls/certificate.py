@@ -139,6 +139,7 @@ def describe(
         signature_algorithm=sig_name,
         signature_hash=sig_hash.name if sig_hash else None,
         sha256_fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
+        sha1_fingerprint=leaf.fingerprint(hashes.SHA1()).hex(),
         chain_length=len(chain),
         chain_subjects=[c.subject.rfc4514_string() for c in chain[1:]],
         ca_verified=None if bundle is None else chains_to(chain, bundle),
