@@ -277,8 +277,9 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
 @click.option(
     "--intrusive",
     is_flag=True,
-    help="Allow checks that change the device (C-STORE of one synthetic test object). "
-    "Off by default.",
+    help="Allow checks that change the device or log in to it: one C-STORE of a "
+    "synthetic test object where storage was offered, and a product's documented default "
+    "web credentials (Orthanc) where its web side asks for a login. Off by default.",
 )
 @click.option("--timeout", type=click.FloatRange(0.1, 600), metavar="SECONDS",
               help="Wait this long for each DICOM answer (A-ASSOCIATE, DIMSE). Default: the "
