@@ -145,6 +145,16 @@ def test_framework_file_is_well_formed(name: str) -> None:
         assert req["rules"] and set(req["rules"]) <= set(load_catalogue()), req["id"]
 
 
+def test_every_rule_rests_some_framework_requirement() -> None:
+    """A new rule that no framework maps would be invisible in every per-requirement audit."""
+    mapped: set[str] = set()
+    for name in FRAMEWORKS:
+        path = resources.files("scanner") / "data" / "frameworks" / f"{name}.yaml"
+        for req in yaml.safe_load(path.read_text(encoding="utf-8"))["requirements"]:
+            mapped |= set(req["rules"])
+    assert set(load_catalogue()) - mapped == set()
+
+
 def test_audit_framework_report() -> None:
     code, doc = audit_json("--from", str(ORTHANC), "--framework", "nist-800-53")
     assert code == 1
