@@ -11,11 +11,12 @@ version from Orthanc's ``/system``, and the number of entries of a JSON array (q
 ask for ``limit=1``). At most ``_MAX_BODY`` bytes of a body are read and every body is
 discarded once those facts are taken from it: no patient data is stored.
 
-Requests, per web service: ``/``; then ``/system`` (Orthanc), ``/dicom-web/studies?limit=1``
-(DICOMweb QIDO-RS), ``/wado`` (WADO-URI) and dcm4chee-arc's QIDO-RS base for its default
-archive AE; on Orthanc also ``/patients`` and ``/studies`` (``since=0&limit=1``). With
-``--intrusive`` and an Orthanc that asks for credentials, one ``/system`` request with
-Orthanc's documented default user (orthanc/orthanc), recording only whether it worked.
+Requests, per web service: ``/``, then those of ``scanner/data/web_products.yaml``
+(Orthanc's ``/system``, DICOMweb QIDO-RS and WADO-URI, dcm4chee-arc's QIDO-RS base),
+which also says how the answers name the product; then the identified product's own API
+requests (on Orthanc ``/patients`` and ``/studies``). With ``--intrusive`` and a product
+that asks for credentials, one request with its documented default user, recording only
+whether it worked.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scanner.http_observations import HttpCheck, HttpSummary
+from scanner.web_products import WebSignature, web_table
 
 if TYPE_CHECKING:
     from scanner.engine import ProbeContext, ServiceState
@@ -39,19 +41,6 @@ if TYPE_CHECKING:
 _MAX_HEAD = 16384
 _MAX_BODY = 4096
 _SKIP = ("dicom", "dicom-tls")  # never send HTTP to a port that answered DICOM
-
-ORTHANC_REALM = "Orthanc Secure Area"
-ORTHANC_DEFAULT_USER = ("orthanc", "orthanc")  # Orthanc book, Configuration.json sample
-DCM4CHEE_QIDO = "/dcm4chee-arc/aets/DCM4CHEE/rs/studies?limit=1"
-
-# (path, purpose) sent after "/" to every web service.
-_GENERIC: tuple[tuple[str, str], ...] = (
-    ("/system", "product"),
-    ("/dicom-web/studies?limit=1", "dicomweb"),
-    ("/wado", "dicomweb"),
-    (DCM4CHEE_QIDO, "dicomweb"),
-)
-_ORTHANC_REST: tuple[str, ...] = ("/patients?since=0&limit=1", "/studies?since=0&limit=1")
 
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 
@@ -264,26 +253,34 @@ class Identity:
     by: str | None = None
 
 
+def _signature_matches(sig: WebSignature, path: str, answer: Answer) -> Identity | None:
+    if answer.status not in sig.status:
+        return None
+    for name, pattern in sig.headers.items():
+        if not re.search(pattern, answer.headers.get(name, "")):
+            return None
+    said = [f"{answer.status}"] + [f"{n} {answer.headers[n]!r}" for n in sig.headers]
+    version = None
+    if sig.json_keys or sig.version_key:
+        data = json_of(answer)
+        if not isinstance(data, dict) or any(k not in data for k in sig.json_keys):
+            return None
+        if sig.version_key is not None:
+            version = data.get(sig.version_key)
+            if not isinstance(version, str):
+                return None
+        said = [k for k in (*sig.json_keys, *sig.json_also) if k in data]
+    return Identity(sig.product, version, f"GET {path}: {', '.join(said)}")
+
+
 def identify(answers: dict[str, Answer]) -> Identity:
-    """The PACS software behind a web service, from what it says about itself."""
-    system = answers.get("/system")
-    if system is not None:
-        data = json_of(system)
-        # Orthanc's /system: Version and Name always, ApiVersion in later releases.
-        if (
-            system.status == 200
-            and isinstance(data, dict)
-            and isinstance(data.get("Version"), str)
-            and "Name" in data
-        ):
-            keys = ", ".join(k for k in ("Version", "Name", "ApiVersion") if k in data)
-            return Identity("Orthanc", data["Version"], f"GET /system: {keys}")
-    for path, answer in answers.items():
-        if answer.status == 401 and ORTHANC_REALM in answer.headers.get("www-authenticate", ""):
-            return Identity("Orthanc", None, f"GET {path}: 401 realm {ORTHANC_REALM!r}")
-    dcm = answers.get(DCM4CHEE_QIDO)
-    if dcm is not None and dcm.status in (200, 204):
-        return Identity("dcm4chee-arc", None, f"GET {DCM4CHEE_QIDO}: {dcm.status}")
+    """The PACS software behind a web service, from what it says about itself, by the
+    signatures of ``scanner/data/web_products.yaml`` in their order."""
+    for sig in web_table().signatures:
+        candidates = [sig.path] if sig.path is not None else list(answers)
+        for path in candidates:
+            if path in answers and (ident := _signature_matches(sig, path, answers[path])):
+                return ident
     return Identity()
 
 
@@ -301,7 +298,8 @@ async def run_http_probe(ctx: ProbeContext, svc: ServiceState) -> None:
     svc.observations.append(_check(scheme, "/", "root", root, title=True))
     if root.status is None:
         return  # not an HTTP server (e.g. another protocol inside TLS)
-    paths = [p for p, _ in _GENERIC]
+    table = web_table()
+    paths = [r.path for r in table.requests]
     answers = dict(
         zip(
             paths,
@@ -309,29 +307,33 @@ async def run_http_probe(ctx: ProbeContext, svc: ServiceState) -> None:
             strict=True,
         )
     )
-    checks = [_check(scheme, p, purpose, answers[p]) for p, purpose in _GENERIC]
+    answers["/"] = root
+    checks = [_check(scheme, r.path, r.purpose, answers[r.path]) for r in table.requests]
     ident = identify(answers)
-    if ident.product == "Orthanc":
-        rest = await asyncio.gather(*(http_get(ctx, svc.port, tls, p) for p in _ORTHANC_REST))
-        checks += [
-            _check(scheme, p, "rest-api", a) for p, a in zip(_ORTHANC_REST, rest, strict=True)
-        ]
+    product = table.product(ident.product)
+    if product is not None and product.api_requests:
+        api = product.api_requests
+        rest = await asyncio.gather(*(http_get(ctx, svc.port, tls, p) for p in api))
+        checks += [_check(scheme, p, "rest-api", a) for p, a in zip(api, rest, strict=True)]
     requests = 1 + len(checks)
     challenged = root.status in (401, 403) or any(c.refused_auth for c in checks)
     accepted: bool | None = None
     tried = False
-    if ctx.settings.intrusive and ident.product == "Orthanc" and challenged:
+    creds = product.default_credentials if product is not None else None
+    if ctx.settings.intrusive and product is not None and creds is not None and challenged:
         tried = True
-        answer = await http_get(ctx, svc.port, tls, "/system", auth=ORTHANC_DEFAULT_USER)
+        answer = await http_get(ctx, svc.port, tls, creds.path, auth=(creds.user, creds.password))
         requests += 1
-        check = _check(scheme, "/system", "default-credentials", answer, with_credentials=True)
-        checks.append(check.model_copy(update={"detail": "Orthanc's documented default user"}))
+        check = _check(scheme, creds.path, "default-credentials", answer, with_credentials=True)
+        note = f"{product.product}'s documented default user"
+        checks.append(check.model_copy(update={"detail": note}))
         accepted = None if answer.status is None else answer.status == 200
         if accepted and ident.version is None:
-            data = json_of(answer)
-            if isinstance(data, dict) and isinstance(data.get("Version"), str):
-                ident.version = data["Version"]
-                ident.by = "GET /system with the default credentials: Version"
+            logged_in = identify({creds.path: answer})
+            if logged_in.product == ident.product and logged_in.version is not None:
+                ident.version = logged_in.version
+                by = (logged_in.by or "").replace(f"GET {creds.path}:", "", 1).strip()
+                ident.by = f"GET {creds.path} with the default credentials: {by}"
     svc.observations.extend(checks)
     svc.observations.append(
         HttpSummary(

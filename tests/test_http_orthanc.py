@@ -145,7 +145,9 @@ def test_orthanc_default_credentials_accepted(orthanc: peers.RunningPeer) -> Non
     assert summary["default_credentials_accepted"] is True
     # Read with the default user, so the advisories can still match.
     assert (summary["product"], summary["version"]) == ("Orthanc", "1.10.1")
-    assert summary["identified_by"] == "GET /system with the default credentials: Version"
+    assert summary["identified_by"] == (
+        "GET /system with the default credentials: Version, Name, ApiVersion"
+    )
     assert _http_verdicts(run, http) == {
         "http-unauthenticated": "pass",
         "http-cleartext": "fail",

@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from probes.http import (
-    DCM4CHEE_QIDO,
     Answer,
     count_items,
     dechunk,
@@ -20,6 +19,7 @@ from probes.http import (
 from scanner.http_observations import HttpCheck, HttpSummary
 from scanner.model import Host, Service
 from scanner.rules_http import http_findings
+from scanner.web_products import web_table
 from tests.conftest import run_scan
 
 
@@ -49,6 +49,9 @@ def test_count_items_never_keeps_entries() -> None:
     assert count_items(truncated) is None
 
 
+DCM4CHEE_QIDO = "/dcm4chee-arc/aets/DCM4CHEE/rs/studies?limit=1"
+
+
 def test_identify() -> None:
     system = _json(200, b'{"Version": "1.12.4", "Name": "X", "ApiVersion": 22}')
     ident = identify({"/system": system})
@@ -65,6 +68,25 @@ def test_identify() -> None:
     )
     assert identify({DCM4CHEE_QIDO: Answer(204)}).product == "dcm4chee-arc"
     assert identify({"/system": Answer(404), DCM4CHEE_QIDO: Answer(404)}).product is None
+    # The realm signature holds on any path's answer; another realm names nothing.
+    assert identify({"/": realm}).by == (
+        "GET /: 401, www-authenticate 'Basic realm=\"Orthanc Secure Area\"'"
+    )
+    other = Answer(401, {"www-authenticate": 'Basic realm="Other"'})
+    assert identify({"/": other}).product is None
+
+
+def test_web_table_requests_and_products() -> None:
+    table = web_table()
+    assert [r.path for r in table.requests] == [
+        "/system", "/dicom-web/studies?limit=1", "/wado", DCM4CHEE_QIDO
+    ]
+    signatures = {s.id: s for s in table.signatures}
+    assert all(s.source and (s.path is None or s.path in {r.path for r in table.requests})
+               for s in signatures.values())
+    orthanc = table.product("Orthanc")
+    assert orthanc is not None and orthanc.default_credentials is not None
+    assert table.product("unknown") is None
 
 
 def _host(*obs: HttpCheck | HttpSummary) -> Host:
