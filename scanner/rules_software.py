@@ -20,6 +20,7 @@ from typing import Any
 
 from scanner.advisories import Advisory, load_advisories, matching, parse_version
 from scanner.catalogue import make_finding
+from scanner.http_observations import HttpSummary
 from scanner.model import Finding, FindingStatus, Host, Service
 from scanner.observations import Confidence, Fingerprint
 
@@ -40,9 +41,13 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-def _version_source(fp: Fingerprint | None, version: str) -> tuple[str, Confidence]:
+def _version_source(svc: Service, fp: Fingerprint | None, version: str) -> tuple[str, Confidence]:
     """How sure the version is: read from the peer, or inferred."""
     if fp is None:
+        web = next((o for o in svc.observations if isinstance(o, HttpSummary)), None)
+        if web is not None and web.version == version and web.identified_by:
+            # The product stated its own release (e.g. Orthanc's GET /system).
+            return f"read from the peer ({web.identified_by})", Confidence.CONFIRMED
         return "inferred: set by a probe without a fingerprint", Confidence.INFERRED
     names = [m[len(_NAME_KEY) :] for m in fp.matched_by if m.startswith(_NAME_KEY)]
     # The version counts as read only when the peer's own version name spells it out and
@@ -92,7 +97,7 @@ def service_finding(
     version = fp.version if fp is not None else svc.version
     if not product or not version:
         return None
-    source, confidence = _version_source(fp, version)
+    source, confidence = _version_source(svc, fp, version)
     evidence: dict[str, Any] = {
         "product": product,
         "version": version,

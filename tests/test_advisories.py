@@ -156,6 +156,12 @@ def test_orthanc_fixture_gives_no_software_finding() -> None:
     assert [(f.evidence["product"], f.evidence["version"]) for f in findings] == [
         ("Orthanc", "1.10.1")
     ]
+    # Orthanc stated its release itself: the version is read, not inferred.
+    [web] = findings
+    assert web.confidence.value == "confirmed"
+    assert web.evidence["version_source"] == (
+        "read from the peer (GET /system: Version, Name, ApiVersion)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCANS.glob("*.json")))
