@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,3 +80,31 @@ def _needs(name: str) -> pytest.MarkDecorator:
 needs_orthanc = _needs("orthanc")
 needs_dcmtk = _needs("dcmtk")
 needs_ctn = _needs("ctn")
+
+
+@contextlib.contextmanager
+def plain_listener(address: str, port: int) -> Iterator[int]:
+    """A TCP listener that accepts and closes (a stand-in for any service that is only
+    open, such as telnet or RDP on its port); yields its port. Skips when it cannot bind."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"cannot bind {address}:{port}: {exc}")
+    sock.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()

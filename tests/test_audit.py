@@ -4,10 +4,8 @@ against real peers on loopback, and per-requirement compliance reports."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -18,7 +16,7 @@ import yaml
 
 from scanner.catalogue import load_catalogue
 from scanner.model import ScanResult
-from tests.conftest import needs_dcmtk
+from tests.conftest import needs_dcmtk, plain_listener
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS = ROOT / "fixtures" / "scans"
@@ -188,26 +186,8 @@ def test_framework_waived_counts_as_held(tmp_path: Path) -> None:
 def listener(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     """A plain TCP listener that accepts and closes; yields (address, port)."""
     address, wanted = request.param
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, wanted))
-    except OSError as exc:
-        sock.close()
-        pytest.skip(f"cannot bind {address}:{wanted}: {exc}")
-    sock.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield address, sock.getsockname()[1]
-    sock.close()
+    with plain_listener(address, wanted) as port:
+        yield address, port
 
 
 @pytest.mark.parametrize("listener", [("127.0.0.35", 3389)], indirect=True)

@@ -7,10 +7,8 @@ to end with real listeners on loopback scanned by the real CLI.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ from scanner.catalogue import load_catalogue
 from scanner.model import Host, PortObservation, PortState, ScanResult, Service, Severity
 from scanner.observations import Association, AssociationOutcome, Fingerprint, PeerIdentity
 from scanner.rules_baseline import baseline_findings, select
-from tests.conftest import needs_dcmtk, needs_orthanc
+from tests.conftest import needs_dcmtk, needs_orthanc, plain_listener
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "fixtures" / "baselines"
@@ -301,26 +299,8 @@ def test_port_verdicts_against_orthanc() -> None:
 @pytest.fixture
 def listener(request: pytest.FixtureRequest) -> Iterator[int]:
     """A plain TCP listener on 127.0.0.1 that accepts and closes; yields its port."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", request.param))
-    except OSError as exc:
-        sock.close()
-        pytest.skip(f"cannot bind 127.0.0.1:{request.param}: {exc}")
-    sock.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield sock.getsockname()[1]
-    sock.close()
+    with plain_listener("127.0.0.1", request.param) as port:
+        yield port
 
 
 def _scan_target(target: str, ports: str) -> dict[str, Any]:

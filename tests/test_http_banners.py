@@ -69,6 +69,17 @@ def _wait_banner(port: int, timeout: float = 10.0) -> bytes:
             time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def _daemon(argv: list[str], port: int) -> Iterator[int]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_banner(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
 def sshd() -> Iterator[int]:
     with tempfile.TemporaryDirectory(prefix="dicomscan-sshd-") as tmp:
@@ -95,13 +106,8 @@ def sshd() -> Iterator[int]:
             for f in Path(tmp).iterdir():
                 shutil.chown(f, "nobody")
             argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _wait_banner(port)
+        with _daemon(argv, port):
             yield port
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 @needs_sshd
@@ -138,17 +144,6 @@ def _assert_remote_access_failed(run: ScanRun, port: int, service: dict[str, str
     assert finding["evidence"]["verdict"] == (
         "remote-access service (identified by its answer) the baseline does not allow"
     )
-
-
-@contextlib.contextmanager
-def _daemon(argv: list[str], port: int) -> Iterator[int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_banner(port)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
