@@ -75,9 +75,10 @@ def lab_spec(devices: int, tls: int) -> LabSpec:
     return LabSpec(name="bench", subnet=SUBNET, scanner=scanner, devices=devs)
 
 
-def timed(lab: NetnsLab, argv: list[str], runs: int) -> tuple[float, list[float], str]:
-    """Median wall time of ``argv`` in the scanner namespace, after one warm-up run."""
-    out = ""
+def timed(lab: NetnsLab, argv: list[str], runs: int) -> tuple[float, list[str]]:
+    """Median wall time of ``argv`` in the scanner namespace after one warm-up run, and
+    the output of every timed run (each is checked, not only the last)."""
+    outs: list[str] = []
     times: list[float] = []
     for i in range(runs + 1):
         started = time.perf_counter()
@@ -86,10 +87,14 @@ def timed(lab: NetnsLab, argv: list[str], runs: int) -> tuple[float, list[float]
         elapsed = time.perf_counter() - started
         if proc.returncode not in (0, 1):
             raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        out = proc.stdout
         if i:
             times.append(elapsed)
-    return statistics.median(times), times, out
+            outs.append(proc.stdout)
+    return statistics.median(times), outs
+
+
+def spread(counts: list[int]) -> str:
+    return str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def dicomscan_services(doc: dict[str, Any]) -> list[str]:
@@ -142,20 +147,21 @@ def main() -> None:
     with running_lab(lab_spec(a.devices, a.tls)) as lab:
         expected = a.devices + a.tls
         rows: list[tuple[str, float, str]] = []
-        wall, _, out = timed(lab, [sys.executable, "-c", SWEEP], a.runs)
-        sweep = json.loads(out)
+        wall, outs = timed(lab, [sys.executable, "-c", SWEEP], a.runs)
+        sweeps = [json.loads(o) for o in outs]
         rows.append(("dicomscan ARP sweep (process)", wall,
-                     f"{len(sweep['alive'])} up; sweep itself {sweep['sweep_s']:.2f} s"))
-        wall, _, out = timed(lab, ["nmap", "-n", "-sn", SUBNET, "-oX", "-"], a.runs)
-        rows.append(("nmap -n -sn", wall, f"{len(nmap_up(out))} up"))
+                     f"{spread([len(s['alive']) for s in sweeps])} up; sweep itself "
+                     f"{statistics.median(s['sweep_s'] for s in sweeps):.2f} s"))
+        wall, outs = timed(lab, ["nmap", "-n", "-sn", SUBNET, "-oX", "-"], a.runs)
+        rows.append(("nmap -n -sn", wall, f"{spread([len(nmap_up(o)) for o in outs])} up"))
         for label, extra in (("dicomscan scan --profile fast", []),
                              ("dicomscan scan --profile fast --engine nmap", ["--engine", "nmap"])):
-            wall, _, out = timed(lab, [*scan, *extra], a.runs)
-            found = dicomscan_services(json.loads(out))
-            rows.append((label, wall, f"{len(found)}/{expected} DICOM services"))
-        wall, _, out = timed(lab, NMAP_SCAN, a.runs)
+            wall, outs = timed(lab, [*scan, *extra], a.runs)
+            found = [len(dicomscan_services(json.loads(o))) for o in outs]
+            rows.append((label, wall, f"{spread(found)}/{expected} DICOM services"))
+        wall, outs = timed(lab, NMAP_SCAN, a.runs)
         rows.append((" ".join(NMAP_SCAN[:6]) + " ... dicom-ping,ssl-*", wall,
-                     f"{len(nmap_services(out))}/{expected} DICOM services"))
+                     f"{spread([len(nmap_services(o)) for o in outs])}/{expected} DICOM services"))
     print(f"\n{a.devices} devices on {SUBNET} ({a.tls} with TLS on 2762); median of {a.runs}")
     for label, wall, what in rows:
         print(f"  {label:58} {wall:6.2f} s  {what}")

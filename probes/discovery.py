@@ -98,14 +98,41 @@ def _rtt_ms(sent: Any, reply: Any) -> float:
     return round((float(reply.time) - sent_at) * 1000, 3)
 
 
-def arp_sweep(addresses: Sequence[str], iface: str, timeout: float) -> dict[str, HostDiscovery]:
-    """Broadcast an ARP who-has for each address on ``iface``; the replies are the live hosts."""
+OnReply = Callable[[str, HostDiscovery], None]
+
+
+def _first_seen(wanted: set[str], on_reply: OnReply | None, method: str, reason: str,
+                source: Callable[[Any], str | None]) -> Callable[[Any], bool]:
+    """A scapy stop_filter that reports each wanted address the first time it answers."""
+    seen: set[str] = set()
+
+    def check(packet: Any) -> bool:
+        address = source(packet)
+        if on_reply is not None and address in wanted and address not in seen:
+            seen.add(address)
+            mac = _mac(packet.hwsrc) if method == "arp" else None
+            on_reply(address, HostDiscovery(method=method, reason=reason, mac=mac,
+                                            observed_at=utcnow()))
+        return False  # never stop early: silent addresses still get their full wait
+
+    return check
+
+
+def arp_sweep(addresses: Sequence[str], iface: str, timeout: float,
+              on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
+    """Broadcast an ARP who-has for each address on ``iface``; the replies are the live hosts.
+
+    ``on_reply`` is called from scapy's receiving thread as each host first answers.
+    """
     from scapy.layers.l2 import ARP, Ether
     from scapy.sendrecv import srp
 
     wanted = set(addresses)
     packets = [Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=a) for a in addresses]
-    answered, _ = srp(packets, iface=iface, timeout=timeout, verbose=0, inter=0)
+    early = _first_seen(wanted, on_reply, "arp", "arp-reply",
+                        lambda p: str(p[ARP].psrc) if ARP in p and p[ARP].op == 2 else None)
+    answered, _ = srp(packets, iface=iface, timeout=timeout, verbose=0, inter=0,
+                      stop_filter=early)
     found: dict[str, HostDiscovery] = {}
     for sent, reply in answered:
         ip = str(reply.psrc)
@@ -118,7 +145,8 @@ def arp_sweep(addresses: Sequence[str], iface: str, timeout: float) -> dict[str,
     return found
 
 
-def icmp_sweep(addresses: Sequence[str], timeout: float) -> dict[str, HostDiscovery]:
+def icmp_sweep(addresses: Sequence[str], timeout: float,
+               on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
     """ICMP echo to each address through the kernel's own routing and ARP."""
     from scapy.layers.inet import ICMP, IP
     from scapy.supersocket import L3RawSocket
@@ -129,7 +157,9 @@ def icmp_sweep(addresses: Sequence[str], timeout: float) -> dict[str, HostDiscov
     # L3RawSocket lets the kernel resolve next hops; scapy's own L3 socket would ARP
     # for every silent address one at a time.
     with L3RawSocket() as sock:
-        answered, _ = sock.sr(packets, timeout=timeout, verbose=0)
+        early = _first_seen(wanted, on_reply, "icmp", "echo-reply", lambda p: str(p[IP].src)
+                            if ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident else None)
+        answered, _ = sock.sr(packets, timeout=timeout, verbose=0, stop_filter=early)
     found: dict[str, HostDiscovery] = {}
     for sent, reply in answered:
         ip = str(reply.src)
@@ -193,6 +223,7 @@ async def tcp_ping(
     per_host: int,
     max_concurrency: int,
     ports: Sequence[int] = TCP_PING_PORTS,
+    on_alive: OnReply | None = None,
 ) -> dict[str, HostDiscovery]:
     """TCP "ping" every address on ``ports``, within the profile's connection limits."""
     everyone = asyncio.Semaphore(max_concurrency)
@@ -206,7 +237,10 @@ async def tcp_ping(
             async with mine, everyone:
                 yield
 
-        return address, await _tcp_ping_host(address, ports, timeout, slot)
+        hit = await _tcp_ping_host(address, ports, timeout, slot)
+        if hit is not None and on_alive is not None:
+            on_alive(address, hit)
+        return address, hit
 
     results = await asyncio.gather(*(host(a) for a in addresses))
     return {a: hit for a, hit in results if hit is not None}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from probes.discovery import (
@@ -36,6 +36,7 @@ from scanner.model import (
 # Answers on a LAN come back in milliseconds; waiting longer only slows a sweep.
 SWEEP_WAIT = 1.0
 M = DiscoveryMethod
+OnAlive = Callable[[str, HostDiscovery], None]
 
 
 @dataclass
@@ -100,21 +101,28 @@ def plan(requested: DiscoveryMethod, addresses: Sequence[str], raw: bool) -> Pla
 
 
 async def run_discovery(
-    settings: ScanSettings, addresses: Sequence[str]
+    settings: ScanSettings, addresses: Sequence[str], on_alive: OnAlive | None = None
 ) -> tuple[DiscoveryInfo, dict[str, HostDiscovery] | None]:
-    """Discover live hosts. The dict is None when every target is to be port-scanned."""
+    """Discover live hosts. The dict is None when every target is to be port-scanned.
+
+    ``on_alive`` is called (in the event loop) for each host as soon as it answers, so
+    the caller can start on it while the sweep still waits for the silent ones.
+    """
     started = time.perf_counter()
     p = plan(settings.discovery, addresses, raw_sockets_allowed())
     found: dict[str, HostDiscovery] | None = None
+    notify = on_alive or (lambda address, seen: None)
     if p.used is not M.NONE:
         found = {a: HostDiscovery(method="local", reason="this host's own address",
                                   observed_at=utcnow()) for a in p.local}
+        for address, seen in found.items():
+            notify(address, seen)
         if settings.engine is EngineName.NMAP:
             from scanner.nmap_engine import nmap_discover
 
             found.update(await asyncio.to_thread(nmap_discover, p, settings))
         else:
-            found.update(await _embedded(p, settings))
+            found.update(await _embedded(p, settings, notify))
     info = DiscoveryInfo(
         requested=p.requested,
         used=p.used,
@@ -127,14 +135,21 @@ async def run_discovery(
     return info, found
 
 
-async def _embedded(p: Plan, settings: ScanSettings) -> dict[str, HostDiscovery]:
-    wait = min(SWEEP_WAIT, settings.timeouts.connect)
-    jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait) for iface, addrs in p.arp.items()]
+async def _embedded(p: Plan, settings: ScanSettings, notify: OnAlive) -> dict[str, HostDiscovery]:
+    # A quarter of the connect timeout: fast 0.25 s, normal 0.5 s, safe 0.75 s.
+    wait = min(SWEEP_WAIT, settings.timeouts.connect / 4)
+    loop = asyncio.get_running_loop()
+
+    def from_thread(address: str, seen: HostDiscovery) -> None:
+        loop.call_soon_threadsafe(notify, address, seen)
+
+    jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait, from_thread)
+            for iface, addrs in p.arp.items()]
     if p.icmp:
-        jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait))
+        jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread))
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
-                             settings.max_concurrency))
+                             settings.max_concurrency, on_alive=notify))
     found: dict[str, HostDiscovery] = {}
     for part in await asyncio.gather(*jobs):
         found.update(part)

@@ -185,27 +185,44 @@ class ScanJob:
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
         try:
-            await self._discover()
-            if self.settings.engine is EngineName.NMAP:
-                from scanner.nmap_engine import nmap_port_scan
-
-                await nmap_port_scan(self.settings, self._hosts)
-            await asyncio.gather(*(self._scan_host(h, global_slots) for h in self._hosts.values()))
+            await self._discover_and_scan(global_slots)
         except asyncio.CancelledError:
             return self.result(interrupted=True)
         return self.result(interrupted=False)
 
-    async def _discover(self) -> None:
-        """Keep only live hosts; until discovery ends no host is known, so none is listed."""
+    async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
+        """Only live hosts are scanned. With the embedded engine a host's scan starts the
+        moment it answers discovery, so the sweep's wait for silent addresses overlaps the
+        scanning; nmap scans once its discovery is over. Until a host answers it is not
+        listed, so an interrupted scan never shows unprobed hosts."""
         from scanner.discovery import run_discovery
 
         targets, self._hosts = self._hosts, {}
-        self._discovery, found = await run_discovery(self.settings, list(targets))
-        for address, state in targets.items():
-            if found is None or address in found:
-                state.discovery = found[address] if found is not None else None
+        self._total = 0
+        stream = self.settings.engine is EngineName.EMBEDDED
+        scans: list[asyncio.Future[None]] = []
+
+        def alive(address: str, seen: HostDiscovery | None) -> None:
+            state = targets.get(address)
+            if state is None:
+                return
+            state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
+            if address not in self._hosts:
                 self._hosts[address] = state
-        self._total = len(self._hosts) * len(self.settings.ports)
+                self._total += len(self.settings.ports)
+                if stream:
+                    scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
+
+        self._discovery, found = await run_discovery(self.settings, list(targets), alive)
+        for address in targets if found is None else found:
+            alive(address, None if found is None else found[address])
+        if not stream:
+            from scanner.nmap_engine import nmap_port_scan
+
+            await nmap_port_scan(self.settings, self._hosts)
+            scans = [asyncio.ensure_future(self._scan_host(h, global_slots))
+                     for h in self._hosts.values()]
+        await asyncio.gather(*scans)
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
@@ -268,7 +285,8 @@ class ScanJob:
     def result(self, interrupted: bool) -> ScanResult:
         from scanner.rules import evaluate
 
-        hosts = [h.freeze() for h in self._hosts.values()]
+        order = {a: i for i, a in enumerate(self.settings.targets)}
+        hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
         meta = ScanMeta(
             id=self.settings.scan_id,
             started_at=self._started,

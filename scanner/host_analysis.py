@@ -49,6 +49,8 @@ _W_ONLY = 0.2
 _W_STORAGE_ONLY = 0.3
 _W_REMOTE = 0.35
 _W_VENDOR_ROOT = 0.35
+# Imaging vendors also make workstations and PACS: the MAC only tips a storage-only tie.
+_W_MAC_VENDOR = 0.2
 
 _ROLE_WORDS: dict[str, str] = {
     "pacs": "a PACS/archive",
@@ -168,7 +170,7 @@ def guess_role(state: HostState) -> tuple[str | None, float, list[str]]:
         family = medical_family(state.mac_vendor)
         if family:
             why = f"MAC address {state.mac} is registered to {state.mac_vendor} ({family})"
-            scores.add("modality", _W_VENDOR_ROOT, f"{why}, a modality vendor")
+            scores.add("modality", _W_MAC_VENDOR, f"{why}, a modality vendor")
 
     if not seen_any:
         return "unknown", 0.0, ["no accepted presentation contexts or product to judge the role by"]

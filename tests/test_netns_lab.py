@@ -184,6 +184,9 @@ def test_mac_vendor_is_a_role_signal(embedded: dict[str, Any]) -> None:
     [ct] = [h for h in embedded["hosts"] if h["address"] == "198.18.0.11"]
     assert ct["role"] == "modality"
     assert any("Siemens Healthineers" in r for r in ct["role_reasons"])
+    # It only tips a tie: remote desktop still makes the Carestream host a workstation.
+    [ws] = [h for h in embedded["hosts"] if h["address"] == "198.18.0.13"]
+    assert ws["role"] == "workstation"
 
 
 def test_nmap_and_embedded_engines_agree(
