@@ -39,6 +39,15 @@ def raw_sockets_allowed() -> bool:
     return True
 
 
+def _proc_rows(path: str) -> list[list[str]]:
+    """The rows of a kernel table under /proc/net (this namespace's), header skipped."""
+    try:
+        with open(path) as table:
+            return [line.split() for line in table.read().splitlines()[1:]]
+    except OSError:
+        return []
+
+
 def onlink_interface(address: str) -> str | None:
     """The interface through which ``address`` is directly attached, or None if routed.
 
@@ -47,12 +56,7 @@ def onlink_interface(address: str) -> str | None:
     """
     addr = int(ipaddress.IPv4Address(address))
     best: tuple[int, str, bool] | None = None
-    try:
-        lines = open("/proc/net/route").read().splitlines()[1:]  # noqa: SIM115
-    except OSError:
-        return None
-    for line in lines:
-        f = line.split()
+    for f in _proc_rows("/proc/net/route"):
         # Columns: Iface Destination Gateway Flags RefCnt Use Metric Mask; little-endian hex.
         dest, gateway, mask = (int.from_bytes(bytes.fromhex(f[i]), "little") for i in (1, 2, 7))
         if addr & mask == dest and (best is None or mask > best[0]):
@@ -73,12 +77,7 @@ def is_local_address(address: str) -> bool:
 
 def neighbour_mac(address: str) -> str | None:
     """The MAC the kernel resolved for an IPv4 neighbour (any earlier packet, any method)."""
-    try:
-        lines = open("/proc/net/arp").read().splitlines()[1:]  # noqa: SIM115
-    except OSError:
-        return None
-    for line in lines:
-        f = line.split()
+    for f in _proc_rows("/proc/net/arp"):
         # Flag 0x2 is ATF_COM: the entry is complete, the MAC really answered.
         if len(f) >= 4 and f[0] == address and int(f[2], 16) & 0x2:
             return f[3].lower()

@@ -202,3 +202,35 @@ def test_nmap_and_embedded_engines_agree(
     assert found == DICOM
     vendors = {h["address"]: h["mac_vendor"] for h in nmap_engine["hosts"]}
     assert all(vendors[a] == v for a, v in VENDORS.items())
+
+
+# ------------------------------------------------------------------ teardown
+
+CRASH_LAB = """\
+name: crash
+scanner: {name: scanner, address: 198.18.0.250}
+devices:
+  - {name: box, address: 198.18.0.5, services: [{kind: listener, port: 22}]}
+"""
+
+
+def test_leftovers_are_removed_and_ctrl_c_tears_down(tmp_path: Path) -> None:
+    import signal
+
+    spec = tmp_path / "crash.yaml"
+    spec.write_text(CRASH_LAB)
+    # A crashed run left a namespace behind: the next start removes it first.
+    subprocess.run(["ip", "netns", "add", "dscnlab-crash-sw"], check=True)
+    proc = subprocess.Popen([sys.executable, "-m", "scanner.lab.netns", str(spec), "sleep", "60"],
+                            cwd=Path(__file__).parent.parent, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        # The lab lists its devices once it is up (readline blocks until then).
+        assert proc.stderr.readline().startswith("lab: box")
+        assert len(lab_namespaces("crash")) == 3  # switch, scanner, box
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert lab_namespaces("crash") == []

@@ -278,3 +278,34 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scanner.lab.netns LAB.yaml [COMMAND...]``: start the lab, run COMMAND in
+    the scanner's namespace (default: an interactive shell), tear the lab down."""
+    from scanner.lab.netns_spec import LabSpecError, load_lab_spec
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(main.__doc__)
+        return 2
+    try:
+        spec = load_lab_spec(args[0])
+    except LabSpecError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with running_lab(spec) as lab:
+            for dev in spec.devices:
+                print(f"lab: {dev.name:8} {dev.address:15} {dev.mac or '-':17} "
+                      f"{', '.join(f'{s.kind}:{s.port}' for s in dev.services)}", file=sys.stderr)
+            return subprocess.call(lab.in_scanner(args[1:] or [os.environ.get("SHELL", "sh")]))
+    except (LabError, PeerStartError) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
