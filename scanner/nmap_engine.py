@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from probes.discovery import TCP_PING_PORTS, raw_sockets_allowed
 from scanner.model import (
     DiscoveryMethod,
     HostDiscovery,
@@ -58,11 +59,21 @@ def _scanner() -> Any:
     return nmap.PortScanner()
 
 
-def _run(addresses: Sequence[str], args: list[str]) -> tuple[Any, str]:
-    nm = _scanner()
-    nm.scan(hosts=" ".join(addresses), arguments=" ".join(["-n", *args]), sudo=False)
-    raw = nm.get_nmap_last_output()
-    return nm, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+def _run(addresses: Sequence[str], args: list[str]) -> list[tuple[Any, str]]:
+    """One nmap run per address family (nmap needs -6 for IPv6): (scanner, XML) each."""
+    runs = []
+    for family in ([a for a in addresses if ":" not in a], [a for a in addresses if ":" in a]):
+        if not family:
+            continue
+        nm = _scanner()
+        six = ["-6"] if ":" in family[0] else []
+        # Root without CAP_NET_RAW (a container) must not let nmap try raw sockets.
+        unpriv = [] if raw_sockets_allowed() else ["--unprivileged"]
+        nm.scan(hosts=" ".join(family), arguments=" ".join(["-n", *six, *unpriv, *args]),
+                sudo=False)
+        raw = nm.get_nmap_last_output()
+        runs.append((nm, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)))
+    return runs
 
 
 def discovery_args(p: Plan) -> list[str]:
@@ -73,8 +84,6 @@ def discovery_args(p: Plan) -> list[str]:
         return ["-sn", "-PR"]
     if p.used is DiscoveryMethod.ICMP:
         return ["-sn", "-PE", "--disable-arp-ping"]
-    from probes.discovery import TCP_PING_PORTS
-
     return ["-sn", "-PS" + ",".join(map(str, TCP_PING_PORTS)), "--disable-arp-ping"]
 
 
@@ -83,9 +92,11 @@ def nmap_discover(p: Plan, settings: ScanSettings) -> dict[str, HostDiscovery]:
     addresses = [*(a for group in p.arp.values() for a in group), *p.icmp, *p.tcp]
     if not addresses:
         return {}
-    nm, _ = _run(addresses, [*discovery_args(p), *_TIMING[settings.profile][:1]])
     found: dict[str, HostDiscovery] = {}
-    for host in nm.all_hosts():
+    up = [(nm, host) for nm, _ in _run(addresses, [*discovery_args(p),
+                                                   *_TIMING[settings.profile][:1]])
+          for host in nm.all_hosts()]
+    for nm, host in up:
         info = nm[host]
         if info.state() != "up":
             continue
@@ -120,8 +131,6 @@ async def nmap_port_scan(settings: ScanSettings, hosts: dict[str, HostState]) ->
     """Fill every host's port states (and nmap service guesses) from one nmap run."""
     import asyncio
 
-    from probes.discovery import raw_sockets_allowed
-
     if not hosts:
         return
     syn = raw_sockets_allowed()
@@ -129,13 +138,15 @@ async def nmap_port_scan(settings: ScanSettings, hosts: dict[str, HostState]) ->
             "--reason", *_TIMING[settings.profile]]
     if settings.service_version:
         args += ["-sV", "--version-light"]  # the lighter probe set: fewer bytes at devices
-    nm, xml = await asyncio.to_thread(_run, list(hosts), args)
+    reports: dict[str, dict[int, dict[str, Any]]] = {}
+    unlisted: dict[str, dict[int, PortState]] = {}
+    for nm, xml in await asyncio.to_thread(_run, list(hosts), args):
+        reports.update({h: dict(nm[h].get("tcp", {})) for h in nm.all_hosts()})
+        unlisted.update(_unlisted_states(xml))
     method = "nmap-syn" if syn else "nmap-connect"
-    unlisted = _unlisted_states(xml)
     now = utcnow()
     for address, state in hosts.items():
-        tcp: dict[int, dict[str, Any]] = nm[address].get("tcp", {}) if address in nm.all_hosts() \
-            else {}
+        tcp = reports.get(address, {})
         for port in settings.ports:
             entry = tcp.get(port)
             if entry is not None:

@@ -234,3 +234,19 @@ def test_leftovers_are_removed_and_ctrl_c_tears_down(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert lab_namespaces("crash") == []
+
+
+def test_nmap_engine_without_raw_sockets_and_with_version_detection(lab: NetnsLab) -> None:
+    no_raw = ("setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw")
+    # No DICOM or silent ports: -sV waits long on services that do not answer its probes.
+    doc, _ = scan(lab, "--engine", "nmap", "--service-version", "-p", "1,22,445",
+                  prefix=no_raw)
+    assert alive(doc) == live_addresses(lab)
+    st = states(doc)
+    assert st[("198.18.0.12", 22)] == "open" and st[("198.18.0.12", 445)] == "filtered"
+    assert st[("198.18.0.12", 1)] == "closed"
+    [us] = [h for h in doc["hosts"] if h["address"] == "198.18.0.12"]
+    assert {p["method"] for p in us["ports"]} == {"nmap-connect"}
+    [ssh] = [s for s in us["services"] if s["port"] == 22]
+    [seen] = [o for o in ssh["observations"] if o["kind"] == "nmap-service"]
+    assert (seen["name"], seen["product"]) == ("ssh", "OpenSSH")
