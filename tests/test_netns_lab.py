@@ -250,3 +250,16 @@ def test_nmap_engine_without_raw_sockets_and_with_version_detection(lab: NetnsLa
     [ssh] = [s for s in us["services"] if s["port"] == 22]
     [seen] = [o for o in ssh["observations"] if o["kind"] == "nmap-service"]
     assert (seen["name"], seen["product"]) == ("ssh", "OpenSSH")
+
+
+def test_demo_on_the_namespace_lab() -> None:
+    out = subprocess.run([sys.executable, "-m", "scanner", "demo", "--netns", "--profile", "fast",
+                          "--format", "json"], capture_output=True, text=True, timeout=180,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0 and "lab stopped" in out.stderr, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["scan"]["discovery"]["used"] == "arp"
+    vendors = {h["address"]: h["mac_vendor"] for h in doc["hosts"]}
+    assert vendors == {**{a: v for a, v in VENDORS.items() if a != "198.18.0.13"},
+                       "198.18.0.250": None}
+    assert lab_namespaces("demo") == []
