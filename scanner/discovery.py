@@ -139,9 +139,15 @@ async def _embedded(p: Plan, settings: ScanSettings, notify: OnAlive) -> dict[st
     # A quarter of the connect timeout: fast 0.25 s, normal 0.5 s, safe 0.75 s.
     wait = min(SWEEP_WAIT, settings.timeouts.connect / 4)
     loop = asyncio.get_running_loop()
+    # Whatever was announced counts, even if a sweep's final list missed it.
+    found: dict[str, HostDiscovery] = {}
+
+    def announce(address: str, seen: HostDiscovery) -> None:
+        found.setdefault(address, seen)
+        notify(address, seen)
 
     def from_thread(address: str, seen: HostDiscovery) -> None:
-        loop.call_soon_threadsafe(notify, address, seen)
+        loop.call_soon_threadsafe(announce, address, seen)
 
     jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait, from_thread)
             for iface, addrs in p.arp.items()]
@@ -149,8 +155,7 @@ async def _embedded(p: Plan, settings: ScanSettings, notify: OnAlive) -> dict[st
         jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread))
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
-                             settings.max_concurrency, on_alive=notify))
-    found: dict[str, HostDiscovery] = {}
+                             settings.max_concurrency, on_alive=announce))
     for part in await asyncio.gather(*jobs):
         found.update(part)
     return found
