@@ -280,7 +280,8 @@ class ScanJob:
             ctx.state.services[port] = merge_nmap_service(svc, ctx.state.nmap_services.get(port))
 
         await asyncio.gather(*(one(p) for p in ctx.state.open_ports()))
-        self._done += len(ctx.settings.ports)
+        for port in ctx.settings.ports:  # nmap measured them all; the progress bar should say so
+            self._tick(f"{ctx.host}:{port}")
 
     def result(self, interrupted: bool) -> ScanResult:
         from scanner.rules import evaluate
