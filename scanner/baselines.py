@@ -110,8 +110,11 @@ class Match(_Strict):
     http_server: str | None = Field(default=None, description="regex, a non-DICOM banner")
     open_ports: list[PortRange] | None = Field(default=None, description="all must be open")
     role: Role | None = None
+    mac_vendor: str | None = Field(
+        default=None, description="regex, the MAC's OUI registrant or its vendor family"
+    )
 
-    _re_fields = field_validator("version_name", "product", "http_server")(_regex)
+    _re_fields = field_validator("version_name", "product", "http_server", "mac_vendor")(_regex)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Match:
@@ -121,11 +124,12 @@ class Match(_Strict):
 
     @property
     def tier(self) -> int:
-        """How specific the block is: product identity 3, port signature 2, role 1."""
+        """How specific the block is: product identity 3, port signature or MAC vendor 2
+        (a vendor makes many products), role 1."""
         ident = ("implementation_class_uid", "uid_prefix", "version_name", "product")
         if any(getattr(self, f) is not None for f in (*ident, "http_server")):
             return 3
-        return 2 if self.open_ports is not None else 1
+        return 2 if self.open_ports is not None or self.mac_vendor is not None else 1
 
 
 class Ports(_Strict):

@@ -123,7 +123,22 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
             raise click.BadParameter(str(exc), param_hint="--policy") from None
     if opts.get("connect_timeout"):
         timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
+    from scanner.model import DiscoveryMethod, EngineName
+
+    engine = EngineName(opts.get("engine") or "embedded")
+    if engine is EngineName.NMAP:
+        import shutil
+
+        from scanner.nmap_engine import INSTALL_HINT
+
+        if shutil.which("nmap") is None:
+            raise click.UsageError(f"--engine nmap: {INSTALL_HINT}")
+    elif opts.get("service_version"):
+        raise click.UsageError("--service-version needs --engine nmap")
     return ScanSettings(
+        discovery=DiscoveryMethod(opts.get("discovery") or "auto"),
+        engine=engine,
+        service_version=bool(opts.get("service_version")),
         targets=targets.addresses,
         target_specs=specs,
         hostnames=targets.hostnames,
@@ -184,6 +199,18 @@ def emit(result: ScanResult, fmt: str, output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise click.FileError(output, str(exc)) from None
+
+
+def say_discovery(result: ScanResult, quiet: bool) -> None:
+    """Which discovery method ran and why, and any method skipped, on stderr."""
+    info = result.scan.discovery
+    if info is None:
+        return
+    for note in info.notes:
+        click.echo(f"dicomscan: discovery: {note}", err=True)
+    if not quiet and info.used.value != "none":
+        click.echo(f"dicomscan: discovery {info.used.value} ({info.why}): {info.alive} of "
+                   f"{info.probed} addresses alive in {info.elapsed_ms / 1000:.2f} s", err=True)
 
 
 def exit_code(result: ScanResult, fail_on: str) -> int:
@@ -297,6 +324,19 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
                    "(see 'dicomscan baselines list').")
 @click.option("--policy", type=click.Path(dir_okay=False), metavar="FILE",
               help="Site policy (YAML): baselines pinned to hosts or networks, and waivers.")
+@click.option("--discovery", type=click.Choice(["auto", "arp", "icmp", "tcp", "none"]),
+              default="auto", show_default=True,
+              help="Find live hosts first; only they are port-scanned. auto: ARP on a local "
+                   "link, ICMP when routed (both need root), else a TCP ping on imaging "
+                   "ports; none for loopback.")
+@click.option("--engine", type=click.Choice(["embedded", "nmap"]), default="embedded",
+              show_default=True,
+              help="Port scan engine. embedded is the gentle one: every open port first "
+                   "gets an A-ASSOCIATE-RQ. nmap (-sS as root, else -sT) closes its probe "
+                   "connections empty, which legacy DICOM stacks may not survive.")
+@click.option("--service-version", is_flag=True,
+              help="With --engine nmap: nmap -sV service detection, folded into the "
+                   "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
@@ -319,6 +359,7 @@ def scan(**opts: Any) -> None:
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     emit(result, opts["fmt"], opts["output"])
+    say_discovery(result, opts["quiet"])
     if interrupted:
         click.echo("dicomscan: interrupted; partial results written", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 
 from probes.ports import OpenConnection, open_stream, probe_port
 from scanner.model import (
+    DiscoveryInfo,
+    EngineName,
     Host,
+    HostDiscovery,
     PortObservation,
     PortState,
     ScanError,
@@ -31,7 +34,7 @@ from scanner.model import (
     Service,
     utcnow,
 )
-from scanner.observations import Observation
+from scanner.observations import NmapService, Observation
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -92,11 +95,18 @@ class HostState:
     role: str | None = None
     role_confidence: float | None = None
     role_reasons: list[str] = field(default_factory=list)
+    mac: str | None = None
+    mac_vendor: str | None = None
+    discovery: HostDiscovery | None = None
+    nmap_services: dict[int, NmapService] = field(default_factory=dict)
 
     def freeze(self) -> Host:
         return Host(
             address=self.address,
             hostname=self.hostname,
+            mac=self.mac,
+            mac_vendor=self.mac_vendor,
+            discovery=self.discovery,
             role=self.role,
             role_confidence=self.role_confidence,
             role_reasons=list(self.role_reasons),
@@ -129,6 +139,18 @@ class ProbeContext:
                 await conn.close()
 
 
+def fill_mac(state: HostState) -> None:
+    """The MAC from the discovery answer, else from the kernel's neighbour table, and its vendor."""
+    from probes.discovery import neighbour_mac
+    from scanner.oui import mac_vendor
+
+    if state.mac is None:
+        seen = state.discovery.mac if state.discovery is not None else None
+        state.mac = seen or neighbour_mac(state.address)
+    if state.mac is not None:
+        state.mac_vendor = mac_vendor(state.mac)
+
+
 def raise_fd_limit(wanted: int) -> None:
     """Lift the soft open-files limit toward ``wanted`` so high concurrency cannot hit EMFILE."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -147,6 +169,7 @@ class ScanJob:
             a: HostState(a, settings.hostnames.get(a)) for a in settings.targets
         }
         self._errors: list[ScanError] = []
+        self._discovery: DiscoveryInfo | None = None
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
 
@@ -162,10 +185,44 @@ class ScanJob:
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
         try:
-            await asyncio.gather(*(self._scan_host(h, global_slots) for h in self._hosts.values()))
+            await self._discover_and_scan(global_slots)
         except asyncio.CancelledError:
             return self.result(interrupted=True)
         return self.result(interrupted=False)
+
+    async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
+        """Only live hosts are scanned. With the embedded engine a host's scan starts the
+        moment it answers discovery, so the sweep's wait for silent addresses overlaps the
+        scanning; nmap scans once its discovery is over. Until a host answers it is not
+        listed, so an interrupted scan never shows unprobed hosts."""
+        from scanner.discovery import run_discovery
+
+        targets, self._hosts = self._hosts, {}
+        self._total = 0
+        stream = self.settings.engine is EngineName.EMBEDDED
+        scans: list[asyncio.Future[None]] = []
+
+        def alive(address: str, seen: HostDiscovery | None) -> None:
+            state = targets.get(address)
+            if state is None:
+                return
+            state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
+            if address not in self._hosts:
+                self._hosts[address] = state
+                self._total += len(self.settings.ports)
+                if stream:
+                    scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
+
+        self._discovery, found = await run_discovery(self.settings, list(targets), alive)
+        for address in targets if found is None else found:
+            alive(address, None if found is None else found[address])
+        if not stream:
+            from scanner.nmap_engine import nmap_port_scan
+
+            await nmap_port_scan(self.settings, self._hosts)
+            scans = [asyncio.ensure_future(self._scan_host(h, global_slots))
+                     for h in self._hosts.values()]
+        await asyncio.gather(*scans)
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
@@ -183,29 +240,54 @@ class ScanJob:
             self._errors.append(ScanError(host=state.address, message=msg))
 
     async def _host_pipeline(self, ctx: ProbeContext) -> None:
-        from scanner.registry import HOST_ANALYSES, follow_up_probes, identify_service
+        from scanner.registry import HOST_ANALYSES, follow_up_probes
 
-        async def one_port(port: int) -> None:
-            async with ctx.gate.slot():
-                obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
-                ctx.state.ports[port] = obs
-                if conn is not None:
-                    try:
-                        ctx.state.services[port] = await identify_service(conn, ctx.settings)
-                    finally:
-                        await conn.close()
-            self._tick(f"{ctx.host}:{port}")
-
-        await asyncio.gather(*(one_port(p) for p in ctx.settings.ports))
+        if ctx.settings.engine is EngineName.NMAP:
+            await self._identify_open(ctx)
+        else:
+            await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
         for probe in follow_up_probes(ctx.settings):
             await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
+        fill_mac(ctx.state)
         for analyse in HOST_ANALYSES:
             analyse(ctx.state)
+
+    async def _one_port(self, ctx: ProbeContext, port: int) -> None:
+        from scanner.registry import identify_service
+
+        async with ctx.gate.slot():
+            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+            ctx.state.ports[port] = obs
+            if conn is not None:
+                try:
+                    ctx.state.services[port] = await identify_service(conn, ctx.settings)
+                finally:
+                    await conn.close()
+        self._tick(f"{ctx.host}:{port}")
+
+    async def _identify_open(self, ctx: ProbeContext) -> None:
+        """nmap found the ports: identify each open one on a connection of our own."""
+        from scanner.nmap_engine import merge_nmap_service
+        from scanner.registry import identify_service
+
+        async def one(port: int) -> None:
+            try:
+                async with ctx.connect(port) as conn:
+                    svc = await identify_service(conn, ctx.settings)
+            except (OSError, TimeoutError) as exc:
+                ctx.state.errors.append(f"port {port}: nmap saw it open, connect failed: {exc}")
+                return
+            ctx.state.services[port] = merge_nmap_service(svc, ctx.state.nmap_services.get(port))
+
+        await asyncio.gather(*(one(p) for p in ctx.state.open_ports()))
+        for port in ctx.settings.ports:  # nmap measured them all; the progress bar should say so
+            self._tick(f"{ctx.host}:{port}")
 
     def result(self, interrupted: bool) -> ScanResult:
         from scanner.rules import evaluate
 
-        hosts = [h.freeze() for h in self._hosts.values()]
+        order = {a: i for i, a in enumerate(self.settings.targets)}
+        hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
         meta = ScanMeta(
             id=self.settings.scan_id,
             started_at=self._started,
@@ -215,6 +297,8 @@ class ScanJob:
             ports=list(self.settings.ports),
             interrupted=interrupted,
             errors=list(self._errors),
+            engine=self.settings.engine,
+            discovery=self._discovery,
         )
         return ScanResult(
             scan=meta,

@@ -18,6 +18,7 @@ from scanner.fingerprint import (
     service_fingerprint,
 )
 from scanner.observations import AssociationOutcome, ContextResult
+from scanner.oui import medical_family
 
 if TYPE_CHECKING:
     from scanner.engine import HostState, ServiceState
@@ -48,6 +49,8 @@ _W_ONLY = 0.2
 _W_STORAGE_ONLY = 0.3
 _W_REMOTE = 0.35
 _W_VENDOR_ROOT = 0.35
+# Imaging vendors also make workstations and PACS: the MAC only tips a storage-only tie.
+_W_MAC_VENDOR = 0.2
 
 _ROLE_WORDS: dict[str, str] = {
     "pacs": "a PACS/archive",
@@ -164,6 +167,10 @@ def guess_role(state: HostState) -> tuple[str | None, float, list[str]]:
         for p, hint in weak_hints:
             if hint.role == "modality":
                 scores.add("modality", _W_VENDOR_ROOT, f"port {p}: {hint.why}, a modality vendor")
+        family = medical_family(state.mac_vendor)
+        if family:
+            why = f"MAC address {state.mac} is registered to {state.mac_vendor} ({family})"
+            scores.add("modality", _W_MAC_VENDOR, f"{why}, a modality vendor")
 
     if not seen_any:
         return "unknown", 0.0, ["no accepted presentation contexts or product to judge the role by"]

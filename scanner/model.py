@@ -71,6 +71,29 @@ class ProfileName(StrEnum):
     FAST = "fast"
 
 
+class DiscoveryMethod(StrEnum):
+    AUTO = "auto"
+    ARP = "arp"
+    ICMP = "icmp"
+    TCP = "tcp"
+    NONE = "none"
+
+
+class EngineName(StrEnum):
+    EMBEDDED = "embedded"
+    NMAP = "nmap"
+
+
+class HostDiscovery(_Frozen):
+    """How the host was found alive: the discovery probe's raw evidence."""
+
+    method: str = Field(description="arp, icmp, tcp, nmap, or none (not probed)")
+    reason: str = Field(description="what answered, e.g. arp-reply, echo-reply, 104 refused")
+    mac: str | None = Field(default=None, description="source MAC of the answer, if seen")
+    rtt_ms: float | None = None
+    observed_at: datetime
+
+
 class PortObservation(_Frozen):
     port: int = Field(ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
@@ -94,6 +117,11 @@ class Service(_Frozen):
 class Host(_Frozen):
     address: str
     hostname: str | None = Field(default=None, description="only the name the user gave")
+    mac: str | None = Field(default=None, description="MAC address, on a directly attached link")
+    mac_vendor: str | None = Field(
+        default=None, description="registrant of the MAC's OUI (offline IEEE/Wireshark data)"
+    )
+    discovery: HostDiscovery | None = None
     role: str | None = Field(default=None, description="guessed device role")
     role_confidence: float | None = None
     role_reasons: list[str] = Field(default_factory=list)
@@ -166,6 +194,11 @@ class ScanSettings(_Frozen):
         default=None,
         description="the site policy (scanner.policy.SitePolicy as JSON): pins and waivers",
     )
+    discovery: DiscoveryMethod = Field(
+        default=DiscoveryMethod.AUTO, description="host discovery before the port scan"
+    )
+    engine: EngineName = Field(default=EngineName.EMBEDDED, description="port scan engine")
+    service_version: bool = Field(default=False, description="nmap -sV on open ports")
     scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -173,6 +206,18 @@ class ScanError(_Frozen):
     host: str | None = None
     port: int | None = None
     message: str
+
+
+class DiscoveryInfo(_Frozen):
+    """Which discovery ran, why, and what it found."""
+
+    requested: DiscoveryMethod
+    used: DiscoveryMethod
+    why: str
+    probed: int = Field(description="addresses probed")
+    alive: int = Field(description="addresses found alive and then port-scanned")
+    notes: list[str] = Field(default_factory=list, description="methods skipped and why")
+    elapsed_ms: float
 
 
 class ScanMeta(_Frozen):
@@ -186,6 +231,8 @@ class ScanMeta(_Frozen):
     ports: list[int]
     interrupted: bool = False
     errors: list[ScanError] = Field(default_factory=list)
+    engine: EngineName = EngineName.EMBEDDED
+    discovery: DiscoveryInfo | None = None
 
 
 class ScanResult(_Frozen):

@@ -146,6 +146,18 @@ class Fingerprint(_Frozen):
     honeypot_reasons: list[str] = Field(default_factory=list)
 
 
+class NmapService(_Frozen):
+    """What nmap's service detection (-sV) reported for the port."""
+
+    kind: Literal["nmap-service"] = "nmap-service"
+    name: str
+    product: str | None = None
+    version: str | None = None
+    extrainfo: str | None = None
+    cpe: list[str] = Field(default_factory=list)
+    reason: str = Field(default="", description="nmap's reason for the port state")
+
+
 from scanner.http_observations import (  # noqa: E402  (kept beside the union it extends)
     HttpCheck,
     HttpSummary,
@@ -170,6 +182,7 @@ Observation = Annotated[
     | TlsHandshake
     | HttpCheck
     | HttpSummary
-    | ServiceBannerInfo,
+    | ServiceBannerInfo
+    | NmapService,
     Field(discriminator="kind"),
 ]

@@ -27,6 +27,7 @@ from scanner.catalogue import make_finding
 from scanner.http_observations import ServiceBannerInfo
 from scanner.model import Finding, FindingStatus, Host, PortObservation, PortState
 from scanner.observations import Association, Banner, Fingerprint
+from scanner.oui import medical_family
 
 F, P, N = FindingStatus.FAIL, FindingStatus.PASS, FindingStatus.NOT_CHECKED
 TIER_NAMES = {3: "product", 2: "open-ports", 1: "role"}
@@ -44,6 +45,7 @@ class Facts:
     banners: list[str]
     open_ports: set[int]
     role: str | None
+    mac_vendors: list[str]
 
 
 def host_facts(host: Host) -> Facts:
@@ -63,7 +65,8 @@ def host_facts(host: Host) -> Facts:
                 banners.append(o.text)
     ports = {p.port for p in host.ports if p.state is PortState.OPEN}
     ports |= {s.port for s in host.services}
-    return Facts(products, uids, names, banners, ports, host.role)
+    vendors = [v for v in (host.mac_vendor, medical_family(host.mac_vendor)) if v]
+    return Facts(products, uids, names, banners, ports, host.role, vendors)
 
 
 def _search(pattern: str, values: list[str]) -> str | None:
@@ -86,6 +89,7 @@ def match_reasons(m: Match, facts: Facts) -> list[str] | None:
         ("version_name", facts.version_names, "implementation version name"),
         ("product", facts.products, "fingerprint product"),
         ("http_server", facts.banners, "banner"),
+        ("mac_vendor", facts.mac_vendors, "MAC vendor"),
     )
     for attr, values, label in checks:
         pattern = getattr(m, attr)

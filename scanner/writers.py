@@ -62,6 +62,10 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         f"{meta.started_at:%Y-%m-%d %H:%M:%S}Z → {meta.finished_at:%H:%M:%S}Z"
         + ("  [INTERRUPTED: partial results]" if meta.interrupted else "")
     )
+    if meta.discovery is not None and meta.discovery.used.value != "none":
+        d = meta.discovery
+        console.print(f"discovery {d.used.value}: {d.alive} of {d.probed} addresses alive "
+                      f"({d.why})")
     hosts = Table(title="Hosts and open ports", show_lines=False)
     for col in ("host", "role", "open ports", "services"):
         hosts.add_column(col)
@@ -81,7 +85,8 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
             if host.role and host.role_confidence
             else ""
         )
-        hosts.add_row(host.address, role, ports_text, services or "-")
+        address = host.address + (f"\n{host.mac_vendor}" if host.mac_vendor else "")
+        hosts.add_row(address, role, ports_text, services or "-")
     console.print(hosts)
     failed = sorted(
         (f for f in result.findings if f.status is FindingStatus.FAIL),

@@ -1,0 +1,245 @@
+"""Host discovery: ARP and ICMP echo with scapy, and a TCP "ping" that needs no privileges.
+
+Each method returns one ``HostDiscovery`` per address that answered; silence means
+nothing. ARP only reaches a directly attached link and answers with the MAC; ICMP
+echo crosses routers but is often filtered; the TCP ping connects to imaging ports and
+counts a refusal as alive (a host that says "no" is there). ARP and ICMP need raw
+sockets (root or CAP_NET_RAW); the caller checks ``raw_sockets_allowed`` first.
+scapy runs blocking, so these are called in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from probes.ports import open_stream
+from scanner.model import HostDiscovery, utcnow
+
+# Imaging ports first: a device on an imaging VLAN most likely answers on one of these.
+TCP_PING_PORTS = (104, 11112, 4242, 2762, 80, 443, 22, 3389)
+# Our own kernel gave up resolving or routing: nobody is at that address.
+_NOBODY = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+
+
+def raw_sockets_allowed() -> bool:
+    """True when this process may open packet sockets (root or CAP_NET_RAW)."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+    except (PermissionError, OSError, AttributeError):
+        return False
+    return True
+
+
+def _proc_rows(path: str) -> list[list[str]]:
+    """The rows of a kernel table under /proc/net (this namespace's), header skipped."""
+    try:
+        with open(path) as table:
+            return [line.split() for line in table.read().splitlines()[1:]]
+    except OSError:
+        return []
+
+
+def onlink_interface(address: str) -> str | None:
+    """The interface through which ``address`` is directly attached, or None if routed.
+
+    Reads the kernel's IPv4 routing table (this network namespace's), longest prefix
+    first, so no packet is needed to decide.
+    """
+    addr = int(ipaddress.IPv4Address(address))
+    best: tuple[int, str, bool] | None = None
+    for f in _proc_rows("/proc/net/route"):
+        # Columns: Iface Destination Gateway Flags RefCnt Use Metric Mask; little-endian hex.
+        dest, gateway, mask = (int.from_bytes(bytes.fromhex(f[i]), "little") for i in (1, 2, 7))
+        if addr & mask == dest and (best is None or mask > best[0]):
+            best = (mask, f[0], gateway == 0 and mask != 0)
+    return best[1] if best is not None and best[2] else None
+
+
+def is_local_address(address: str) -> bool:
+    """True for an address of this host (in this network namespace): it can be bound."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def neighbour_mac(address: str) -> str | None:
+    """The MAC the kernel resolved for an IPv4 neighbour (any earlier packet, any method)."""
+    for f in _proc_rows("/proc/net/arp"):
+        # Flag 0x2 is ATF_COM: the entry is complete, the MAC really answered.
+        if len(f) >= 4 and f[0] == address and int(f[2], 16) & 0x2:
+            return f[3].lower()
+    return None
+
+
+def _mac(value: object) -> str:
+    return str(value).lower()
+
+
+def _when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _rtt_ms(sent: Any, reply: Any) -> float:
+    sent_at = float(sent.sent_time) if sent.sent_time is not None else float(reply.time)
+    return round((float(reply.time) - sent_at) * 1000, 3)
+
+
+OnReply = Callable[[str, HostDiscovery], None]
+
+
+def _first_seen(wanted: set[str], on_reply: OnReply | None, method: str, reason: str,
+                source: Callable[[Any], str | None]) -> Callable[[Any], bool]:
+    """A scapy stop_filter that reports each wanted address the first time it answers."""
+    seen: set[str] = set()
+
+    def check(packet: Any) -> bool:
+        address = source(packet)
+        if on_reply is not None and address in wanted and address not in seen:
+            seen.add(address)
+            mac = _mac(packet.hwsrc) if method == "arp" else None
+            on_reply(address, HostDiscovery(method=method, reason=reason, mac=mac,
+                                            observed_at=utcnow()))
+        return False  # never stop early: silent addresses still get their full wait
+
+    return check
+
+
+def arp_sweep(addresses: Sequence[str], iface: str, timeout: float,
+              on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
+    """Broadcast an ARP who-has for each address on ``iface``; the replies are the live hosts.
+
+    ``on_reply`` is called from scapy's receiving thread as each host first answers.
+    """
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.sendrecv import srp
+
+    wanted = set(addresses)
+    packets = [Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=a) for a in addresses]
+    early = _first_seen(wanted, on_reply, "arp", "arp-reply",
+                        lambda p: str(p[ARP].psrc) if ARP in p and p[ARP].op == 2 else None)
+    answered, _ = srp(packets, iface=iface, timeout=timeout, verbose=0, inter=0,
+                      stop_filter=early)
+    found: dict[str, HostDiscovery] = {}
+    for sent, reply in answered:
+        ip = str(reply.psrc)
+        if ip in wanted and ip not in found:
+            found[ip] = HostDiscovery(
+                method="arp", reason="arp-reply", mac=_mac(reply.hwsrc),
+                rtt_ms=_rtt_ms(sent, reply),
+                observed_at=_when(float(reply.time)),
+            )
+    return found
+
+
+def icmp_sweep(addresses: Sequence[str], timeout: float,
+               on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
+    """ICMP echo to each address through the kernel's own routing and ARP."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.supersocket import L3RawSocket
+
+    wanted = set(addresses)
+    ident = os.getpid() & 0xFFFF
+    packets = [IP(dst=a) / ICMP(id=ident, seq=i) for i, a in enumerate(addresses)]
+    # L3RawSocket lets the kernel resolve next hops; scapy's own L3 socket would ARP
+    # for every silent address one at a time.
+    with L3RawSocket() as sock:
+        early = _first_seen(wanted, on_reply, "icmp", "echo-reply", lambda p: str(p[IP].src)
+                            if ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident else None)
+        answered, _ = sock.sr(packets, timeout=timeout, verbose=0, stop_filter=early)
+    found: dict[str, HostDiscovery] = {}
+    for sent, reply in answered:
+        ip = str(reply.src)
+        if ip in wanted and ip not in found and reply[ICMP].type == 0:
+            found[ip] = HostDiscovery(
+                method="icmp", reason="echo-reply",
+                rtt_ms=_rtt_ms(sent, reply),
+                observed_at=_when(float(reply.time)),
+            )
+    return found
+
+
+Slot = Callable[[], contextlib.AbstractAsyncContextManager[None]]
+
+
+async def _tcp_ping_host(
+    address: str, ports: Sequence[int], timeout: float, slot: Slot
+) -> HostDiscovery | None:
+    """Connect to the ports within the slots; the first connect or refusal wins."""
+    async def one(port: int) -> HostDiscovery | None:
+        async with slot():
+            started = time.perf_counter()
+            try:
+                conn = await open_stream(address, port, timeout)
+            except ConnectionRefusedError:
+                reason = f"{port} refused"
+            except TimeoutError:
+                return None
+            except OSError as exc:
+                if exc.errno in _NOBODY:
+                    raise  # the kernel found nobody: no other port will answer either
+                if exc.errno != errno.ECONNREFUSED:
+                    return None
+                reason = f"{port} refused"
+            else:
+                await conn.close()
+                reason = f"{port} connected"
+            rtt = round((time.perf_counter() - started) * 1000, 3)
+            return HostDiscovery(method="tcp", reason=reason, rtt_ms=rtt, observed_at=utcnow())
+
+    tasks = [asyncio.ensure_future(one(p)) for p in ports]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                hit = await next_done
+            except OSError:
+                return None
+            if hit is not None:
+                return hit
+        return None
+    finally:
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def tcp_ping(
+    addresses: Sequence[str],
+    timeout: float,
+    per_host: int,
+    max_concurrency: int,
+    ports: Sequence[int] = TCP_PING_PORTS,
+    on_alive: OnReply | None = None,
+) -> dict[str, HostDiscovery]:
+    """TCP "ping" every address on ``ports``, within the profile's connection limits."""
+    everyone = asyncio.Semaphore(max_concurrency)
+
+    async def host(address: str) -> tuple[str, HostDiscovery | None]:
+        mine = asyncio.Semaphore(per_host)
+
+        @contextlib.asynccontextmanager
+        async def slot() -> AsyncIterator[None]:
+            # Host first, then global, as the engine's HostGate does.
+            async with mine, everyone:
+                yield
+
+        hit = await _tcp_ping_host(address, ports, timeout, slot)
+        if hit is not None and on_alive is not None:
+            on_alive(address, hit)
+        return address, hit
+
+    results = await asyncio.gather(*(host(a) for a in addresses))
+    return {a: hit for a, hit in results if hit is not None}

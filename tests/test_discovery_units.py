@@ -1,0 +1,89 @@
+"""Discovery planning, MAC vendors and the engine options, without packets or root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scanner import discovery
+from scanner.baselines import Match
+from scanner.model import DiscoveryMethod, Host
+from scanner.oui import mac_vendor, medical_family, normalise_mac
+from scanner.rules_baseline import host_facts, match_reasons
+
+M = DiscoveryMethod
+
+
+@pytest.fixture
+def topology(monkeypatch: pytest.MonkeyPatch) -> None:
+    """198.18.0.0/24 is on eth0, 198.19.0.0/24 is routed, 198.18.0.250 is ours."""
+    monkeypatch.setattr(discovery, "onlink_interface",
+                        lambda a: "eth0" if a.startswith("198.18.0.") else None)
+    monkeypatch.setattr(discovery, "is_local_address", lambda a: a == "198.18.0.250")
+
+
+def test_loopback_and_none_need_no_discovery() -> None:
+    assert discovery.plan(M.AUTO, ["127.0.0.1", "::1"], raw=True).used is M.NONE
+    assert discovery.plan(M.NONE, ["198.18.0.1"], raw=True).used is M.NONE
+
+
+@pytest.mark.usefixtures("topology")
+def test_auto_picks_by_privilege_and_topology() -> None:
+    local = discovery.plan(M.AUTO, ["198.18.0.1", "198.18.0.250"], raw=True)
+    assert (local.used, local.arp, local.local) == (M.ARP, {"eth0": ["198.18.0.1"]},
+                                                    ["198.18.0.250"])
+    routed = discovery.plan(M.AUTO, ["198.18.0.1", "198.19.0.1"], raw=True)
+    assert (routed.used, routed.icmp) == (M.ICMP, ["198.18.0.1", "198.19.0.1"])
+    unprivileged = discovery.plan(M.AUTO, ["198.18.0.1"], raw=False)
+    assert (unprivileged.used, unprivileged.tcp) == (M.TCP, ["198.18.0.1"])
+    assert "not root" in unprivileged.why
+
+
+@pytest.mark.usefixtures("topology")
+def test_explicit_methods_fall_back_with_a_note() -> None:
+    no_raw = discovery.plan(M.ICMP, ["198.18.0.1"], raw=False)
+    assert no_raw.used is M.TCP and "ICMP needs raw sockets" in no_raw.notes[0]
+    arp = discovery.plan(M.ARP, ["198.18.0.1", "198.19.0.1", "fd00::1"], raw=True)
+    assert (arp.arp, arp.icmp, arp.tcp) == ({"eth0": ["198.18.0.1"]}, ["198.19.0.1"],
+                                           ["fd00::1"])
+    assert len(arp.notes) == 2
+
+
+def test_mac_vendor_from_the_offline_registry() -> None:
+    assert mac_vendor("44-4B-5D-00-00-10") == "GE Healthcare"
+    assert mac_vendor("70b3.d520.c001") == "Siemens Healthcare Diagnostics"  # a /36 block
+    assert mac_vendor("02:00:00:00:00:01") is None  # locally administered
+    assert normalise_mac("not a mac") is None and mac_vendor("zz") is None
+    assert medical_family("Siemens AG, Healthcare Sector") == "Siemens Healthineers"
+    assert medical_family("Siemens AG") is None
+
+
+def test_baseline_match_on_mac_vendor() -> None:
+    host = Host(address="198.18.0.11", mac="88:4b:39:00:00:11",
+                mac_vendor="Siemens AG, Healthcare Sector")
+    facts = host_facts(host)
+    m = Match(mac_vendor="^Siemens Healthineers$")
+    assert m.tier == 2
+    assert match_reasons(m, facts) == [
+        "MAC vendor 'Siemens Healthineers' matches /^Siemens Healthineers$/"]
+    assert match_reasons(Match(mac_vendor="Philips"), facts) is None
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scanner", "scan", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_engine_nmap_without_nmap_says_how_to_install(tmp_path: object) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))
+    out = _cli("127.0.0.1", "--engine", "nmap", env=env)
+    assert out.returncode == 2 and "apt-get install nmap" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_engine_options_are_usage_errors() -> None:
+    assert _cli("127.0.0.1", "--service-version").returncode == 2
+    assert _cli("127.0.0.1", "--discovery", "ping").returncode == 2
