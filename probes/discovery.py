@@ -3,7 +3,9 @@
 Each method returns one ``HostDiscovery`` per address that answered; silence means
 nothing. ARP only reaches a directly attached link and answers with the MAC; ICMP
 echo crosses routers but is often filtered; the TCP ping connects to imaging ports and
-counts a refusal as alive (a host that says "no" is there). ARP and ICMP need raw
+counts a refusal as alive (a host that says "no" is there). A TCP ping connection that
+opens is never closed empty (a legacy DICOM stack such as MIR CTN exits on that): it is
+handed to ``take_over``, which runs service identification on it. ARP and ICMP need raw
 sockets (root or CAP_NET_RAW); the caller checks ``raw_sockets_allowed`` first.
 scapy runs blocking, so these are called in a worker thread.
 """
@@ -17,11 +19,11 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from probes.ports import open_stream
+from probes.ports import OpenConnection, open_stream
 from scanner.model import HostDiscovery, utcnow
 
 # Imaging ports first: a device on an imaging VLAN most likely answers on one of these.
@@ -172,10 +174,12 @@ def icmp_sweep(addresses: Sequence[str], timeout: float,
 
 
 Slot = Callable[[], contextlib.AbstractAsyncContextManager[None]]
+# Takes over an open connection (and closes it) with the connect time in ms.
+TakeOver = Callable[[OpenConnection, float], Awaitable[None]]
 
 
 async def _tcp_ping_host(
-    address: str, ports: Sequence[int], timeout: float, slot: Slot
+    address: str, ports: Sequence[int], timeout: float, slot: Slot, take_over: TakeOver
 ) -> HostDiscovery | None:
     """Connect to the ports within the slots; the first connect or refusal wins."""
     async def one(port: int) -> HostDiscovery | None:
@@ -194,8 +198,19 @@ async def _tcp_ping_host(
                     return None
                 reason = f"{port} refused"
             else:
-                await conn.close()
-                reason = f"{port} connected"
+                rtt = round((time.perf_counter() - started) * 1000, 3)
+                handed = asyncio.ensure_future(take_over(conn, rtt))
+                try:
+                    await asyncio.shield(handed)
+                except asyncio.CancelledError:
+                    # Another port answered first: finish this association properly
+                    # (identification releases it) rather than cut it off.
+                    await handed
+                    raise
+                finally:
+                    await conn.close()
+                return HostDiscovery(method="tcp", reason=f"{port} connected", rtt_ms=rtt,
+                                     observed_at=utcnow())
             rtt = round((time.perf_counter() - started) * 1000, 3)
             return HostDiscovery(method="tcp", reason=reason, rtt_ms=rtt, observed_at=utcnow())
 
@@ -221,10 +236,12 @@ async def tcp_ping(
     timeout: float,
     per_host: int,
     max_concurrency: int,
+    take_over: TakeOver,
     ports: Sequence[int] = TCP_PING_PORTS,
     on_alive: OnReply | None = None,
 ) -> dict[str, HostDiscovery]:
-    """TCP "ping" every address on ``ports``, within the profile's connection limits."""
+    """TCP "ping" every address on ``ports``, within the profile's connection limits;
+    every connection that opens goes to ``take_over`` before it is closed."""
     everyone = asyncio.Semaphore(max_concurrency)
 
     async def host(address: str) -> tuple[str, HostDiscovery | None]:
@@ -236,7 +253,7 @@ async def tcp_ping(
             async with mine, everyone:
                 yield
 
-        hit = await _tcp_ping_host(address, ports, timeout, slot)
+        hit = await _tcp_ping_host(address, ports, timeout, slot, take_over)
         if hit is not None and on_alive is not None:
             on_alive(address, hit)
         return address, hit

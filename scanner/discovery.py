@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from probes.discovery import (
+    TakeOver,
     arp_sweep,
     icmp_sweep,
     is_local_address,
@@ -24,6 +25,7 @@ from probes.discovery import (
     raw_sockets_allowed,
     tcp_ping,
 )
+from probes.ports import OpenConnection
 from scanner.model import (
     DiscoveryInfo,
     DiscoveryMethod,
@@ -100,13 +102,30 @@ def plan(requested: DiscoveryMethod, addresses: Sequence[str], raw: bool) -> Pla
     return p
 
 
+def identify_and_drop(settings: ScanSettings) -> TakeOver:
+    """A TCP ping connection's default fate: service identification (an A-ASSOCIATE-RQ,
+    released properly), then closed; the result is dropped."""
+    from scanner.registry import identify_service
+
+    async def take_over(conn: OpenConnection, rtt_ms: float) -> None:
+        del rtt_ms
+        await identify_service(conn, settings)
+
+    return take_over
+
+
 async def run_discovery(
-    settings: ScanSettings, addresses: Sequence[str], on_alive: OnAlive | None = None
+    settings: ScanSettings,
+    addresses: Sequence[str],
+    on_alive: OnAlive | None = None,
+    take_over: TakeOver | None = None,
 ) -> tuple[DiscoveryInfo, dict[str, HostDiscovery] | None]:
     """Discover live hosts. The dict is None when every target is to be port-scanned.
 
     ``on_alive`` is called (in the event loop) for each host as soon as it answers, so
-    the caller can start on it while the sweep still waits for the silent ones.
+    the caller can start on it while the sweep still waits for the silent ones. A TCP
+    ping connection that opens goes to ``take_over`` (default: identified and dropped),
+    never closed empty.
     """
     started = time.perf_counter()
     p = plan(settings.discovery, addresses, raw_sockets_allowed())
@@ -122,7 +141,9 @@ async def run_discovery(
 
             found.update(await asyncio.to_thread(nmap_discover, p, settings))
         else:
-            found.update(await _embedded(p, settings, notify))
+            found.update(
+                await _embedded(p, settings, notify, take_over or identify_and_drop(settings))
+            )
     info = DiscoveryInfo(
         requested=p.requested,
         used=p.used,
@@ -135,7 +156,9 @@ async def run_discovery(
     return info, found
 
 
-async def _embedded(p: Plan, settings: ScanSettings, notify: OnAlive) -> dict[str, HostDiscovery]:
+async def _embedded(
+    p: Plan, settings: ScanSettings, notify: OnAlive, take_over: TakeOver
+) -> dict[str, HostDiscovery]:
     # A quarter of the connect timeout: fast 0.25 s, normal 0.5 s, safe 0.75 s.
     wait = min(SWEEP_WAIT, settings.timeouts.connect / 4)
     loop = asyncio.get_running_loop()
@@ -155,7 +178,7 @@ async def _embedded(p: Plan, settings: ScanSettings, notify: OnAlive) -> dict[st
         jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread))
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
-                             settings.max_concurrency, on_alive=announce))
+                             settings.max_concurrency, take_over, on_alive=announce))
     for part in await asyncio.gather(*jobs):
         found.update(part)
     return found

@@ -170,6 +170,8 @@ class ScanJob:
         }
         self._errors: list[ScanError] = []
         self._discovery: DiscoveryInfo | None = None
+        # Ports a discovery TCP ping found open and already identified on its connection.
+        self._handoff: dict[tuple[str, int], tuple[PortObservation, ServiceState]] = {}
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
 
@@ -213,7 +215,9 @@ class ScanJob:
                 if stream:
                     scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
 
-        self._discovery, found = await run_discovery(self.settings, list(targets), alive)
+        self._discovery, found = await run_discovery(
+            self.settings, list(targets), alive, self._take_over
+        )
         for address in targets if found is None else found:
             alive(address, None if found is None else found[address])
         if not stream:
@@ -223,6 +227,22 @@ class ScanJob:
             scans = [asyncio.ensure_future(self._scan_host(h, global_slots))
                      for h in self._hosts.values()]
         await asyncio.gather(*scans)
+
+    async def _take_over(self, conn: OpenConnection, rtt_ms: float) -> None:
+        """A discovery TCP ping's open connection: identify the service on it, as the port
+        probe would, and keep the result so the port is not connected to again."""
+        from scanner.registry import identify_service
+
+        obs = PortObservation(
+            port=conn.port,
+            state=PortState.OPEN,
+            method="tcp-connect",
+            reason="connected (discovery TCP ping)",
+            rtt_ms=rtt_ms,
+            observed_at=utcnow(),
+        )
+        svc = await identify_service(conn, self.settings)
+        self._handoff[(conn.host, conn.port)] = (obs, svc)
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
@@ -255,6 +275,11 @@ class ScanJob:
     async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         from scanner.registry import identify_service
 
+        found = self._handoff.pop((ctx.host, port), None)
+        if found is not None:  # discovery's TCP ping already opened and identified it
+            ctx.state.ports[port], ctx.state.services[port] = found
+            self._tick(f"{ctx.host}:{port}")
+            return
         async with ctx.gate.slot():
             obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
             ctx.state.ports[port] = obs

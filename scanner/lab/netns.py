@@ -35,6 +35,7 @@ from scanner.lab.netns_spec import DeviceSpec, LabSpec, ServiceSpec
 PREFIX = "dscnlab-"
 STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
+CTN_STORAGE_BIN = "/usr/bin/simple_storage"  # Debian package ctn
 START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 
@@ -174,6 +175,10 @@ class NetnsLab:
                     str(svc.port)]
         elif svc.kind == "orthanc":
             argv = [ORTHANC, str(self._orthanc_config(work, svc))]
+        elif svc.kind == "ctn":
+            (work / "images").mkdir()
+            argv = [CTN_STORAGE_BIN, "-c", svc.aet, "-x", str(work / "images"),
+                    str(svc.port)]
         else:
             argv = [sys.executable, "-c", _LISTENER, str(svc.port), svc.banner]
         if not os.access(argv[0], os.X_OK):

@@ -29,9 +29,10 @@ class _Strict(BaseModel):
 
 
 class ServiceSpec(_Strict):
-    """One process in a device: a real DICOM peer or a plain TCP listener."""
+    """One process in a device: a real DICOM peer or a plain TCP listener. ``ctn`` is MIR
+    CTN's simple_storage, the fragile legacy stack: it exits on a connection closed empty."""
 
-    kind: Literal["storescp", "orthanc", "listener"]
+    kind: Literal["storescp", "orthanc", "ctn", "listener"]
     port: int = Field(ge=1, le=65535)
     aet: str = "LAB"
     args: list[str] = Field(default_factory=list, description="extra storescp arguments")
