@@ -362,35 +362,21 @@ def scan_settings(targets: Sequence[str], ports: Sequence[int]) -> ScanSettings:
     return build_settings(scan_opts(targets, ports))
 
 
-def run_job(
-    settings: ScanSettings, detection_only: bool = False, off_task: bool = False
-) -> ScanResult:
+def run_job(settings: ScanSettings, detection_only: bool = False) -> ScanResult:
     """One ScanJob as ``dicomscan scan`` runs it: ``asyncio.run(job.run())``.
 
-    ``off_task`` is a what-if: the result is kept off the asyncio task. On leaving,
-    asyncio.run restores its SIGINT handler, and Python 3.11's signal module then builds
-    an error message holding repr() of the finished task, i.e. of the whole ScanResult
-    (twice): see bench/README.md. ``detection_only`` switches the follow-up probes off.
+    ``detection_only`` switches the follow-up probes off.
     """
     from scanner.engine import ScanJob
 
     job = ScanJob(settings.model_copy(update={"scan_id": f"bench-{time.monotonic_ns()}"}))
-    kept: list[ScanResult] = []
-
-    async def result_off_task() -> None:
-        kept.append(await job.run())
-
     with contextlib.ExitStack() as stack:
         if detection_only:
             # The engine looks follow_up_probes up at run time; none: connect + identify only.
             stack.enter_context(
                 mock.patch("scanner.registry.follow_up_probes", lambda _settings: ())
             )
-        if off_task:
-            asyncio.run(result_off_task())
-            result = kept[0]
-        else:
-            result = asyncio.run(job.run())
+        result = asyncio.run(job.run())
     if result.scan.interrupted:  # the job swallows Ctrl-C and returns partial results
         raise KeyboardInterrupt
     return result
@@ -617,8 +603,6 @@ def bench_throughput(
 
     full_t, full_res = repeat(lambda: run_job(settings), runs)
     det_t, det_res = repeat(lambda: run_job(settings, detection_only=True), runs)
-    full_o_t, full_o_res = repeat(lambda: run_job(settings, off_task=True), runs)
-    det_o_t, det_o_res = repeat(lambda: run_job(settings, True, off_task=True), runs)
     endpoints = [(a, port) for a in addresses]
     # One connection in flight per peer, as the engine has with one port per host.
     concurrency = len(endpoints)
@@ -634,8 +618,6 @@ def bench_throughput(
         ("nmap -sT --script dicom-ping", nmap_t, nmap_dicom_count(nmap_root)),
         ("ScanJob, detect + default follow-up checks", full_t, len(dicom_ports_result(full_res))),
         ("ScanJob, detection only (follow-ups off)", det_t, len(dicom_ports_result(det_res))),
-        ("  what-if, result off the task: full", full_o_t, len(dicom_ports_result(full_o_res))),
-        ("  what-if, result off the task: detect", det_o_t, len(dicom_ports_result(det_o_res))),
         ("bare loop: probe_port + identify_service", raw_t, raw_found),
     ]
     notes = [

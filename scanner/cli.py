@@ -171,18 +171,11 @@ def run_scan(settings: ScanSettings, show_progress: bool) -> tuple[ScanResult, b
 
     with progress_reporter(show_progress) as report:
         job = ScanJob(settings, progress=report)
-        box: list[ScanResult] = []
-
-        async def main() -> None:
-            # The result stays off the task: Python 3.11's asyncio.run repr()s a finished
-            # task when it restores the SIGINT handler, which costs a large scan dearly.
-            box.append(await job.run())
-
         try:
-            asyncio.run(main())
+            result = asyncio.run(job.run())  # cheap to repr (see ScanResult.__repr__)
         except KeyboardInterrupt:
             return job.result(interrupted=True), True
-        return box[0], box[0].scan.interrupted
+        return result, result.scan.interrupted
 
 
 def emit(result: ScanResult, fmt: str, output: str | None) -> None:

@@ -241,6 +241,14 @@ class ScanResult(_Frozen):
     hosts: list[Host]
     findings: list[Finding]
 
+    def __repr__(self) -> str:
+        # Short on purpose: Python 3.11's asyncio.run repr()s the finished main task when it
+        # restores its SIGINT handler, and the full repr of a large scan costs seconds.
+        return (
+            f"ScanResult(id={self.scan.id!r}, hosts={len(self.hosts)}, "
+            f"findings={len(self.findings)}, interrupted={self.scan.interrupted})"
+        )
+
     def worst_failure(self) -> Severity | None:
         failed = [f.severity for f in self.findings if f.status is FindingStatus.FAIL]
         return max(failed, key=lambda s: s.rank) if failed else None
