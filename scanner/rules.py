@@ -13,7 +13,7 @@ from typing import Any
 from scanner.judge import apply_baseline_expectations
 from scanner.model import Finding, Host, utcnow
 from scanner.policy import SitePolicy, apply_policy
-from scanner.rules_baseline import baseline_findings, select
+from scanner.rules_baseline import baseline_findings, has_open_port, select
 from scanner.rules_dicom import dicom_findings
 from scanner.rules_http import http_findings
 from scanner.rules_software import software_findings
@@ -49,15 +49,16 @@ def evaluate(
     for host in hosts:
         pin = site.pin_for(host) if site is not None and baseline is None else None
         forced = baseline or (pin.baseline if pin is not None else None)
+        # Once per device: the baseline rules and the judge both use it.
+        sel = select(host, forced) if has_open_port(host) else None
         host_findings: list[Finding] = []
         for family in RULE_FAMILIES:
             if family is baseline_findings:
-                host_findings.extend(baseline_findings(host, forced))
+                host_findings.extend(baseline_findings(host, forced, sel))
             else:
                 host_findings.extend(family(host))
-        if host_findings:
-            resolved = select(host, forced).resolved
-            host_findings = apply_baseline_expectations(host, host_findings, resolved)
+        if host_findings and sel is not None:
+            host_findings = apply_baseline_expectations(host, host_findings, sel.resolved)
         if site is not None:
             host_findings = apply_policy(host, host_findings, site, today, pinned=pin is not None)
         findings.extend(host_findings)

@@ -278,15 +278,22 @@ def _remote_rule(host: Host, sel: Selection) -> list[Finding]:
     return out + _unmeasured(rule, host, missing, sel)
 
 
-def baseline_findings(host: Host, forced: str | None = None) -> list[Finding]:
-    """Selection, port and remote-access verdicts for one host.
+def has_open_port(host: Host) -> bool:
+    return any(_is_open(obs) for obs in _measured(host).values())
+
+
+def baseline_findings(
+    host: Host, forced: str | None = None, sel: Selection | None = None
+) -> list[Finding]:
+    """Selection, port and remote-access verdicts for one host (``sel``: the selection,
+    when the caller already made it).
 
     A host with no open port gets none: there is nothing to identify or judge, and the
     address may not even be a device.
     """
-    if not any(_is_open(obs) for obs in _measured(host).values()):
+    if not has_open_port(host):
         return []
-    sel = select(host, forced)
+    sel = sel or select(host, forced)
     ev = {"role": host.role, "role_reasons": list(host.role_reasons), **sel.evidence()}
     # Info-level: falling back to a generic baseline is worth knowing, not a weakness.
     status = P if sel.specific else F
