@@ -7,10 +7,8 @@ a throwaway daemon with its own host key in a temporary directory; as root it is
 (Debian's ``vsftpd``) and busybox's telnetd (Debian's ``busybox-static``; the dynamic
 ``busybox`` lacks the applet) run standalone with their own settings. Each is on a free
 high port, so the tests also show that remote access is recognised by its answer, not
-by its port number. The VNC and FTP peers further down are SCRIPTED (a thread sending a
-fixed greeting), not real servers: they stand for the greeting bytes only. (No RDP case: an RDP TPKT
-answer starts 03 00, which ``probes.dicom.pdu.looks_like_pdu`` takes for an
-A-ASSOCIATE-RJ, so identification names it "dicom" before the banner parser sees it.)
+by its port number. The VNC, RDP and FTP peers further down are SCRIPTED (a thread sending a
+fixed greeting), not real servers: they stand for the greeting bytes only.
 """
 
 from __future__ import annotations
@@ -235,6 +233,13 @@ class ScriptedPeer:
     ("greeting", "name", "expected"),
     [
         (b"RFB 003.008\n", "vnc", {"protocol": "vnc", "protocol_version": "3.8"}),
+        # An RDP X.224 Connection Confirm: its TPKT header (03 00) must not pass for an
+        # A-ASSOCIATE-RJ, whose length is always 4.
+        (
+            bytes.fromhex("030000130ed000001234000200080001000000"),
+            "rdp",
+            {"protocol": "rdp", "banner": None},
+        ),
         (
             b"220 (vsFTPd 3.0.3)\r\n",
             "ftp-or-smtp",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from probes.dicom import codes
 from probes.dicom.client import request_association
-from probes.dicom.pdu import MAX_CONTROL_PDU
+from probes.dicom.pdu import MAX_CONTROL_PDU, looks_like_pdu
 from scanner.observations import Association, AssociationOutcome
 
 
@@ -92,6 +92,16 @@ def test_reject_is_decoded_with_meanings() -> None:
         "service-user",
         "calling AE title not recognised",
     )
+
+
+def test_rdp_tpkt_is_not_taken_for_a_reject() -> None:
+    # An X.224 Connection Confirm in its TPKT: 03 00 like an A-ASSOCIATE-RJ.
+    tpkt = bytes.fromhex("030000130ed000001234000200080001000000")
+    assert not looks_like_pdu(tpkt)
+    obs, _ = answer(tpkt)
+    assert obs.outcome is AssociationOutcome.NOT_DICOM
+    assert obs.first_bytes_hex == tpkt.hex()  # the whole answer kept as evidence
+    assert looks_like_pdu(bytes.fromhex("03000000000400020103"))
 
 
 def test_truncated_reject_is_an_error_not_a_crash() -> None:

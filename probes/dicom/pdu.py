@@ -52,8 +52,22 @@ class PeerProtocolError(Exception):
         return looks_like_pdu(self.first_bytes)
 
 
+# PS3.8 9.3.4 and 9.3.6-9.3.8: A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT are 4 bytes
+# long. An RDP server's TPKT header (03 00 LL LL) starts like an A-ASSOCIATE-RJ, but
+# its length field reads as 458,752 or more; a DICOM stack that gets the length of a
+# 4-byte PDU wrong is still a (broken) DICOM stack, so only an absurd length says "other".
+_FIXED_LENGTH = (0x03, 0x05, 0x06, 0x07)
+_ABSURD_FIXED_LENGTH = 1024
+
+
 def looks_like_pdu(data: bytes) -> bool:
-    return len(data) >= 2 and data[0] in VALID_TYPES and data[1] == 0
+    """A plausible DICOM PDU header: known type, zero reserved byte and, for the 4-byte
+    control PDUs (when the length was received), not an absurd length."""
+    if len(data) < 2 or data[0] not in VALID_TYPES or data[1] != 0:
+        return False
+    if len(data) >= HEADER.size and data[0] in _FIXED_LENGTH:
+        return int.from_bytes(data[2:6], "big") <= _ABSURD_FIXED_LENGTH
+    return True
 
 
 class PeerClosed(Exception):
@@ -100,8 +114,8 @@ async def read_pdu(reader: asyncio.StreamReader, timeout: float, max_len: int) -
     try:
         async with asyncio.timeout(timeout):
             await _fill(reader, buf, HEADER.size)
-            pdu_type, reserved, length = HEADER.unpack(buf[: HEADER.size])
-            if pdu_type not in VALID_TYPES or reserved != 0:
+            pdu_type, _, length = HEADER.unpack(buf[: HEADER.size])
+            if not looks_like_pdu(bytes(buf[: HEADER.size])):
                 extra = await _read_some(reader, FIRST_BYTES - len(buf))
                 raise PeerProtocolError("answer is not a DICOM PDU", bytes(buf) + extra)
             limit = MAX_CONTROL_PDU if pdu_type != 0x04 else max_len
