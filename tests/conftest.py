@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,3 +109,17 @@ def plain_listener(address: str, port: int) -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+def namespace_lab_marks(*binaries: str) -> list[pytest.MarkDecorator]:
+    """Marks of a module that builds network namespaces: root-only, real peers, and
+    skipped outside CI when root or a needed program is missing (CI fails instead)."""
+    missing = [b for b in ("ip", *binaries) if shutil.which(b) is None]
+    return [
+        pytest.mark.root,
+        pytest.mark.peers,
+        pytest.mark.skipif(
+            (os.geteuid() != 0 or bool(missing)) and not IN_CI,
+            reason=f"needs root and {', '.join(('iproute2', *binaries))} (network namespaces)",
+        ),
+    ]

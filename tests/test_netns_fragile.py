@@ -9,8 +9,6 @@ empty, and the port scan must reuse what it found rather than connect again.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,16 +19,9 @@ import pytest
 
 from scanner.lab.netns import NetnsLab, running_lab
 from scanner.lab.netns_spec import LabSpec
-from tests.conftest import IN_CI
+from tests.conftest import namespace_lab_marks
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        (os.geteuid() != 0 or not shutil.which("simple_storage")) and not IN_CI,
-        reason="needs root (network namespaces) and MIR CTN (Debian package ctn)",
-    ),
-]
+pytestmark = namespace_lab_marks("simple_storage")
 
 LEGACY = "198.18.1.20"
 SPEC = {

@@ -8,8 +8,6 @@ namespace, one namespace per device, the scanner in its own namespace, all on
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,16 +18,9 @@ import pytest
 
 from scanner.lab.netns import NetnsLab, lab_namespaces, running_lab
 from scanner.lab.netns_spec import LabSpec, LabSpecError, load_lab_spec
-from tests.conftest import IN_CI
+from tests.conftest import namespace_lab_marks
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        (os.geteuid() != 0 or not shutil.which("nft")) and not IN_CI,
-        reason="needs root, iproute2 and nftables (network namespaces)",
-    ),
-]
+pytestmark = namespace_lab_marks("nft")
 
 SPEC_FILE = Path(__file__).parent.parent / "fixtures" / "labs" / "imaging.yaml"
 
