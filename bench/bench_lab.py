@@ -46,8 +46,8 @@ NMAP_SCAN = ["nmap", "-n", "-T4", "-sT", "-p", NMAP_PORTS, "--script",
 SWEEP = """\
 import asyncio, json, sys, time
 t = time.perf_counter()
-from scanner.cli import build_settings
-from scanner.discovery import run_discovery
+from scanner.engine.settings import build_settings
+from scanner.engine.discovery import run_discovery
 from scanner.model import DiscoveryMethod, ProfileName, ScanSettings, Timeouts
 s = ScanSettings(targets=[f"198.18.0.{i}" for i in range(1, 255)], target_specs=["x"],
                  ports=[104], profile=ProfileName.FAST, max_concurrency=1024,

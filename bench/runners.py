@@ -63,7 +63,7 @@ def scan_opts(targets: Sequence[str], ports: Sequence[int]) -> dict[str, Any]:
 
 
 def scan_settings(targets: Sequence[str], ports: Sequence[int]) -> ScanSettings:
-    from scanner.cli import build_settings
+    from scanner.engine.settings import build_settings
 
     return build_settings(scan_opts(targets, ports))
 
@@ -73,14 +73,14 @@ def run_job(settings: ScanSettings, detection_only: bool = False) -> ScanResult:
 
     ``detection_only`` switches the follow-up probes off.
     """
-    from scanner.engine import ScanJob
+    from scanner.engine.job import ScanJob
 
     job = ScanJob(settings.model_copy(update={"scan_id": f"bench-{time.monotonic_ns()}"}))
     with contextlib.ExitStack() as stack:
         if detection_only:
             # The engine looks follow_up_probes up at run time; none: connect + identify only.
             stack.enter_context(
-                mock.patch("scanner.registry.follow_up_probes", lambda _settings: ())
+                mock.patch("scanner.engine.registry.follow_up_probes", lambda _settings: ())
             )
         result = asyncio.run(job.run())
     if result.scan.interrupted:  # the job swallows Ctrl-C and returns partial results

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from scanner.http_observations import ServiceBannerInfo
-from scanner.observations import Association, Banner
+from scanner.model.http_observations import ServiceBannerInfo
+from scanner.model.observations import Association, Banner
 
 if TYPE_CHECKING:
-    from scanner.engine import ProbeContext, ServiceState
+    from probes.context import ProbeContext, ServiceState
 
 # Named from the first bytes by probes/identify.py.
 _BY_NAME = {

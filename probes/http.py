@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scanner.http_observations import HttpCheck, HttpSummary
-from scanner.web_products import WebSignature, web_table
+from probes.web_products import WebSignature, web_table
+from scanner.model.http_observations import HttpCheck, HttpSummary
 
 if TYPE_CHECKING:
-    from scanner.engine import ProbeContext, ServiceState
+    from probes.context import ProbeContext, ServiceState
 
 _MAX_HEAD = 16384
 _MAX_BODY = 4096

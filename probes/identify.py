@@ -14,10 +14,10 @@ from probes.dicom.client import detect_association
 from probes.dicom.pdu import looks_like_pdu
 from probes.ports import OpenConnection
 from scanner.model import ScanSettings
-from scanner.observations import AssociationOutcome, Banner
+from scanner.model.observations import AssociationOutcome, Banner
 
 if TYPE_CHECKING:
-    from scanner.engine import ServiceState
+    from probes.context import ServiceState
 
 DICOM_OUTCOMES = {
     AssociationOutcome.ACCEPTED,
@@ -53,7 +53,7 @@ def name_from_bytes(data: bytes) -> str:
 
 async def identify_service(conn: OpenConnection, settings: ScanSettings) -> ServiceState:
     """Run the DICOM detection on ``conn`` and name the service from the answer."""
-    from scanner.engine import ServiceState
+    from probes.context import ServiceState
 
     # Without a known title the detection uses a random one, so it is the called-AE test too.
     purpose = "detect" if settings.ae_titles else "detect,called-ae"

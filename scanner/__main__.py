@@ -1,5 +1,5 @@
 """Allow ``python -m scanner``."""
 
-from scanner.cli import main
+from scanner.cli.main import main
 
 main()

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from scanner.advisories import (
+from scanner.identify.fingerprint import HttpHit, apply_http_signals, identify
+from scanner.identify.product_table import load_table
+from scanner.model import Finding, FindingStatus, Host, ScanResult, Service
+from scanner.model.observations import Confidence, Fingerprint, PeerIdentity
+from scanner.rules.advisories import (
     Advisory,
     AdvisoryError,
     load_advisories,
@@ -19,10 +23,7 @@ from scanner.advisories import (
     parse_advisories,
     parse_version,
 )
-from scanner.fingerprint import HttpHit, apply_http_signals, identify, load_table
-from scanner.model import Finding, FindingStatus, Host, ScanResult, Service
-from scanner.observations import Confidence, Fingerprint, PeerIdentity
-from scanner.rules_software import RULE_ID, service_finding, software_findings
+from scanner.rules.software_rules import RULE_ID, service_finding, software_findings
 
 SCANS = Path(__file__).resolve().parent.parent / "fixtures" / "scans"
 DCMTK_UID = "1.2.276.0.7230010.3.0."

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from scanner.catalogue import load_catalogue
 from scanner.model import ScanResult
+from scanner.rules.catalogue import load_catalogue
 from tests.conftest import needs_dcmtk, plain_listener
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-from scanner.baselines import (
+from scanner.model import Host, PortObservation, PortState, ScanResult, Service, Severity
+from scanner.model.observations import Association, AssociationOutcome, Fingerprint, PeerIdentity
+from scanner.rules.baseline_rules import baseline_findings, select
+from scanner.rules.baselines import (
     REMOTE_ACCESS_PORTS,
     BaselineError,
     load_files,
@@ -26,10 +29,7 @@ from scanner.baselines import (
     shipped,
     shipped_files,
 )
-from scanner.catalogue import load_catalogue
-from scanner.model import Host, PortObservation, PortState, ScanResult, Service, Severity
-from scanner.observations import Association, AssociationOutcome, Fingerprint, PeerIdentity
-from scanner.rules_baseline import baseline_findings, select
+from scanner.rules.catalogue import load_catalogue
 from tests.conftest import needs_dcmtk, needs_orthanc, plain_listener
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,8 +197,9 @@ def test_list_and_show_commands() -> None:
 
 def test_baselines_group_imports_only_click() -> None:
     code = (
-        "import sys\nimport scanner.cli_baselines\n"
-        "print(','.join(m for m in ('pydantic', 'yaml', 'scanner.baselines') if m in sys.modules))"
+        "import sys\nimport scanner.cli.baselines\n"
+        "print(','.join(m for m in ('pydantic', 'yaml', 'scanner.rules.baselines')\n"
+        "               if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -2,9 +2,10 @@
 every catalogued rule is emitted by some code. Plus the ``dicomscan rules`` commands.
 
 Rule IDs are collected two ways, so that one blind spot does not hide a gap:
-- statically, from the syntax tree of every ``scanner/rules*.py``: the first argument of
-  each ``make_finding``/``.finding`` call and every catalogue-shaped string in a
-  module-level UPPERCASE table (``RULES``, ``_CERT_RULES``, ``RULE_ID``);
+- statically, from the syntax tree of ``scanner/rules/evaluate.py`` and every
+  ``scanner/rules/*_rules.py``: the first argument of each ``make_finding``/``.finding``
+  call and every catalogue-shaped string in a module-level UPPERCASE table (``RULES``,
+  ``_CERT_RULES``, ``RULE_ID``);
 - dynamically, from what the registered rule families emit on the saved scans in
   ``fixtures/scans/*.json``; those must be a subset of the static set.
 Baseline and framework files, once they exist, add the IDs they reference.
@@ -24,11 +25,12 @@ from typing import Any
 import pytest
 import yaml
 
-from scanner.catalogue import load_catalogue
 from scanner.model import ScanResult, Severity
+from scanner.rules.catalogue import load_catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-RULE_MODULES = sorted((ROOT / "scanner").glob("rules*.py"))
+RULE_DIR = ROOT / "scanner" / "rules"
+RULE_MODULES = [RULE_DIR / "evaluate.py", *sorted(RULE_DIR.glob("*_rules.py"))]
 SCANS = sorted((ROOT / "fixtures" / "scans").glob("*.json"))
 RULE_SHAPED = re.compile(r"^(?:dicom|tls|software|port|http|remote|waiver|baseline)-[a-z0-9-]+$")
 # Functions whose first argument is a rule ID.
@@ -113,8 +115,8 @@ def static_ids() -> dict[str, str]:
 
 def emitted_on_fixtures() -> dict[str, str]:
     """Rule IDs the rule families actually emit on the saved scans."""
-    from scanner.rules import RULE_FAMILIES
-    from scanner.rules_software import software_findings
+    from scanner.rules.evaluate import RULE_FAMILIES
+    from scanner.rules.software_rules import software_findings
 
     families = list(RULE_FAMILIES)
     if software_findings not in families:  # not wired yet: still check what it emits
@@ -164,10 +166,10 @@ def test_rules_emitted_on_saved_scans_are_catalogued_and_seen_statically() -> No
 
 
 def test_every_rule_module_is_registered() -> None:
-    from scanner import rules
+    from scanner.rules import evaluate
 
-    registered = {f.__module__ for f in rules.RULE_FAMILIES}
-    modules = {f"scanner.{p.stem}" for p in RULE_MODULES if p.stem != "rules"}
+    registered = {f.__module__ for f in evaluate.RULE_FAMILIES}
+    modules = {f"scanner.rules.{p.stem}" for p in RULE_MODULES if p.stem != "evaluate"}
     assert modules <= registered, f"rule modules not in RULE_FAMILIES: {modules - registered}"
 
 
@@ -257,8 +259,8 @@ def test_rules_list_rejects_bad_format() -> None:
 def test_rules_group_imports_only_click() -> None:
     code = (
         "import sys\n"
-        "import scanner.cli_rules\n"
-        "heavy = [m for m in ('pydantic', 'yaml', 'pynetdicom', 'scanner.catalogue') "
+        "import scanner.cli.rules\n"
+        "heavy = [m for m in ('pydantic', 'yaml', 'pynetdicom', 'scanner.rules.catalogue') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

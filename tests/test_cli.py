@@ -36,7 +36,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from scanner.cli import main\n"
+        "from scanner.cli.main import main\n"
         "CliRunner().invoke(main, ['scan', '--help'])\n"
         "heavy = [m for m in ('pynetdicom', 'pydicom', 'scapy', 'nmap', 'pydantic') "
         "if m in sys.modules]\n"

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from scanner.default_certs import known, match
 from scanner.model import FindingStatus
-from scanner.observations import Confidence
-from scanner.rules_tls import tls_findings
+from scanner.model.observations import Confidence
+from scanner.rules.default_certs import known, match
+from scanner.rules.tls_rules import tls_findings
 from tests.conftest import needs_dcmtk
 from tests.tls_peers import dcmtk_tls, of_kind, run_probe
 

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from scanner import discovery
-from scanner.baselines import Match
+from scanner.engine import discovery_plan as discovery
+from scanner.identify.oui import mac_vendor, medical_family, normalise_mac
 from scanner.model import DiscoveryMethod, Host
-from scanner.oui import mac_vendor, medical_family, normalise_mac
-from scanner.rules_baseline import host_facts, match_reasons
+from scanner.rules.baseline_rules import host_facts, match_reasons
+from scanner.rules.baselines import Match
 
 M = DiscoveryMethod
 

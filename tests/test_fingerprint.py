@@ -9,13 +9,14 @@ import pynetdicom
 import pytest
 import yaml
 
+from probes.context import HostState, ServiceState
 from probes.dicom.pdu import FIRST_BYTES
 from probes.identify import printable
-from scanner.engine import HostState, ServiceState
-from scanner.fingerprint import FingerprintTableError, identify, load_table, parse_table
-from scanner.host_analysis import analyse_host, guess_role
+from scanner.identify.fingerprint import identify
+from scanner.identify.host_analysis import analyse_host, guess_role
+from scanner.identify.product_table import FingerprintTableError, load_table, parse_table
 from scanner.model import PortObservation, PortState
-from scanner.observations import (
+from scanner.model.observations import (
     Association,
     AssociationOutcome,
     Banner,

@@ -16,10 +16,10 @@ from probes.http import (
     page_title,
     parse_head,
 )
-from scanner.http_observations import HttpCheck, HttpSummary
+from probes.web_products import web_table
 from scanner.model import Host, Service
-from scanner.rules_http import http_findings
-from scanner.web_products import web_table
+from scanner.model.http_observations import HttpCheck, HttpSummary
+from scanner.rules.http_rules import http_findings
 from tests.conftest import run_scan
 
 

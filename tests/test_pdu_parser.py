@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from probes.dicom import codes
 from probes.dicom.client import request_association
 from probes.dicom.pdu import MAX_CONTROL_PDU, looks_like_pdu
-from scanner.observations import Association, AssociationOutcome
+from scanner.model.observations import Association, AssociationOutcome
 
 
 class SinkWriter:

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from scanner.lab import peers
+from scanner.lab import process as peer_process
 from scanner.lab.peers import (
     PeerStartError,
     RunningPeer,
     lab,
-    listening_addresses,
     start_ctn_simple_storage,
     start_dcmqrscp,
     start_orthanc,
@@ -34,6 +34,7 @@ from scanner.lab.peers import (
     start_storescp,
     which_available,
 )
+from scanner.lab.process import listening_addresses
 
 try:
     from tests.hostile import A_ABORT, A_ASSOCIATE_RJ, GARBAGE, HTTP_400, SLOW_AC, hostile_peer
@@ -347,7 +348,7 @@ def test_pynetdicom_scp_answers_echo_and_find(
 
 
 def test_stop_escalates_to_sigkill(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(peers, "STOP_GRACE", 0.5)
+    monkeypatch.setattr(peer_process, "STOP_GRACE", 0.5)
     script = (
         "import signal, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"

@@ -1,5 +1,5 @@
-"""Baseline DICOM expectations change verdicts (scanner.judge), and the site policy pins
-baselines and waives findings (scanner.policy), offline from the saved scans and through
+"""Baseline DICOM expectations change verdicts (scanner.rules.judge), and the site policy pins
+baselines and waives findings (scanner.rules.policy), offline from the saved scans and through
 the real CLI."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from scanner.baselines import load_files, resolve, shipped
-from scanner.judge import apply_baseline_expectations
 from scanner.model import FindingStatus, Host, ScanResult, ScanSettings, Timeouts
-from scanner.policy import PolicyError, SitePolicy, apply_policy, parse_policy
-from scanner.rules import POLICY_RULES, evaluate
-from scanner.rules_dicom import dicom_findings
+from scanner.rules.baselines import load_files, resolve, shipped
+from scanner.rules.dicom_rules import dicom_findings
+from scanner.rules.evaluate import POLICY_RULES, evaluate
+from scanner.rules.judge import apply_baseline_expectations
+from scanner.rules.policy import PolicyError, SitePolicy, apply_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS = ROOT / "fixtures" / "scans"
@@ -210,7 +210,7 @@ def test_policy_travels_in_scan_settings() -> None:
 
 
 def test_policy_rule_ids_agree() -> None:
-    from scanner.policy import WAIVER_RULE
+    from scanner.rules.policy import WAIVER_RULE
 
     assert POLICY_RULES == (WAIVER_RULE,)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.portspec import DEFAULT_PORT_NUMBERS, PortSpecError, parse_ports
+from scanner.engine.portspec import DEFAULT_PORT_NUMBERS, PortSpecError, parse_ports
 
 
 def test_lists_and_ranges_sorted_unique() -> None:

@@ -34,7 +34,7 @@ def test_saved_real_scans_validate_and_round_trip(path: Path) -> None:
 @pytest.mark.parametrize("path", SAVED_SCANS, ids=[p.name for p in SAVED_SCANS])
 def test_rules_judge_saved_observations_offline(path: Path) -> None:
     """Rules are a pure function of the observations: a saved scan is judged the same again."""
-    from scanner.rules import evaluate
+    from scanner.rules.evaluate import evaluate
 
     result = ScanResult.model_validate_json(path.read_text())
     assert evaluate(result.hosts) == result.findings

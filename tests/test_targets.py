@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.targets import (
+from scanner.engine.targets import (
     TargetError,
     build_targets,
     expand_spec,

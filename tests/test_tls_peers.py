@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from probes.context import ServiceState
 from probes.tls import TlsOptions
-from scanner.engine import ServiceState
 from scanner.lab import peers
 from scanner.model import FindingStatus, Host, Severity
-from scanner.rules_tls import tls_findings
+from scanner.rules.tls_rules import tls_findings
 from tests.conftest import needs_dcmtk, needs_orthanc
 from tests.tls_peers import dcmtk_tls, generate_certs, of_kind, orthanc_tls, run_probe, suites
 from tests.tls_peers import versions as version_map

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.rules_tls import tls_findings
+from scanner.rules.tls_rules import tls_findings
 from tests.tls_peers import (
     garbage,
     generate_certs,

@@ -27,17 +27,17 @@ from probes.tls.clienthello import (
 )
 from probes.tls.profiles import assess
 from probes.tls.versions import suite_model
-from scanner.catalogue import load_catalogue
 from scanner.model import FindingStatus, Host, Service
-from scanner.observations import Observation
-from scanner.rules_tls import tls_findings
-from scanner.tls_observations import (
+from scanner.model.observations import Observation
+from scanner.model.tls_observations import (
     HandshakeOutcome,
     TlsHandshake,
     TlsSummary,
     TlsVersion,
     VersionOutcome,
 )
+from scanner.rules.catalogue import load_catalogue
+from scanner.rules.tls_rules import tls_findings
 from tests.tls_peers import generate_certs
 
 RULES = {

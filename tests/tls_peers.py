@@ -18,8 +18,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.tls import TlsOptions, make_tls_probe
-from scanner.engine import HostGate, HostState, ProbeContext, ServiceState
 from scanner.lab import peers
 from scanner.model import Host, ScanSettings, Timeouts
 

@@ -15,7 +15,7 @@ from probes.dicom import codes
 from probes.dicom.client import Session, request_association
 from probes.dicom.operations import echo_message, query_message, retrieve_message, run_operation
 from probes.dicom.store import not_tested, object_uids, store_test_object
-from scanner.observations import (
+from scanner.model.observations import (
     AeTitleGuess,
     Association,
     AssociationOutcome,
@@ -25,7 +25,7 @@ from scanner.observations import (
 )
 
 if TYPE_CHECKING:
-    from scanner.engine import ProbeContext, ServiceState
+    from probes.context import ProbeContext, ServiceState
 
 CALLED_AE_REJECTED = (1, 7)
 
@@ -153,7 +153,7 @@ def _connect(ctx: ProbeContext, svc: ServiceState) -> AbstractAsyncContextManage
     """A gated connection the way this service speaks DICOM: plain, or inside TLS."""
     if svc.name != "dicom-tls":
         return ctx.connect(svc.port)
-    from probes.tls.handshake import client_context, connect_tls
+    from probes.tls_client import client_context, connect_tls
 
     detect = _tls_detection(svc)
     s = ctx.settings

@@ -32,7 +32,7 @@ from probes.dicom.pdu import (
     read_pdu,
 )
 from scanner.model import ScanSettings
-from scanner.observations import (
+from scanner.model.observations import (
     AbortInfo,
     Association,
     AssociationOutcome,

@@ -30,7 +30,7 @@ from probes.dicom.pdu import (
     encode_pdata,
     read_pdu,
 )
-from scanner.observations import Confidence, Operation, OperationOutcome
+from scanner.model.observations import Confidence, Operation, OperationOutcome
 
 STATUS_TABLES: dict[str, dict[int, tuple[str, str]]] = {
     "C-ECHO": _status.VERIFICATION_SERVICE_CLASS_STATUS,

@@ -24,7 +24,7 @@ from probes.dicom import codes
 from probes.dicom.client import Session
 from probes.dicom.operations import run_operation
 from scanner import __version__
-from scanner.observations import Confidence, Operation, OperationOutcome
+from scanner.model.observations import Confidence, Operation, OperationOutcome
 
 PATIENT_ID = "DICOMSCAN-TEST"
 PATIENT_NAME = "DICOMSCAN^TEST^OBJECT"

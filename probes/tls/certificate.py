@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-from scanner.tls_observations import TlsCertificate
+from scanner.model.tls_observations import TlsCertificate
 
 EXPIRY_WARNING = timedelta(days=30)
 

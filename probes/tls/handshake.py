@@ -1,70 +1,30 @@
 """Full TLS handshakes with Python's ``ssl``: mutual TLS, the certificate under TLS 1.3,
-and the DICOM association inside TLS.
-
-The client context is deliberately permissive (no verification, every suite, every
-version OpenSSL still has, security level 0): the scanner must reach the server to
-describe it, and describing is not trusting. Key material is only handed to OpenSSL
-by file name and never read, printed or logged here.
+and the DICOM association inside TLS. The permissive client and the gated TLS connection
+are in ``probes.tls_client``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from probes.tls.clienthello import ALERTS
+from probes.tls_client import RecordingSSLObject, connect_tls
 from scanner.model import ScanSettings
-from scanner.observations import Association, AssociationOutcome
-from scanner.tls_observations import HandshakeOutcome, TlsHandshake
+from scanner.model.observations import Association, AssociationOutcome
+from scanner.model.tls_observations import HandshakeOutcome, TlsHandshake
 
 if TYPE_CHECKING:
-    from scanner.engine import ProbeContext
+    from probes.context import ProbeContext
 
 _ALERT_CODES = {name: code for code, name in ALERTS.items()}
 # Alerts a server sends when the client certificate it demands is missing or unusable.
 _CERT_ALERTS = {41, 42, 46, 48, 116}
 _DICOM_OUTCOMES = {AssociationOutcome.ACCEPTED, AssociationOutcome.REJECTED,
                    AssociationOutcome.ABORTED}  # fmt: skip
-
-
-class RecordingSSLObject(ssl.SSLObject):
-    """Keeps what the handshake established at the moment it completes.
-
-    A server that refuses the client afterwards (TLS 1.3 alert 116) can have the
-    connection torn down before the caller gets to ask, and then ``getpeercert``
-    says "handshake not done yet" (measured against DCMTK 3.6.7).
-    """
-
-    peer_der: bytes | None = None
-    negotiated_version: str | None = None
-    negotiated_cipher: str | None = None
-
-    def do_handshake(self) -> None:
-        super().do_handshake()
-        self.peer_der = self.getpeercert(binary_form=True)
-        self.negotiated_version = self.version()
-        cipher = self.cipher()
-        self.negotiated_cipher = cipher[0] if cipher else None
-
-
-def client_context(cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
-    """A context that negotiates with anything and verifies nothing."""
-    sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    sslctx.sslobject_class = RecordingSSLObject
-    sslctx.check_hostname = False
-    sslctx.verify_mode = ssl.CERT_NONE
-    sslctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    with contextlib.suppress(ssl.SSLError):  # COMPLEMENTOFALL adds the NULL suites
-        sslctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
-    if cert:
-        # An encrypted key must fail, not make OpenSSL prompt on the terminal.
-        sslctx.load_cert_chain(cert, key, password=lambda: b"")
-    return sslctx
 
 
 def alert_of(exc: BaseException | None) -> int | None:
@@ -75,41 +35,6 @@ def alert_of(exc: BaseException | None) -> int | None:
     if "ALERT_" not in reason:
         return None
     return _ALERT_CODES.get(reason.split("ALERT_", 1)[1].lower())
-
-
-@dataclass
-class TlsConnection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    handshake_s: float  # TCP connect + TLS handshake, not the wait for a gate slot
-
-
-@contextlib.asynccontextmanager
-async def connect_tls(
-    ctx: ProbeContext, port: int, sslctx: ssl.SSLContext
-) -> AsyncIterator[TlsConnection]:
-    """Like ``ctx.connect`` but TLS from the first byte, inside the host's gate."""
-    hs_timeout = ctx.settings.timeouts.dicom
-    async with ctx.gate.slot():
-        started = time.perf_counter()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                ctx.host,
-                port,
-                ssl=sslctx,
-                server_hostname=ctx.state.hostname or None,
-                ssl_handshake_timeout=hs_timeout,
-                ssl_shutdown_timeout=1.0,
-                limit=1 << 20,
-            ),
-            ctx.settings.timeouts.connect + hs_timeout,
-        )
-        try:
-            yield TlsConnection(reader, writer, time.perf_counter() - started)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
 @dataclass

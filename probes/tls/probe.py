@@ -26,7 +26,8 @@ from probes.tls import certificate, handshake
 from probes.tls.clienthello import SSL3, TLS10, TLS11, TLS12, TLS13, ServerAnswer
 from probes.tls.profiles import assess
 from probes.tls.versions import Counter, VersionScan, detect, scan_version
-from scanner.tls_observations import (
+from probes.tls_client import client_context
+from scanner.model.tls_observations import (
     HandshakeOutcome,
     TlsCertificate,
     TlsHandshake,
@@ -38,7 +39,7 @@ from scanner.tls_observations import (
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from scanner.engine import ProbeContext, ServiceState
+    from probes.context import ProbeContext, ServiceState
 
 TlsProbe = Callable[["ProbeContext", "ServiceState"], Awaitable[None]]
 
@@ -105,13 +106,13 @@ async def _handshakes(
     counter.connections += 1
     results = [
         await handshake.handshake_and_dicom(
-            ctx, svc.port, handshake.client_context(), False, requested, "detect-tls"
+            ctx, svc.port, client_context(), False, requested, "detect-tls"
         )
     ]
     first = results[0].observation
     if options.client_cert and first.outcome is HandshakeOutcome.CLIENT_CERT_REQUIRED:
         try:
-            sslctx = handshake.client_context(options.client_cert, options.client_key)
+            sslctx = client_context(options.client_cert, options.client_key)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; no key text in it
             bad = TlsHandshake(
                 with_client_cert=True,

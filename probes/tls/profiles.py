@@ -18,7 +18,7 @@ from probes.tls.ciphers import (
     TLS13_SUITES,
     info,
 )
-from scanner.tls_observations import ProfileCheck, TlsCertificate, TlsVersion, VersionOutcome
+from scanner.model.tls_observations import ProfileCheck, TlsCertificate, TlsVersion, VersionOutcome
 
 _MUST_NOT = {"null-cipher", "export", "rc4", "des", "anonymous", "below-112-bit"}
 _LEGACY = ("SSLv3", "TLSv1.0", "TLSv1.1")

@@ -29,10 +29,10 @@ from probes.tls.clienthello import (
     client_hello,
     read_answer,
 )
-from scanner.tls_observations import CipherSuite, TlsVersion, VersionOutcome
+from scanner.model.tls_observations import CipherSuite, TlsVersion, VersionOutcome
 
 if TYPE_CHECKING:
-    from scanner.engine import ProbeContext
+    from probes.context import ProbeContext
 
 
 @dataclass

@@ -47,7 +47,10 @@ def demo_starters() -> list[Callable[[], RunningPeer]]:
 
 
 def run_demo(fmt: str, profile: str) -> int:
-    from scanner.cli import build_settings, emit, run_scan
+    from scanner.engine.run import run_scan
+    from scanner.engine.settings import SettingsError, build_settings
+    from scanner.outputs.progress import progress_reporter
+    from scanner.outputs.registry import render
 
     click.echo("dicomscan demo: starting a lab on loopback addresses ...", err=True)
     try:
@@ -86,13 +89,17 @@ def run_demo(fmt: str, profile: str) -> int:
                 f"scanning {len(hosts)} devices, {len(ports)} ports each, {profile} profile ...",
                 err=True,
             )
-            result, interrupted = run_scan(settings, sys.stderr.isatty())
+            with progress_reporter(sys.stderr.isatty()) as report:
+                result, interrupted = run_scan(settings, progress=report)
+    except SettingsError as exc:  # the lab's own options: a bug here, not the user's
+        click.echo(f"dicomscan demo: {exc}", err=True)
+        return 3
     except PeerStartError as exc:
         click.echo(f"dicomscan demo: a lab peer did not start: {exc}", err=True)
         return 3
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("dicomscan demo: interrupted; lab stopped", err=True)
         return 130
-    emit(result, fmt, None)
+    click.echo(render(result, fmt, color=fmt == "table" and sys.stdout.isatty()), nl=False)
     click.echo("lab stopped. Next: 'dicomscan scan --help'.", err=True)
     return 130 if interrupted else 0

@@ -1,0 +1,119 @@
+"""The probe contract: what a probe is handed and what it builds.
+
+A probe gets a ``ProbeContext`` (the host, the settings, connections through the
+host's ``HostGate``) and adds observations to a ``ServiceState``; the engine freezes the
+states into the result model. Kept with the probes, not in the engine, so a probe can be
+read, tested and reused without the engine that schedules it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from probes.ports import OpenConnection, open_stream
+from scanner.model import Host, HostDiscovery, PortObservation, PortState, ScanSettings, Service
+from scanner.model.observations import NmapService, Observation
+
+
+class HostGate:
+    """Caps simultaneous connections to one host and spaces their starts."""
+
+    def __init__(self, global_slots: asyncio.Semaphore, cap: int, spacing: float) -> None:
+        self._global = global_slots
+        self._host = asyncio.Semaphore(cap)
+        self._spacing = spacing
+        self._lock = asyncio.Lock()
+        self._next_start = 0.0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        # Host first, then global: a host at its cap must not hold global slots while waiting.
+        async with self._host, self._global:
+            if self._spacing:
+                async with self._lock:
+                    now = time.monotonic()
+                    wait = self._next_start - now
+                    self._next_start = max(now, self._next_start) + self._spacing
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            yield
+
+
+@dataclass
+class ServiceState:
+    """A service being built up by probes; frozen into ``Service`` at the end."""
+
+    port: int
+    name: str
+    tls: bool = False
+    product: str | None = None
+    version: str | None = None
+    observations: list[Observation] = field(default_factory=list)
+
+    def freeze(self) -> Service:
+        return Service(
+            port=self.port,
+            name=self.name,
+            tls=self.tls,
+            product=self.product,
+            version=self.version,
+            observations=list(self.observations),
+        )
+
+
+@dataclass
+class HostState:
+    address: str
+    hostname: str | None
+    ports: dict[int, PortObservation] = field(default_factory=dict)
+    services: dict[int, ServiceState] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    role: str | None = None
+    role_confidence: float | None = None
+    role_reasons: list[str] = field(default_factory=list)
+    mac: str | None = None
+    mac_vendor: str | None = None
+    discovery: HostDiscovery | None = None
+    nmap_services: dict[int, NmapService] = field(default_factory=dict)
+
+    def freeze(self) -> Host:
+        return Host(
+            address=self.address,
+            hostname=self.hostname,
+            mac=self.mac,
+            mac_vendor=self.mac_vendor,
+            discovery=self.discovery,
+            role=self.role,
+            role_confidence=self.role_confidence,
+            role_reasons=list(self.role_reasons),
+            ports=[self.ports[p] for p in sorted(self.ports)],
+            services=[self.services[p].freeze() for p in sorted(self.services)],
+            errors=list(self.errors),
+        )
+
+    def open_ports(self) -> list[int]:
+        return sorted(p for p, o in self.ports.items() if o.state is PortState.OPEN)
+
+
+@dataclass
+class ProbeContext:
+    """What a probe may use: the host, the settings, and gated connections."""
+
+    host: str
+    settings: ScanSettings
+    gate: HostGate
+    state: HostState
+
+    @contextlib.asynccontextmanager
+    async def connect(self, port: int) -> AsyncIterator[OpenConnection]:
+        """A new connection inside the host's gate. Raises OSError or TimeoutError."""
+        async with self.gate.slot():
+            conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            try:
+                yield conn
+            finally:
+                await conn.close()

@@ -1,0 +1,1 @@
+"""The ``dicomscan`` command line, one module per command; ``main`` assembles them."""

@@ -1,0 +1,163 @@
+"""``dicomscan audit``: the port audit an auditor signs.
+
+The document and its verdicts are built by ``scanner.rules.port_audit``. The command
+runs a scan exactly like ``dicomscan scan`` (same options), or reads a saved
+``--format json`` scan with ``--from FILE``; with ``--policy`` or ``--baseline`` a saved
+scan is judged again offline, with waivers checked as of the scan's date.
+
+Only click is imported at module level, like the other commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from scanner.cli.common import (
+    EXIT_FAILED,
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    build_settings,
+    run_scan,
+)
+from scanner.cli.scan import scan
+
+if TYPE_CHECKING:
+    from scanner.model import ScanResult
+
+# scan's options the audit does not take: it has its own --format and exit rule.
+_NOT_SHARED = {"fmt", "fail_on", "output"}
+
+EXIT_HELP = """\b
+Exit codes:
+  0    every device (and framework requirement) passes
+  1    a device or a requirement fails
+  2    usage or input error (bad target, saved scan, policy, framework)
+  3    the scan itself failed
+  130  interrupted (Ctrl-C)
+"""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _load_saved(path: str) -> ScanResult:
+    import json
+
+    from pydantic import ValidationError
+
+    from scanner.model import ScanResult
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return ScanResult.model_validate(raw)
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read saved scan {path!r}: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}: not JSON (save scans with --format json): {exc}")
+    except ValidationError as exc:
+        _fail(f"{path}: not a dicomscan --format json scan: {exc.error_count()} problem(s), "
+              f"first: {'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}")
+    raise AssertionError("unreachable")
+
+
+def _rejudge(result: ScanResult, opts: dict[str, Any]) -> ScanResult:
+    """Judge a saved scan again with --baseline and --policy, as of the scan's date."""
+    from scanner.rules.baselines import BaselineError, resolve
+    from scanner.rules.evaluate import evaluate
+    from scanner.rules.policy import PolicyError, read_policy
+
+    if opts.get("baseline"):
+        try:
+            resolve(opts["baseline"])
+        except BaselineError as exc:
+            _fail(f"--baseline: {exc}")
+    policy = None
+    if opts.get("policy"):
+        try:
+            policy = read_policy(opts["policy"]).model_dump(mode="json")
+        except PolicyError as exc:
+            _fail(f"Invalid value for '--policy': {exc}")
+    findings = evaluate(
+        result.hosts, opts.get("baseline"), policy, today=result.scan.finished_at.date()
+    )
+    return result.model_copy(update={"findings": findings})
+
+
+@click.command(epilog=EXIT_HELP)
+@click.argument("targets", nargs=-1)
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Audit a saved 'dicomscan scan --format json' document instead of scanning.")
+@click.option("--framework", metavar="NAME",
+              help="Also report per requirement of a compliance framework "
+                   "(acr-siim-2025, nist-800-53, hipaa-164-312, nist-1800-24).")
+@click.option("--format", "audit_fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("-o", "--output", "audit_output", type=click.Path(dir_okay=False),
+              help="Write here, not stdout.")
+def audit(**opts: Any) -> None:
+    """Port audit: every open port per device with its verdict, and PASS/FAIL.
+
+    Scans TARGETS with the same options as 'dicomscan scan', or reads a saved scan
+    with --from. A device passes when every open port is allowed by its baseline or
+    waived by the site policy (--policy).
+
+    \b
+    Examples:
+      dicomscan audit 10.20.0.0/24 --policy site.yaml
+      dicomscan audit --from scan.json --framework nist-800-53 --format json
+    """
+    import json
+
+    from scanner.outputs.audit_table import to_table
+    from scanner.rules.port_audit import FrameworkError, build_audit, load_framework
+
+    framework = None
+    if opts["framework"]:
+        try:
+            framework = load_framework(opts["framework"])
+        except FrameworkError as exc:
+            _fail(str(exc))
+    interrupted = False
+    if opts["from_file"]:
+        if opts["targets"] or opts["targets_file"]:
+            raise click.UsageError("give TARGETS or --from FILE, not both")
+        result = _load_saved(opts["from_file"])
+        if opts.get("policy") or opts.get("baseline"):
+            result = _rejudge(result, opts)
+        source = opts["from_file"]
+    else:
+        settings = build_settings(opts)
+        show = not opts["quiet"] and sys.stderr.isatty()
+        try:
+            result, interrupted = run_scan(settings, show)
+        except Exception as exc:  # the scan failed as a whole: exit 3, like scan
+            click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        source = "live scan"
+    doc = build_audit(result, source, framework)
+    text = json.dumps(doc, indent=2) + "\n" if opts["audit_fmt"] == "json" else to_table(doc)
+    if opts["audit_output"] and opts["audit_output"] != "-":
+        try:
+            Path(opts["audit_output"]).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.FileError(opts["audit_output"], str(exc)) from None
+    else:
+        click.echo(text, nl=False)
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if doc["result"] == "PASS" else EXIT_FINDINGS)
+
+
+# Every scan option (targets file, ports, profile, AE titles, TLS, --baseline, --policy, ...)
+# except scan's output format and exit threshold: the audit runs the same scan.
+audit.params.extend(
+    p for p in scan.params if p.name not in _NOT_SHARED and p.name != "targets"
+)

@@ -1,0 +1,228 @@
+"""The asyncio scan engine: concurrency limits, per-host gates and the probe pipeline.
+
+A scan is one ``ScanJob``: settings in, ``ScanResult`` out, no module state, so
+a job can later be shipped to another site's scanner. Results accumulate on
+the job as they arrive, which is what lets Ctrl-C keep everything found so far.
+
+Per host the pipeline is: connect to every port (the connection that finds a
+port open goes straight on to service identification, which sends the DICOM
+A-ASSOCIATE-RQ first), then the follow-up probes registered in
+``scanner.engine.registry`` for each identified service, then fingerprint and role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+from collections.abc import Callable
+
+from probes.context import HostGate, HostState, ProbeContext, ServiceState
+from probes.ports import OpenConnection, probe_port
+from scanner.model import (
+    DiscoveryInfo,
+    EngineName,
+    HostDiscovery,
+    PortObservation,
+    PortState,
+    ScanError,
+    ScanMeta,
+    ScanResult,
+    ScanSettings,
+    utcnow,
+)
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def fill_mac(state: HostState) -> None:
+    """The MAC from the discovery answer, else from the kernel's neighbour table, and its vendor."""
+    from probes.discovery import neighbour_mac
+    from scanner.identify.oui import mac_vendor
+
+    if state.mac is None:
+        seen = state.discovery.mac if state.discovery is not None else None
+        state.mac = seen or neighbour_mac(state.address)
+    if state.mac is not None:
+        state.mac_vendor = mac_vendor(state.mac)
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Lift the soft open-files limit toward ``wanted`` so high concurrency cannot hit EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class ScanJob:
+    def __init__(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> None:
+        self.settings = settings
+        self._progress = progress
+        self._started = utcnow()
+        self._hosts: dict[str, HostState] = {
+            a: HostState(a, settings.hostnames.get(a)) for a in settings.targets
+        }
+        self._errors: list[ScanError] = []
+        self._discovery: DiscoveryInfo | None = None
+        # Ports a discovery TCP ping found open and already identified on its connection.
+        self._handoff: dict[tuple[str, int], tuple[PortObservation, ServiceState]] = {}
+        self._done = 0
+        self._total = len(settings.targets) * len(settings.ports)
+
+    def _tick(self, what: str) -> None:
+        self._done += 1
+        if self._progress:
+            self._progress(self._done, self._total, what)
+
+    async def run(self) -> ScanResult:
+        from scanner.engine.targets import guard_addresses
+
+        guard_addresses(self.settings.targets, self.settings.allow_public)
+        raise_fd_limit(self.settings.max_concurrency * 2 + 256)
+        global_slots = asyncio.Semaphore(self.settings.max_concurrency)
+        try:
+            await self._discover_and_scan(global_slots)
+        except asyncio.CancelledError:
+            return self.result(interrupted=True)
+        return self.result(interrupted=False)
+
+    async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
+        """Only live hosts are scanned. With the embedded engine a host's scan starts the
+        moment it answers discovery, so the sweep's wait for silent addresses overlaps the
+        scanning; nmap scans once its discovery is over. Until a host answers it is not
+        listed, so an interrupted scan never shows unprobed hosts."""
+        from scanner.engine.discovery import run_discovery
+
+        targets, self._hosts = self._hosts, {}
+        self._total = 0
+        stream = self.settings.engine is EngineName.EMBEDDED
+        scans: list[asyncio.Future[None]] = []
+
+        def alive(address: str, seen: HostDiscovery | None) -> None:
+            state = targets.get(address)
+            if state is None:
+                return
+            state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
+            if address not in self._hosts:
+                self._hosts[address] = state
+                self._total += len(self.settings.ports)
+                if stream:
+                    scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
+
+        self._discovery, found = await run_discovery(
+            self.settings, list(targets), alive, self._take_over
+        )
+        for address in targets if found is None else found:
+            alive(address, None if found is None else found[address])
+        if not stream:
+            from scanner.engine.nmap_engine import nmap_port_scan
+
+            await nmap_port_scan(self.settings, self._hosts)
+            scans = [asyncio.ensure_future(self._scan_host(h, global_slots))
+                     for h in self._hosts.values()]
+        await asyncio.gather(*scans)
+
+    async def _take_over(self, conn: OpenConnection, rtt_ms: float) -> None:
+        """A discovery TCP ping's open connection: identify the service on it, as the port
+        probe would, and keep the result so the port is not connected to again."""
+        from scanner.engine.registry import identify_service
+
+        obs = PortObservation(
+            port=conn.port,
+            state=PortState.OPEN,
+            method="tcp-connect",
+            reason="connected (discovery TCP ping)",
+            rtt_ms=rtt_ms,
+            observed_at=utcnow(),
+        )
+        svc = await identify_service(conn, self.settings)
+        self._handoff[(conn.host, conn.port)] = (obs, svc)
+
+    async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
+        s = self.settings
+        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing)
+        ctx = ProbeContext(state.address, s, gate, state)
+        try:
+            await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
+        except TimeoutError:
+            state.errors.append(
+                f"host time limit of {s.timeouts.host:g} s reached; results partial"
+            )
+        except Exception as exc:  # a probe bug must not lose the other hosts' results
+            msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
+            state.errors.append(msg)
+            self._errors.append(ScanError(host=state.address, message=msg))
+
+    async def _host_pipeline(self, ctx: ProbeContext) -> None:
+        from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
+
+        if ctx.settings.engine is EngineName.NMAP:
+            await self._identify_open(ctx)
+        else:
+            await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+        for probe in follow_up_probes(ctx.settings):
+            await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
+        fill_mac(ctx.state)
+        for analyse in HOST_ANALYSES:
+            analyse(ctx.state)
+
+    async def _one_port(self, ctx: ProbeContext, port: int) -> None:
+        from scanner.engine.registry import identify_service
+
+        found = self._handoff.pop((ctx.host, port), None)
+        if found is not None:  # discovery's TCP ping already opened and identified it
+            ctx.state.ports[port], ctx.state.services[port] = found
+            self._tick(f"{ctx.host}:{port}")
+            return
+        async with ctx.gate.slot():
+            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+            ctx.state.ports[port] = obs
+            if conn is not None:
+                try:
+                    ctx.state.services[port] = await identify_service(conn, ctx.settings)
+                finally:
+                    await conn.close()
+        self._tick(f"{ctx.host}:{port}")
+
+    async def _identify_open(self, ctx: ProbeContext) -> None:
+        """nmap found the ports: identify each open one on a connection of our own."""
+        from scanner.engine.nmap_engine import merge_nmap_service
+        from scanner.engine.registry import identify_service
+
+        async def one(port: int) -> None:
+            try:
+                async with ctx.connect(port) as conn:
+                    svc = await identify_service(conn, ctx.settings)
+            except (OSError, TimeoutError) as exc:
+                ctx.state.errors.append(f"port {port}: nmap saw it open, connect failed: {exc}")
+                return
+            ctx.state.services[port] = merge_nmap_service(svc, ctx.state.nmap_services.get(port))
+
+        await asyncio.gather(*(one(p) for p in ctx.state.open_ports()))
+        for port in ctx.settings.ports:  # nmap measured them all; the progress bar should say so
+            self._tick(f"{ctx.host}:{port}")
+
+    def result(self, interrupted: bool) -> ScanResult:
+        from scanner.rules.evaluate import evaluate
+
+        order = {a: i for i, a in enumerate(self.settings.targets)}
+        hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
+        meta = ScanMeta(
+            id=self.settings.scan_id,
+            started_at=self._started,
+            finished_at=utcnow(),
+            targets=list(self.settings.target_specs),
+            profile=self.settings.profile,
+            ports=list(self.settings.ports),
+            interrupted=interrupted,
+            errors=list(self._errors),
+            engine=self.settings.engine,
+            discovery=self._discovery,
+        )
+        return ScanResult(
+            scan=meta,
+            hosts=hosts,
+            findings=evaluate(hosts, self.settings.baseline, self.settings.policy),
+        )

@@ -1,0 +1,141 @@
+"""From a scan's options (as the command line or a lab gives them) to a checked
+``ScanSettings``: targets expanded and scoped, ports parsed, the profile applied.
+
+It raises ``SettingsError`` and never prints, so the command line, the labs and a
+future sensor can each report a bad option their own way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scanner.model import ScanSettings
+
+
+class SettingsError(ValueError):
+    """A bad option. ``param`` names the option for the user; ``usage`` marks an error in
+    how options combine rather than in one value."""
+
+    def __init__(self, message: str, param: str | None = None, usage: bool = False) -> None:
+        super().__init__(message)
+        self.param = param
+        self.usage = usage
+
+
+def read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read {what} {path!r}: {exc}") from None
+
+
+def check_ae(title: str, option: str) -> str:
+    if not title or len(title) > 16 or not all(32 <= ord(c) < 127 for c in title) or "\\" in title:
+        raise SettingsError(
+            f"{title!r} is not a valid AE title (1-16 printable ASCII characters, no backslash)",
+            param=option,
+        )
+    return title
+
+
+def _wordlist(opts: dict[str, Any]) -> list[str]:
+    if opts["ae_wordlist"]:
+        text = read_text(opts["ae_wordlist"], "AE title wordlist")
+    else:
+        from importlib import resources
+
+        text = (resources.files("scanner") / "data" / "ae_titles.txt").read_text()
+    return [
+        check_ae(line.strip(), "--ae-wordlist")
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
+    if opts.get("baseline"):
+        from scanner.rules.baselines import BaselineError, resolve
+
+        try:
+            resolve(opts["baseline"])
+        except BaselineError as exc:
+            raise SettingsError(str(exc), param="--baseline") from None
+    if not opts.get("policy"):
+        return None
+    from scanner.rules.policy import PolicyError, read_policy
+
+    try:
+        return read_policy(opts["policy"]).model_dump(mode="json")
+    except PolicyError as exc:
+        raise SettingsError(str(exc), param="--policy") from None
+
+
+def build_settings(opts: dict[str, Any]) -> ScanSettings:
+    """Turn scan options into a checked, serialisable scan job."""
+    from scanner.engine.portspec import PortSpecError, parse_ports
+    from scanner.engine.profiles import PROFILES
+    from scanner.engine.targets import TargetError, build_targets, read_targets_file
+    from scanner.model import DiscoveryMethod, EngineName, ProfileName
+
+    specs = list(opts["targets"])
+    if opts["targets_file"]:
+        specs += read_targets_file(read_text(opts["targets_file"], "targets file"))
+    if not specs:
+        raise SettingsError("no targets: give TARGET arguments or --targets-file", usage=True)
+    try:
+        targets = build_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"])
+    except TargetError as exc:
+        raise SettingsError(str(exc), param="TARGET") from None
+    try:
+        ports = parse_ports(opts["ports"])
+    except PortSpecError as exc:
+        raise SettingsError(str(exc), param="-p/--ports") from None
+    profile = PROFILES[ProfileName(opts["profile"])]
+    calling = check_ae(opts["calling_ae"], "--calling-ae")
+    if bool(opts.get("client_cert")) != bool(opts.get("client_key")):
+        raise SettingsError("--client-cert and --client-key go together", usage=True)
+    titles = [check_ae(t, "--ae-title") for t in opts["ae_title"]]
+    wordlist = _wordlist(opts)
+    ae_guess = profile.ae_guess if opts["ae_guess"] is None else opts["ae_guess"]
+    timeouts = profile.timeouts
+    if opts.get("timeout"):
+        timeouts = timeouts.model_copy(update={"dicom": opts["timeout"], "dimse": opts["timeout"]})
+    policy = _policy(opts)
+    if opts.get("connect_timeout"):
+        timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
+    engine = EngineName(opts.get("engine") or "embedded")
+    if engine is EngineName.NMAP:
+        import shutil
+
+        from scanner.engine.nmap_engine import INSTALL_HINT
+
+        if shutil.which("nmap") is None:
+            raise SettingsError(f"--engine nmap: {INSTALL_HINT}", usage=True)
+    elif opts.get("service_version"):
+        raise SettingsError("--service-version needs --engine nmap", usage=True)
+    return ScanSettings(
+        discovery=DiscoveryMethod(opts.get("discovery") or "auto"),
+        engine=engine,
+        service_version=bool(opts.get("service_version")),
+        targets=targets.addresses,
+        target_specs=specs,
+        hostnames=targets.hostnames,
+        ports=ports,
+        profile=profile.name,
+        max_concurrency=profile.max_concurrency,
+        per_host_connections=profile.per_host_connections,
+        probe_spacing=profile.probe_spacing,
+        timeouts=timeouts,
+        calling_ae=calling,
+        ae_titles=titles,
+        ae_guess=ae_guess,
+        ae_wordlist=wordlist,
+        intrusive=opts["intrusive"],
+        allow_public=opts["allow_public"],
+        client_cert=opts.get("client_cert"),
+        client_key=opts.get("client_key"),
+        ca=opts.get("ca"),
+        baseline=opts.get("baseline"),
+        policy=policy,
+    )

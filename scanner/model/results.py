@@ -1,0 +1,165 @@
+"""The scan's results: hosts, ports, services with their observations, and findings.
+
+Observations (what probes measured) and findings (what rules concluded) are
+separate types. Everything here is a pydantic model so a whole scan round-trips
+through JSON: a job can be handed to another site's scanner and its result
+read back without loss. The field names are the stable JSON contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from scanner import __version__
+from scanner.model.base import Frozen
+from scanner.model.observations import Confidence, Observation
+from scanner.model.settings import DiscoveryMethod, EngineName, ProfileName
+
+SCHEMA_VERSION = "1.0"
+
+JsonValue = Any  # evidence values are plain JSON (str, int, float, bool, None, lists, dicts)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class FindingStatus(StrEnum):
+    FAIL = "fail"
+    PASS = "pass"
+    NOT_CHECKED = "not-checked"
+    WAIVED = "waived"
+
+
+class PortState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+
+
+class Protocol(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class HostDiscovery(Frozen):
+    """How the host was found alive: the discovery probe's raw evidence."""
+
+    method: str = Field(description="arp, icmp, tcp, nmap, or none (not probed)")
+    reason: str = Field(description="what answered, e.g. arp-reply, echo-reply, 104 refused")
+    mac: str | None = Field(default=None, description="source MAC of the answer, if seen")
+    rtt_ms: float | None = None
+    observed_at: datetime
+
+
+class PortObservation(Frozen):
+    port: int = Field(ge=1, le=65535)
+    protocol: Protocol = Protocol.TCP
+    state: PortState
+    method: str = Field(description="how the state was measured, e.g. tcp-connect")
+    reason: str = Field(description="what was seen: connected, refused, timeout, unreachable")
+    rtt_ms: float | None = None
+    observed_at: datetime
+
+
+class Service(Frozen):
+    port: int = Field(ge=1, le=65535)
+    protocol: Protocol = Protocol.TCP
+    name: str = Field(description="dicom, http, ssh, tls, ... or unknown")
+    tls: bool = False
+    product: str | None = None
+    version: str | None = None
+    observations: list[Observation] = Field(default_factory=list)
+
+
+class Host(Frozen):
+    address: str
+    hostname: str | None = Field(default=None, description="only the name the user gave")
+    mac: str | None = Field(default=None, description="MAC address, on a directly attached link")
+    mac_vendor: str | None = Field(
+        default=None, description="registrant of the MAC's OUI (offline IEEE/Wireshark data)"
+    )
+    discovery: HostDiscovery | None = None
+    role: str | None = Field(default=None, description="guessed device role")
+    role_confidence: float | None = None
+    role_reasons: list[str] = Field(default_factory=list)
+    ports: list[PortObservation] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+class Finding(Frozen):
+    rule_id: str
+    severity: Severity
+    status: FindingStatus
+    host: str
+    port: int | None = None
+    title: str
+    evidence: dict[str, JsonValue] = Field(default_factory=dict)
+    remediation: str = ""
+    references: list[str] = Field(default_factory=list)
+    confidence: Confidence = Confidence.CONFIRMED
+
+
+class ScanError(Frozen):
+    host: str | None = None
+    port: int | None = None
+    message: str
+
+
+class DiscoveryInfo(Frozen):
+    """Which discovery ran, why, and what it found."""
+
+    requested: DiscoveryMethod
+    used: DiscoveryMethod
+    why: str
+    probed: int = Field(description="addresses probed")
+    alive: int = Field(description="addresses found alive and then port-scanned")
+    notes: list[str] = Field(default_factory=list, description="methods skipped and why")
+    elapsed_ms: float
+
+
+class ScanMeta(Frozen):
+    id: str
+    tool: str = "dicomscan"
+    tool_version: str = __version__
+    started_at: datetime
+    finished_at: datetime
+    targets: list[str]
+    profile: ProfileName
+    ports: list[int]
+    interrupted: bool = False
+    errors: list[ScanError] = Field(default_factory=list)
+    engine: EngineName = EngineName.EMBEDDED
+    discovery: DiscoveryInfo | None = None
+
+
+class ScanResult(Frozen):
+    schema_version: str = SCHEMA_VERSION
+    scan: ScanMeta
+    hosts: list[Host]
+    findings: list[Finding]
+
+    def __repr__(self) -> str:
+        # Short on purpose: Python 3.11's asyncio.run repr()s the finished main task when it
+        # restores its SIGINT handler, and the full repr of a large scan costs seconds.
+        return (
+            f"ScanResult(id={self.scan.id!r}, hosts={len(self.hosts)}, "
+            f"findings={len(self.findings)}, interrupted={self.scan.interrupted})"
+        )
+
+    def worst_failure(self) -> Severity | None:
+        failed = [f.severity for f in self.findings if f.status is FindingStatus.FAIL]
+        return max(failed, key=lambda s: s.rank) if failed else None

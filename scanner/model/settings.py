@@ -1,0 +1,94 @@
+"""A scan job's input: settings that are complete, serialisable and free of process
+state, so a job can be handed to another site's scanner."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from scanner.model.base import Frozen
+
+
+def _random_ae(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:10].upper()
+
+
+class ProfileName(StrEnum):
+    SAFE = "safe"
+    NORMAL = "normal"
+    FAST = "fast"
+
+
+class DiscoveryMethod(StrEnum):
+    AUTO = "auto"
+    ARP = "arp"
+    ICMP = "icmp"
+    TCP = "tcp"
+    NONE = "none"
+
+
+class EngineName(StrEnum):
+    EMBEDDED = "embedded"
+    NMAP = "nmap"
+
+
+class Timeouts(Frozen):
+    """Per-phase timeouts in seconds."""
+
+    connect: float = Field(gt=0)
+    dicom: float = Field(gt=0, description="A-ASSOCIATE and A-RELEASE answers")
+    dimse: float = Field(gt=0, description="DIMSE responses")
+    host: float = Field(gt=0, description="everything done to one host")
+
+
+class ScanSettings(Frozen):
+    """A scan job's input: complete, serialisable, and free of process state."""
+
+    targets: list[str] = Field(description="addresses to scan, already expanded and checked")
+    target_specs: list[str] = Field(description="targets as the user gave them")
+    hostnames: dict[str, str] = Field(
+        default_factory=dict, description="address -> name the user gave"
+    )
+    ports: list[int]
+    profile: ProfileName = ProfileName.SAFE
+    max_concurrency: int = Field(gt=0)
+    per_host_connections: int = Field(gt=0)
+    probe_spacing: float = Field(ge=0, description="seconds between connection starts per host")
+    timeouts: Timeouts
+    calling_ae: str = Field(default="DICOMSCAN", description="AE title the scanner presents")
+    ae_titles: list[str] = Field(default_factory=list, description="known AE titles to try")
+    random_called_ae: str = Field(
+        default_factory=lambda: _random_ae("DSCN"),
+        description="a called AE title no device has: tests called AE enforcement",
+    )
+    random_calling_ae: str = Field(
+        default_factory=lambda: _random_ae("DSCU"),
+        description="an unregistered calling AE title: tests calling AE validation",
+    )
+    zero_match_uid: str = Field(
+        default_factory=lambda: f"2.25.{uuid.uuid4().int}",
+        description="Study Instance UID that matches nothing, for authorisation tests",
+    )
+    ae_guess: bool = False
+    ae_wordlist: list[str] = Field(default_factory=list)
+    intrusive: bool = False
+    client_cert: str | None = Field(default=None, description="PEM file for mutual TLS")
+    client_key: str | None = Field(default=None, description="its key file (never logged)")
+    ca: str | None = Field(default=None, description="CA bundle to check server certificates")
+    allow_public: bool = False
+    baseline: str | None = Field(
+        default=None, description="baseline forced on every host instead of selection"
+    )
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="the site policy (scanner.policy.SitePolicy as JSON): pins and waivers",
+    )
+    discovery: DiscoveryMethod = Field(
+        default=DiscoveryMethod.AUTO, description="host discovery before the port scan"
+    )
+    engine: EngineName = Field(default=EngineName.EMBEDDED, description="port scan engine")
+    service_version: bool = Field(default=False, description="nmap -sV on open ports")
+    scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))

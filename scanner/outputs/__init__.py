@@ -1,0 +1,1 @@
+"""Writers of scan results, one module per format; ``registry`` lists them."""

@@ -1,0 +1,81 @@
+"""``--format table``: a human summary (rich), for terminals."""
+
+from __future__ import annotations
+
+import io
+
+from scanner.model import FindingStatus, PortState, ScanResult, Severity
+
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, width=width, no_color=not color)
+    meta = result.scan
+    console.print(
+        f"dicomscan {meta.tool_version}  scan {meta.id}  profile {meta.profile.value}  "
+        f"{meta.started_at:%Y-%m-%d %H:%M:%S}Z → {meta.finished_at:%H:%M:%S}Z"
+        + ("  [INTERRUPTED: partial results]" if meta.interrupted else "")
+    )
+    if meta.discovery is not None and meta.discovery.used.value != "none":
+        d = meta.discovery
+        console.print(f"discovery {d.used.value}: {d.alive} of {d.probed} addresses alive "
+                      f"({d.why})")
+    hosts = Table(title="Hosts and open ports", show_lines=False)
+    for col in ("host", "role", "open ports", "services"):
+        hosts.add_column(col)
+    for host in result.hosts:
+        open_ports = [p for p in host.ports if p.state is PortState.OPEN]
+        filtered = sum(p.state is PortState.FILTERED for p in host.ports)
+        services = ", ".join(
+            f"{s.port}/{s.name}{'+tls' if s.tls else ''}"
+            + (f" ({' '.join(filter(None, (s.product, s.version)))})" if s.product else "")
+            for s in host.services
+        )
+        ports_text = ", ".join(str(p.port) for p in open_ports) or "none"
+        if filtered:
+            ports_text += f"  ({filtered} filtered)"
+        role = (
+            f"{host.role} ({host.role_confidence:.0%})"
+            if host.role and host.role_confidence
+            else ""
+        )
+        address = host.address + (f"\n{host.mac_vendor}" if host.mac_vendor else "")
+        hosts.add_row(address, role, ports_text, services or "-")
+    console.print(hosts)
+    failed = sorted(
+        (f for f in result.findings if f.status is FindingStatus.FAIL),
+        key=lambda f: (-f.severity.rank, f.host, f.port or 0),
+    )
+    findings = Table(title=f"Findings ({len(failed)} failed)")
+    for col in ("severity", "host", "port", "rule", "title", "confidence"):
+        findings.add_column(col)
+    for f in failed:
+        findings.add_row(
+            f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
+            f.host,
+            str(f.port or ""),
+            f.rule_id,
+            f.title,
+            f.confidence.value,
+        )
+    console.print(findings)
+    counts = {s: sum(f.status is s for f in result.findings) for s in FindingStatus}
+    console.print(
+        "checks: "
+        + ", ".join(f"{n} {s.value}" for s, n in counts.items())
+        + (f"; {len(meta.errors)} scan errors" if meta.errors else "")
+    )
+    for err in meta.errors:
+        console.print(f"  error: {err.host or ''} {err.message}")
+    return buffer.getvalue()

@@ -1,0 +1,87 @@
+"""Judge DICOM findings against the DICOM expectations of a host's baseline.
+
+``scanner/rules_dicom.py`` judges with fixed defaults: TLS required, called AE enforced,
+unknown calling AE rejected, and nothing allowed from an unknown peer. A baseline may
+relax one of these (a modality worklist that must answer C-ECHO from anyone, a DICOM port
+inside a TLS-terminating enclave): a failure the baseline allows becomes a pass whose
+evidence says "allowed by baseline X". The defaults are already the strictest setting of
+every expectation, so a baseline can never make a default pass fail: a baseline that
+forbids something only confirms the default verdict, and its id is added to the evidence.
+
+A pure pass over findings, so a saved scan can be judged again offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scanner.model import Finding, FindingStatus, Host
+from scanner.rules.baselines import EXPECTED_RULE, Resolved
+from scanner.rules.catalogue import make_finding
+
+# The expectation keys behind each DICOM rule; dicom-retrieve-open rests on two (GET, MOVE).
+RULE_EXPECTATIONS: dict[str, tuple[str, ...]] = {}
+for _key, _rule in EXPECTED_RULE.items():
+    if _rule.startswith("dicom-"):
+        RULE_EXPECTATIONS.setdefault(_rule, ())
+        RULE_EXPECTATIONS[_rule] += (_key,)
+_OPERATION_KEY = {"C-GET": "get_from_unknown", "C-MOVE": "move_from_unknown"}
+
+
+def _permits(resolved: Resolved, key: str) -> bool | None:
+    """True when the baseline allows what the default forbids, False when it forbids it,
+    None when it says nothing."""
+    exp = getattr(resolved.expectations, key)
+    if exp is None:
+        return None
+    if hasattr(exp, "allowed"):
+        return bool(exp.allowed)
+    return not exp.required
+
+
+def _keys_for(finding: Finding) -> tuple[str, ...]:
+    keys = RULE_EXPECTATIONS.get(finding.rule_id, ())
+    if finding.rule_id != "dicom-retrieve-open":
+        return keys
+    # Judge only the retrieve operations the peer actually authorised.
+    ops = finding.evidence.get("operations") or []
+    seen = {
+        _OPERATION_KEY[o["operation"]]
+        for o in ops
+        if isinstance(o, dict) and o.get("operation") in _OPERATION_KEY
+        and o.get("outcome") == "authorised"
+    }
+    return tuple(k for k in keys if k in seen) or keys
+
+
+def _judge(finding: Finding, resolved: Resolved) -> Finding:
+    keys = _keys_for(finding)
+    verdicts = [_permits(resolved, k) for k in keys]
+    if not keys or all(v is None for v in verdicts):
+        return finding
+    said = {k: v for k, v in zip(keys, verdicts, strict=True) if v is not None}
+    ev: dict[str, Any] = {
+        **finding.evidence,
+        "baseline": resolved.id,
+        "baseline_expectations": {k: resolved.origin.get(k, resolved.id) for k in said},
+    }
+    if finding.status is FindingStatus.FAIL and all(v is True for v in verdicts):
+        ev["verdict"] = f"allowed by baseline {resolved.id}"
+        ev["default_verdict"] = "fail"
+        return make_finding(
+            finding.rule_id, FindingStatus.PASS, finding.host, finding.port, ev,
+            finding.confidence,
+        )
+    if finding.status is FindingStatus.FAIL:
+        ev["verdict"] = f"not allowed by baseline {resolved.id}"
+    return finding.model_copy(update={"evidence": ev})
+
+
+def apply_baseline_expectations(
+    host: Host, findings: list[Finding], baseline: Resolved
+) -> list[Finding]:
+    """The host's findings with its baseline's DICOM expectations applied."""
+    return [
+        _judge(f, baseline) if f.host == host.address and f.rule_id in RULE_EXPECTATIONS else f
+        for f in findings
+    ]
