@@ -12,10 +12,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from scanner import __version__
 from scanner.model.base import Frozen
+from scanner.model.identity import device_id, finding_id
 from scanner.model.observations import Confidence, Observation
 from scanner.model.settings import DiscoveryMethod, EngineName, ProfileName
 
@@ -86,6 +87,11 @@ class Service(Frozen):
 
 class Host(Frozen):
     address: str
+    device_id: str = Field(
+        default="",
+        description="stable device identity: SHA-256 (first 32 hex digits) of 'mac:<MAC>' "
+        "where the MAC is known, else of 'ip:<address>'",
+    )
     hostname: str | None = Field(default=None, description="only the name the user gave")
     mac: str | None = Field(default=None, description="MAC address, on a directly attached link")
     mac_vendor: str | None = Field(
@@ -99,8 +105,23 @@ class Host(Frozen):
     services: list[Service] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _identity(cls, data: Any) -> Any:
+        # Derived, never chosen: filled in when absent (also in scans saved before it).
+        if isinstance(data, dict) and not data.get("device_id") and "address" in data:
+            data = {**data, "device_id": device_id(data["address"], data.get("mac"))}
+        return data
+
 
 class Finding(Frozen):
+    finding_id: str = Field(
+        default="",
+        description="stable across scans: SHA-256 (first 32 hex digits) of "
+        "'rule_id|device_id|port|baseline' (empty parts where there is none); the status "
+        "is not part of it",
+    )
+    device_id: str = Field(default="", description="the device_id of the host it is about")
     rule_id: str
     severity: Severity
     status: FindingStatus
@@ -111,6 +132,29 @@ class Finding(Frozen):
     remediation: str = ""
     references: list[str] = Field(default_factory=list)
     confidence: Confidence = Confidence.CONFIRMED
+
+    @model_validator(mode="before")
+    @classmethod
+    def _identity(cls, data: Any) -> Any:
+        # Without its host's MAC at hand the device is taken by address; the rules'
+        # evaluation passes the host's device_id in, so IDs follow the MAC where known.
+        if isinstance(data, dict) and "rule_id" in data and "host" in data:
+            device = data.get("device_id") or device_id(data["host"])
+            if not data.get("finding_id"):
+                evidence = data.get("evidence") or {}
+                baseline = evidence.get("baseline") if isinstance(evidence, dict) else None
+                data = {**data, "finding_id": finding_id(
+                    data["rule_id"], device, data.get("port"),
+                    baseline if isinstance(baseline, str) else None)}
+            data = {**data, "device_id": device}
+        return data
+
+    def on_device(self, device: str) -> Finding:
+        """This finding with its identity taken from the device's ID (MAC where known)."""
+        baseline = self.evidence.get("baseline")
+        fid = finding_id(self.rule_id, device, self.port,
+                         baseline if isinstance(baseline, str) else None)
+        return self.model_copy(update={"device_id": device, "finding_id": fid})
 
 
 class ScanError(Frozen):

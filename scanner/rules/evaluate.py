@@ -62,5 +62,6 @@ def evaluate(
             host_findings = apply_baseline_expectations(host, host_findings, sel.resolved)
         if site is not None:
             host_findings = apply_policy(host, host_findings, site, today, pinned=pin is not None)
-        findings.extend(host_findings)
+        # Identity last: the judge and the policy may still have named the baseline.
+        findings.extend(f.on_device(host.device_id) for f in host_findings)
     return findings

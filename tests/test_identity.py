@@ -1,0 +1,43 @@
+"""Stable identities: the same device and the same finding keep their IDs across scans."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from scanner.model import Finding, FindingStatus, Host, PortObservation, PortState, Severity
+from scanner.model.identity import device_id, finding_id
+from scanner.rules.evaluate import evaluate
+
+T = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def host(address: str, mac: str | None) -> Host:
+    port = PortObservation(port=23, state=PortState.OPEN, method="tcp-connect",
+                           reason="connected", observed_at=T)
+    return Host(address=address, mac=mac, ports=[port])
+
+
+def test_device_id_follows_the_mac_where_known() -> None:
+    assert host("198.18.0.5", "AA:BB:CC:00:11:22").device_id == \
+        host("198.18.0.9", "aa:bb:cc:00:11:22").device_id
+    assert host("198.18.0.5", None).device_id != host("198.18.0.9", None).device_id
+    # documented recipe: anyone can recompute it
+    assert device_id("198.18.0.5") == hashlib.sha256(b"ip:198.18.0.5").hexdigest()[:32]
+
+
+def test_finding_id_ignores_status_and_keeps_across_scans() -> None:
+    a = evaluate([host("198.18.0.5", "aa:bb:cc:00:11:22")])
+    b = evaluate([host("198.18.0.7", "aa:bb:cc:00:11:22")])  # same device, new address
+    assert a and {f.finding_id for f in a} == {f.finding_id for f in b}
+    assert all(f.device_id == a[0].device_id for f in a)
+    fail = Finding(rule_id="x-rule", severity=Severity.HIGH, status=FindingStatus.FAIL,
+                   host="198.18.0.5", port=104, title="t")
+    assert fail.model_copy(update={"status": FindingStatus.PASS}).finding_id == fail.finding_id
+    assert fail.finding_id == finding_id("x-rule", device_id("198.18.0.5"), 104, None)
+
+
+def test_baseline_is_part_of_a_findings_identity() -> None:
+    one = finding_id("port-not-allowed", "d", 23, "generic-modality")
+    assert one != finding_id("port-not-allowed", "d", 23, "orthanc")
+    assert one != finding_id("port-not-allowed", "d", 24, "generic-modality")
