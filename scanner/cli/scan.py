@@ -18,6 +18,8 @@ from scanner.cli.common import (
     run_scan,
     say_discovery,
 )
+from scanner.cli.history import begin_recording, finish_recording, history_option
+from scanner.cli.site import apply_site_config, site_options, write_site_outputs
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -136,6 +138,8 @@ from scanner.cli.common import (
               help="With --engine nmap: nmap -sV service detection, folded into the "
                    "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@site_options
+@history_option
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
 
@@ -149,14 +153,18 @@ def scan(**opts: Any) -> None:
       dicomscan scan 10.20.0.0/24 --exclude 10.20.0.1 --format json -o scan.json
       dicomscan scan -T modalities.txt --ae-title PACS1 --fail-on medium
     """
+    opts = apply_site_config(opts)
     settings = build_settings(opts)
+    store = begin_recording(opts, settings)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
         result, interrupted = run_scan(settings, show)
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    finish_recording(store, result, interrupted, opts.get("job"))
     emit(result, opts["fmt"], opts["output"])
+    write_site_outputs(result, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:
         click.echo("dicomscan: interrupted; partial results written", err=True)

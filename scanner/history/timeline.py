@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from scanner.history.drift import compute_drift
@@ -20,8 +20,8 @@ _FAIL = FindingStatus.FAIL.value
 _FINISHED = (ScanStatus.COMPLETE.value, ScanStatus.INTERRUPTED.value)
 
 
-def _scope(job: str | None, until: datetime | None) -> list[object]:
-    conds: list[object] = [ScanRow.status.in_(_FINISHED)]
+def _scope(job: str | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [ScanRow.status.in_(_FINISHED)]
     if job is not None:
         conds.append(ScanRow.job == job)
     if until is not None:

@@ -7,6 +7,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,8 +20,8 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def _child(name: str, *columns: sa.Column[object], host: bool = True) -> None:
-    parents = [sa.Column("scan_id", sa.String(64),
+def _child(name: str, *columns: sa.Column[Any], host: bool = True) -> None:
+    parents: list[sa.Column[Any]] = [sa.Column("scan_id", sa.String(64),
                          sa.ForeignKey("scans.scan_id", ondelete="CASCADE"), nullable=False)]
     if host:
         parents.insert(0, sa.Column("host_id", sa.Integer,
