@@ -95,7 +95,7 @@ def _host_changes(old: Host, new: Host, new_ports: set[int]) -> Iterable[DriftCh
             yield from _service_changes(new, before, svc)
 
 
-def _finding_changes(old: ScanResult, new: ScanResult, present: set[str],
+def _finding_changes(old: ScanResult, new: ScanResult, present: dict[str, Host],
                      previously_failed: frozenset[str]) -> Iterable[DriftChange]:
     old_by = {f.finding_id: f for f in old.findings}
     new_by = {f.finding_id: f for f in new.findings}
@@ -113,11 +113,14 @@ def _finding_changes(old: ScanResult, new: ScanResult, present: set[str],
     for fid in sorted(old_fail - new_fail):
         f = old_by[fid]
         now = new_by.get(fid)
-        # Resolved only when measured: it passes now, or its device answered and the
-        # finding no longer applies. Waived or not-checked is not a fix.
+        # Resolved only when measured: it passes now, or its device (and port) answered
+        # and the finding no longer applies. Waived or not-checked is not a fix, and a
+        # finding whose device vanished or port closed is told by that change alone.
         if now is not None and now.status is not FindingStatus.PASS:
             continue
-        if now is None and f.device_id not in present:
+        host = present.get(f.device_id)
+        if now is None and (host is None or (
+                f.port is not None and f.port not in {p for p, _ in _open_ports(host)})):
             continue
         yield DriftChange(kind=DriftKind.FINDING_RESOLVED, device_id=f.device_id,
                           address=now.host if now else f.host, port=f.port, finding_id=fid,
@@ -151,5 +154,5 @@ def compute_drift(old: ScanResult, new: ScanResult, *, old_job: str | None = Non
     new_ports = set(new.scan.ports)
     for dev in sorted(before.keys() & after.keys(), key=lambda d: after[d].address):
         changes.extend(_host_changes(before[dev], after[dev], new_ports))
-    changes.extend(_finding_changes(old, new, set(after), previously_failed))
+    changes.extend(_finding_changes(old, new, after, previously_failed))
     return Drift(old=scan_ref(old, old_job), new=scan_ref(new, new_job), changes=changes)
