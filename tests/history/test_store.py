@@ -16,14 +16,7 @@ from scanner.history.schema import Base
 from scanner.history.store import HistoryError, HistoryStore, ScanStatus, database_url
 from scanner.history.timeline import last_two, stored_drift
 from scanner.model.drift import DriftKind
-from tests.history_fixtures import (  # noqa: F401  (fixtures)
-    dicom,
-    finding,
-    host,
-    postgres,
-    scan,
-    store_location,
-)
+from tests.history.conftest import dicom, finding, host, scan
 
 
 def kinds(drift: object) -> list[tuple[str, str, int | None]]:

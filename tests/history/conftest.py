@@ -1,4 +1,4 @@
-"""Fixtures shared by the history tests: every store-using test runs twice, on a SQLite
+"""Fixtures and builders shared by the history tests: every store-using test runs twice, on a SQLite
 file and on a real PostgreSQL started for the session."""
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ from scanner.model import (
     Service,
     Severity,
 )
-from scanner.model.observations import Association, AssociationOutcome, Operation
-from scanner.model.observations import Confidence, OperationOutcome
+from scanner.model.observations import (
+    Association,
+    AssociationOutcome,
+    Confidence,
+    Operation,
+    OperationOutcome,
+)
 from scanner.model.tls_observations import TlsSummary
-from tests import pg_server
+from tests.history import pg_server
 
 _names = itertools.count()
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
