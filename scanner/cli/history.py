@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from scanner.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from scanner.cli.common import EXIT_FAILED, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from scanner.history.store import HistoryStore, StoredScan
@@ -64,18 +64,33 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
     """With --history or --job: the store, after recording this scan as running."""
     if not opts.get("history") and not opts.get("job"):
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
     store = open_store(opts.get("history"))
-    store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
-                settings.profile.value)
+    try:
+        store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
+                    settings.profile.value)
+    except SQLAlchemyError as exc:  # no scan without its trace: say so before any packet
+        click.echo(f"dicomscan: history: cannot record the scan: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     return store
 
 
 def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
                      job: str | None) -> None:
+    """Store the result; if the store fails now the report is still written (the scan
+    stays 'running', i.e. partial, in the history) and the failure is said on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     if store is None:
         return
-    store.record(result, job, interrupted)
-    store.close()
+    try:
+        store.record(result, job, interrupted)
+    except SQLAlchemyError as exc:
+        click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
+                   err=True)
+    finally:
+        store.close()
 
 
 # --- history list | show -------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic keeps its running context in module state: one upgrade at a time per process
+# (the database lock below orders processes).
+_UPGRADE = threading.Lock()
 # Any constant works; it only has to be the same for every dicomscan process.
 _PG_MIGRATION_LOCK = 0x6469636F
 
@@ -129,6 +133,9 @@ class HistoryStore:
             store.upgrade()
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise HistoryError(f"not a usable database URL or path: {location}: {exc}") from None
+        except ImportError as exc:
+            raise HistoryError(f"no database driver for {location}: {exc} (PostgreSQL: "
+                               "install dicomscan[postgres])") from None
         except DBAPIError as exc:
             raise HistoryError(f"cannot open the history {make_url(url).render_as_string()}: "
                                f"{exc.orig}") from None
@@ -154,7 +161,7 @@ class HistoryStore:
         head = ScriptDirectory.from_config(cfg).get_current_head()
         if to == "head" and self.revision() == head:
             return
-        with self.engine.begin() as conn:
+        with _UPGRADE, self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn

@@ -85,7 +85,7 @@ def test_a_store_made_at_revision_0001_opens_and_keeps_its_data(store_location: 
 
 
 def test_concurrent_writers_each_store_their_scan(store_location: str) -> None:
-    HistoryStore.open(store_location).close()
+    # No store yet: the eight writers also race to create the schema.
     results = [scan(n, [host(f"198.18.0.{n}", [104], [dicom(104)])],
                     [finding("dicom-echo-open", f"198.18.0.{n}", 104)]) for n in range(1, 9)]
 
@@ -158,6 +158,12 @@ def test_a_port_not_scanned_again_is_not_closed() -> None:
     assert compute_drift(old, new).changes == []
     assert kinds(compute_drift(old, scan(3, [host(a, [104])], ports=[104, 4242]))) == [
         ("port-closed", a, 4242)]
+
+
+def test_locations_become_urls(tmp_path: Path) -> None:
+    assert database_url("postgresql://scan@db.example/history") == \
+        "postgresql+psycopg://scan@db.example/history"
+    assert database_url(str(tmp_path / "h.sqlite")) == f"sqlite:///{tmp_path / 'h.sqlite'}"
 
 
 def test_bad_locations_are_clear_errors(tmp_path: Path) -> None:
