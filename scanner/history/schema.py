@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -53,6 +53,9 @@ class HostRow(Base):
     mac: Mapped[str | None] = mapped_column(String(32))
     seen: Mapped[bool] = mapped_column(Boolean)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # ORM only (no DDL): lets a whole scan go in with batched INSERTs, not one per host.
+    ports: Mapped[list[PortRow]] = relationship(cascade="all, delete-orphan")
+    services: Mapped[list[ServiceRow]] = relationship(cascade="all, delete-orphan")
 
 
 class PortRow(Base):

@@ -206,20 +206,19 @@ class HistoryStore:
                 failed_count=sum(f.status is FindingStatus.FAIL for f in result.findings),
                 pid=os.getpid(), node=socket.gethostname()))
             s.flush()
-            for ordinal, host in enumerate(result.hosts):
-                row = HostRow(scan_id=meta.id, ordinal=ordinal, device_id=host.device_id,
-                              address=host.address, mac=host.mac, seen=device_seen(host),
-                              data=host.model_dump(mode="json", exclude={"ports", "services"}))
-                s.add(row)
-                s.flush()
-                s.add_all(PortRow(host_id=row.id, scan_id=meta.id, port=p.port,
-                                  protocol=p.protocol.value, state=p.state.value,
-                                  data=p.model_dump(mode="json")) for p in host.ports)
-                s.add_all(ServiceRow(
-                    host_id=row.id, scan_id=meta.id, port=v.port, protocol=v.protocol.value,
-                    name=v.name, tls=v.tls, product=v.product, version=v.version,
+            s.add_all(HostRow(
+                scan_id=meta.id, ordinal=ordinal, device_id=host.device_id,
+                address=host.address, mac=host.mac, seen=device_seen(host),
+                data=host.model_dump(mode="json", exclude={"ports", "services"}),
+                ports=[PortRow(scan_id=meta.id, port=p.port, protocol=p.protocol.value,
+                               state=p.state.value, data=p.model_dump(mode="json"))
+                       for p in host.ports],
+                services=[ServiceRow(
+                    scan_id=meta.id, port=v.port, protocol=v.protocol.value, name=v.name,
+                    tls=v.tls, product=v.product, version=v.version,
                     observations=[o.model_dump(mode="json") for o in v.observations])
-                    for v in host.services)
+                    for v in host.services])
+                for ordinal, host in enumerate(result.hosts))
             s.add_all(FindingRow(
                 scan_id=meta.id, ordinal=i, finding_id=f.finding_id, device_id=f.device_id,
                 rule_id=f.rule_id, severity=f.severity.value, status=f.status.value,
