@@ -28,6 +28,27 @@ def history_option(func: F) -> F:
     return click.option("--history", "history", metavar="PATH|URL", help=HISTORY_HELP)(func)
 
 
+def _check_kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    _kinds(value)
+    return value
+
+
+FAIL_ON_DRIFT_HELP = ("Exit 1 when a change of these kinds is found: comma-separated, or "
+                      "'any'. Kinds: device-appeared, device-vanished, port-opened, "
+                      "port-closed, service-changed, tls-changed, ae-policy-changed, "
+                      "operations-changed, finding-new, finding-resolved, finding-reopened.")
+
+
+def scan_history_options(func: F) -> F:
+    """The scan command's history options: where to store, and drift since the last scan."""
+    func = click.option("--drift-output", type=click.Path(dir_okay=False), metavar="FILE",
+                        help="With --job: write the drift since the job's previous complete "
+                             "scan here as JSON Lines events (event_type: drift).")(func)
+    func = click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
+                        help="With --job: " + FAIL_ON_DRIFT_HELP)(func)
+    return history_option(func)
+
+
 def open_store(location: str | None) -> HistoryStore:
     from scanner.history.store import HistoryError, HistoryStore
 
@@ -77,20 +98,51 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
 
 
 def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
-                     job: str | None) -> None:
-    """Store the result; if the store fails now the report is still written (the scan
-    stays 'running', i.e. partial, in the history) and the failure is said on stderr."""
+                     opts: dict[str, Any]) -> int:
+    """Store the result, then the drift since the job's previous complete scan (events
+    file, --fail-on-drift). Returns 1 when drift of a failing kind was found, else 0.
+    If the store fails the report is still written (the scan stays 'running', i.e.
+    partial, in the history) and the failure is said on stderr."""
     from sqlalchemy.exc import SQLAlchemyError
 
     if store is None:
-        return
+        return EXIT_OK
     try:
-        store.record(result, job, interrupted)
+        store.record(result, opts.get("job"), interrupted)
+        if interrupted or result.scan.interrupted or not opts.get("job"):
+            return EXIT_OK
+        return _drift_after_scan(store, result.scan.id, opts)
     except SQLAlchemyError as exc:
         click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
                    err=True)
+        return EXIT_OK
     finally:
         store.close()
+
+
+def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -> int:
+    from scanner.history.timeline import stored_drift
+    from scanner.outputs.drift_events import drift_to_jsonl
+
+    kinds, output = _kinds(opts.get("fail_on_drift")), opts.get("drift_output")
+    if not kinds and not output:
+        return EXIT_OK
+    now = store.find(scan_id)
+    earlier = [s for s in store.scans(opts["job"], complete_only=True)
+               if s.started_at < now.started_at]
+    if not earlier:
+        click.echo(f"dicomscan: drift: first complete scan of job {opts['job']}, nothing "
+                   "to compare with", err=True)
+        return EXIT_OK
+    drift = stored_drift(store, earlier[0].scan_id, scan_id, opts["job"])
+    if output:
+        write_text(drift_to_jsonl(drift), output)
+    click.echo(f"dicomscan: drift since {earlier[0].scan_id[:8]}: {len(drift.changes)} "
+               "change(s)", err=True)
+    found = {c.kind.value for c in drift.changes} & kinds
+    if found:
+        click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
+    return EXIT_FINDINGS if found else EXIT_OK
 
 
 # --- history list | show -------------------------------------------------------------------
@@ -222,11 +274,8 @@ def _kinds(value: str | None) -> set[str]:
               default="table", show_default=True,
               help="jsonl: one 'event_type: drift' event per change, for a SIEM.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-@click.option("--fail-on-drift", metavar="KINDS",
-              help="Exit 1 when a change of these kinds is found: comma-separated, or 'any'. "
-                   "Kinds: device-appeared, device-vanished, port-opened, port-closed, "
-                   "service-changed, tls-changed, ae-policy-changed, operations-changed, "
-                   "finding-new, finding-resolved, finding-reopened.")
+@click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
+              help=FAIL_ON_DRIFT_HELP)
 def diff(old: str | None, new: str | None, history: str | None, job: str | None, fmt: str,
          output: str | None, fail_on_drift: str | None) -> None:
     """What changed between two stored scans: OLD and NEW (IDs or unique prefixes), or the

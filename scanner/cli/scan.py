@@ -18,7 +18,7 @@ from scanner.cli.common import (
     run_scan,
     say_discovery,
 )
-from scanner.cli.history import begin_recording, finish_recording, history_option
+from scanner.cli.history import begin_recording, finish_recording, scan_history_options
 from scanner.cli.site import apply_site_config, site_options, write_site_outputs
 
 
@@ -139,7 +139,7 @@ from scanner.cli.site import apply_site_config, site_options, write_site_outputs
                    "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @site_options
-@history_option
+@scan_history_options
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
 
@@ -162,11 +162,11 @@ def scan(**opts: Any) -> None:
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    finish_recording(store, result, interrupted, opts.get("job"))
+    drift_code = finish_recording(store, result, interrupted, opts)
     emit(result, opts["fmt"], opts["output"])
     write_site_outputs(result, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:
         click.echo("dicomscan: interrupted; partial results written", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    sys.exit(exit_code(result, opts["fail_on"]))
+    sys.exit(exit_code(result, opts["fail_on"]) or drift_code)

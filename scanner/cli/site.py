@@ -114,6 +114,8 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
         _under_state(store, "the history")
     for out in spec.outputs:
         _under_state(out.path, "output")
+    if spec.drift_output:
+        _under_state(spec.drift_output, "drift_output")
     args = [*command, "scan", "--config", config_path, "--job", name, "--history", store,
             "--quiet"]
     creds = []

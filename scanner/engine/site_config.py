@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.drift import DriftKind
 
 
 class SiteConfigError(ValueError):
@@ -67,6 +68,9 @@ class JobSpec(_Strict):
     engine: EngineName = EngineName.EMBEDDED
     fail_on: Literal["info", "low", "medium", "high", "critical", "never"] = "high"
     outputs: list[OutputSpec] = Field(default_factory=list)
+    drift_output: str | None = Field(
+        default=None, description="JSON Lines drift events since the job's previous scan")
+    fail_on_drift: list[DriftKind | Literal["any"]] = Field(default_factory=list)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
 
     @property
@@ -177,6 +181,8 @@ def _resolve_paths(config: SiteConfig, path: Path, root: yaml.Node | None,
                                    else "client_key"))
             problems.append(f"{_where(path, node)}: jobs.{name}: client_cert and client_key "
                             "go together")
+        if job.drift_output:
+            update["drift_output"] = str((base / job.drift_output).absolute())
         update["outputs"] = [o.model_copy(update={"path": str((base / o.path).absolute())})
                              for o in job.outputs]
         jobs[name] = job.model_copy(update=update)
@@ -207,6 +213,8 @@ def job_options(job: JobSpec, given: dict[str, Any], explicit: set[str]) -> dict
         "discovery": job.discovery.value,
         "engine": job.engine.value,
         "fail_on": job.fail_on,
+        "fail_on_drift": ",".join(str(k) for k in job.fail_on_drift) or None,
+        "drift_output": job.drift_output,
     }
     merged = dict(given)
     for key, value in from_job.items():

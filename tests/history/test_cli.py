@@ -241,3 +241,38 @@ def test_cron_line_runs_the_job(tmp_path: Path) -> None:
     assert out.stdout.strip() == (f"30 1 * * 1-5 /usr/bin/dicomscan scan --config {site} "
                                   "--job night --quiet")
     assert os.path.isabs(str(site))
+
+
+JOB_TWICE = """\
+jobs:
+  nightly:
+    targets: [127.0.0.1]
+    ports: [{a}, {b}]
+    discovery: none
+    fail_on: never
+    fail_on_drift: [port-closed, device-vanished]
+    drift_output: drift.jsonl
+"""
+
+
+@needs_dcmtk
+def test_a_configured_job_run_twice_reports_exactly_the_change(
+        store_location: str, tmp_path: Path) -> None:
+    stays, stops = start_storescp(), start_storescp()
+    site = tmp_path / "site.yaml"
+    site.write_text(JOB_TWICE.format(a=stays.info.port, b=stops.info.port))
+    run = ("scan", "--config", str(site), "-q", "--history", store_location, "--format", "json")
+    try:
+        first = cli(*run)
+        assert first.returncode == 0 and "nothing to compare with" in first.stderr
+        assert not (tmp_path / "drift.jsonl").exists()
+        stops.stop()
+        second = cli(*run)
+    finally:
+        stays.stop()
+        stops.stop()
+    assert second.returncode == 1, second.stderr  # the drift gate, not the findings
+    assert "drift: port-closed" in second.stderr
+    [event] = [json.loads(x) for x in (tmp_path / "drift.jsonl").read_text().splitlines()]
+    assert (event["event_type"], event["kind"], event["port"], event["job"]) == \
+        ("drift", "port-closed", stops.info.port, "nightly")
