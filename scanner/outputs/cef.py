@@ -12,7 +12,7 @@ only real failures. ``outcome`` says which (fail, pass, waived, not-checked).
 
 Extension keys: rt (scan end, epoch ms), dst (address), dpt (port), externalId
 (finding_id), outcome, cat (rule family), msg (title), cs1 deviceId, cs2 scanId,
-cs3 ruleSeverity, cs4 evidence (compact JSON, cut at 2000 characters), cs5 remediation.
+cs3 ruleSeverity, cs4 evidence (compact JSON; past 2000 characters cut and marked ``...[truncated]``), cs5 remediation.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from scanner.model import Finding, FindingStatus, ScanResult, Severity
 _SEVERITY = {Severity.INFO: 1, Severity.LOW: 3, Severity.MEDIUM: 5, Severity.HIGH: 8,
              Severity.CRITICAL: 10}
 EVIDENCE_LIMIT = 2000
+TRUNCATED = "...[truncated]"
 
 
 def escape_header(value: str) -> str:
@@ -42,7 +43,9 @@ def cef_severity(f: Finding) -> int:
 
 def to_cef(result: ScanResult, f: Finding) -> str:
     evidence = json.dumps(f.evidence, separators=(",", ":"), sort_keys=True,
-                          ensure_ascii=False)[:EVIDENCE_LIMIT]
+                          ensure_ascii=False)
+    if len(evidence) > EVIDENCE_LIMIT:  # said, not silently cut: the JSON file has it all
+        evidence = evidence[:EVIDENCE_LIMIT] + TRUNCATED
     fields: list[tuple[str, str]] = [
         ("rt", str(int(result.scan.finished_at.timestamp() * 1000))),
         ("dst", f.host),
