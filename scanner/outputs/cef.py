@@ -12,7 +12,8 @@ only real failures. ``outcome`` says which (fail, pass, waived, not-checked).
 
 Extension keys: rt (scan end, epoch ms), dst (address), dpt (port), externalId
 (finding_id), outcome, cat (rule family), msg (title), cs1 deviceId, cs2 scanId,
-cs3 ruleSeverity, cs4 evidence (compact JSON; past 2000 characters cut and marked ``...[truncated]``), cs5 remediation.
+cs3 ruleSeverity, cs4 evidence (compact JSON; past 2000 characters cut and marked
+``...[truncated]``), cs5 remediation.
 """
 
 from __future__ import annotations

@@ -78,4 +78,5 @@ def write_or_keep(path: str | Path, text: str) -> None:
     try:
         write_atomic(path, text)
     except OSError as exc:
-        raise OutputError(str(path), exc.strerror or str(exc), keep_elsewhere(str(path), text)) from exc
+        kept = keep_elsewhere(str(path), text)
+        raise OutputError(str(path), exc.strerror or str(exc), kept) from exc

@@ -161,7 +161,8 @@ def _vulnerabilities(f: Finding) -> list[dict[str, Any]]:
     advisories = f.evidence.get("advisories") or []
     out = []
     for cve in f.evidence.get("cves") or []:
-        advisory = next((a for a in advisories if cve in a.get("cves", [])), {})
+        advisory: dict[str, Any] = next(
+            (a for a in advisories if cve in a.get("cves", [])), {})
         vuln: dict[str, Any] = {"cve": {"uid": cve}, "title": f"{cve} in "
                                 f"{f.evidence.get('product')} {f.evidence.get('version')}"}
         if advisory.get("summary"):

@@ -12,8 +12,8 @@ local4 (20); no UTF-8 BOM before the message, which some receivers choke on
 growing pause; a receiver that stays unreachable is a ``SyslogError`` with the reason,
 never a hang. A retry resends every message: a receiver may see one twice, and the CEF
 ``externalId`` (finding_id) lets it drop the copy. Over UDP an absent receiver is only
-noticed where the network reports it (ICMP port unreachable, as on loopback). Written on the standard library's socket and ssl: no syslog sender on PyPI
-is maintained.
+noticed where the network reports it (ICMP port unreachable, as on loopback).
+Written on the standard library's socket and ssl: no syslog sender on PyPI is maintained.
 """
 
 from __future__ import annotations
