@@ -213,3 +213,27 @@ def test_cli_sends_over_tls_and_an_unreachable_receiver_keeps_the_files(
 def test_escaping_follows_cef() -> None:
     assert escape_header("a|b\\c\nd") == "a\\|b\\\\c d"
     assert escape_extension("a=b\\c\r\nd|e") == "a\\=b\\\\c\\nd|e"
+
+
+def test_tcp_frames_are_octet_counted() -> None:
+    """RFC 6587 §3.4.1 on the wire: ``LEN SP MSG`` back to back, nothing else."""
+    result = hostile_result()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        send_findings(result, f"tcp://127.0.0.1:{port}")
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+    frames = []
+    while data:
+        length, _, rest = data.partition(b" ")
+        assert length.isdigit() and not length.startswith(b"0")
+        frames.append(rest[: int(length)])
+        data = rest[int(length):]
+    assert len(frames) == len(result.findings)
+    assert all(re.match(rb"<1[67]\d>1 \S+ \S+ dicomscan \d+ finding - CEF:0\|", f)
+               for f in frames)
