@@ -25,6 +25,7 @@ from scanner.cli.common import (
     EXIT_USAGE,
     build_settings,
     run_scan,
+    write_output,
 )
 from scanner.cli.scan import scan
 
@@ -154,14 +155,7 @@ def audit(**opts: Any) -> None:
         text = json.dumps(doc, indent=2) + "\n" if opts["audit_fmt"] == "json" else to_table(doc)
     written = True
     if opts["audit_output"] and opts["audit_output"] != "-":
-        from scanner.outputs.files import OutputError, write_or_keep
-
-        try:
-            write_or_keep(opts["audit_output"], text)
-        except OutputError as exc:
-            written = False
-            kept = f"results kept in {exc.kept_at}" if exc.kept_at else "results not kept"
-            click.echo(f"dicomscan: cannot write {exc.path}: {exc.reason}; {kept}", err=True)
+        written = write_output(opts["audit_output"], text)
     else:
         click.echo(text, nl=False)
     if interrupted:

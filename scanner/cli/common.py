@@ -135,7 +135,6 @@ def writer_options(opts: dict[str, Any], color: bool = False) -> WriterOptions:
 def emit(result: ScanResult, plan: list[tuple[str, str | None]], opts: dict[str, Any]) -> bool:
     """Write every planned output; False when one could not be written (each failure said
     on stderr, with where its results were kept). The others are written regardless."""
-    from scanner.outputs.files import OutputError, write_or_keep
     from scanner.outputs.registry import render
 
     ok = True
@@ -144,15 +143,24 @@ def emit(result: ScanResult, plan: list[tuple[str, str | None]], opts: dict[str,
         text = render(result, fmt, writer_options(opts, color))
         if path is None:
             click.echo(text, nl=False)
-            continue
-        try:
-            write_or_keep(path, text)
-        except OutputError as exc:
-            ok = False
-            kept = (f"results kept in {exc.kept_at}" if exc.kept_at
-                    else "results could not be kept anywhere")
-            click.echo(f"dicomscan: cannot write {exc.path}: {exc.reason}; {kept}", err=True)
-    return ok and send_syslog(result, opts)
+        else:
+            ok = write_output(path, text) and ok
+    return send_syslog(result, opts) and ok
+
+
+def write_output(path: str, text: str) -> bool:
+    """Write one output atomically; False (said on stderr, with where the text was kept
+    instead) when it could not be written."""
+    from scanner.outputs.files import OutputError, write_or_keep
+
+    try:
+        write_or_keep(path, text)
+    except OutputError as exc:
+        kept = (f"results kept in {exc.kept_at}" if exc.kept_at
+                else "results could not be kept anywhere")
+        click.echo(f"dicomscan: cannot write {exc.path}: {exc.reason}; {kept}", err=True)
+        return False
+    return True
 
 
 def send_syslog(result: ScanResult, opts: dict[str, Any]) -> bool:
