@@ -14,6 +14,7 @@ from scanner.cli.baselines import baselines
 from scanner.cli.common import EXIT_CODES_HELP
 from scanner.cli.demo import demo
 from scanner.cli.info import profiles, schema
+from scanner.cli.report import report
 from scanner.cli.rules import rules
 from scanner.cli.scan import scan
 
@@ -38,5 +39,5 @@ def main() -> None:
     """
 
 
-for command in (scan, schema, profiles, demo, rules, baselines, audit):
+for command in (scan, schema, profiles, demo, rules, baselines, audit, report):
     main.add_command(command)
