@@ -61,19 +61,13 @@ def open_store(location: str | None) -> HistoryStore:
 
 def write_text(text: str, output: str | None) -> None:
     """To stdout, or atomically to a file (a reader never sees half a report)."""
-    import os
-    import tempfile
-    from pathlib import Path
+    from scanner.outputs.files import write_atomic
 
     if output is None or output == "-":
         click.echo(text, nl=False)
         return
-    target = Path(output)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.absolute().parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
+        write_atomic(output, text)
     except OSError as exc:
         raise click.FileError(output, str(exc)) from None
 

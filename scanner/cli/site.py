@@ -16,7 +16,6 @@ from scanner.cli.common import EXIT_USAGE
 
 if TYPE_CHECKING:
     from scanner.engine.site_config import JobSpec, SiteConfig
-    from scanner.model import ScanResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,16 +62,7 @@ def apply_site_config(opts: dict[str, Any]) -> dict[str, Any]:
     merged = job_options(spec, opts, explicit)
     merged["job"] = name
     merged["history"] = opts.get("history") or config.history
-    merged["site_outputs"] = [(o.format, o.path) for o in spec.outputs]
     return merged
-
-
-def write_site_outputs(result: ScanResult, opts: dict[str, Any]) -> None:
-    from scanner.cli.history import write_text
-    from scanner.outputs.registry import render
-
-    for fmt, path in opts.get("site_outputs", []):
-        write_text(render(result, fmt), path)
 
 
 @click.group("config")

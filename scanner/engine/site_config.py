@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class OutputSpec(_Strict):
-    format: Literal["table", "json", "jsonl"]
+    format: Literal["table", "json", "jsonl", "ocsf", "csv", "html"]
     path: str = Field(description="file to write (relative to the configuration file)")
 
 
@@ -68,6 +68,7 @@ class JobSpec(_Strict):
     engine: EngineName = EngineName.EMBEDDED
     fail_on: Literal["info", "low", "medium", "high", "critical", "never"] = "high"
     outputs: list[OutputSpec] = Field(default_factory=list)
+    syslog: str | None = Field(default=None, description="CEF over syslog: udp|tcp|tls://HOST:PORT")
     drift_output: str | None = Field(
         default=None, description="JSON Lines drift events since the job's previous scan")
     fail_on_drift: list[DriftKind | Literal["any"]] = Field(default_factory=list)
@@ -215,6 +216,8 @@ def job_options(job: JobSpec, given: dict[str, Any], explicit: set[str]) -> dict
         "fail_on": job.fail_on,
         "fail_on_drift": ",".join(str(k) for k in job.fail_on_drift) or None,
         "drift_output": job.drift_output,
+        "outputs": tuple(f"{o.format}:{o.path}" for o in job.outputs),
+        "syslog": job.syslog,
     }
     merged = dict(given)
     for key, value in from_job.items():
