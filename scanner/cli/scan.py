@@ -23,6 +23,8 @@ from scanner.cli.common import (
     say_discovery,
     writer_options,
 )
+from scanner.cli.history import begin_recording, finish_recording, scan_history_options
+from scanner.cli.site import apply_site_config, site_options
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -133,6 +135,8 @@ from scanner.cli.common import (
               help="With --engine nmap: nmap -sV service detection, folded into the "
                    "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@site_options
+@scan_history_options
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
 
@@ -147,16 +151,19 @@ def scan(**opts: Any) -> None:
       dicomscan scan 10.20.0.5 -o report.html -o findings.jsonl -o scan.json
       dicomscan scan -T modalities.txt --ae-title PACS1 --fail-on medium
     """
+    opts = apply_site_config(opts)
     plan = plan_outputs(opts)
     writer_options(opts)
     check_syslog(opts)
     settings = build_settings(opts)
+    store = begin_recording(opts, settings)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
         result, interrupted = run_scan(settings, show)
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    drift_code = finish_recording(store, result, interrupted, opts)
     written = emit(result, plan, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:
@@ -164,4 +171,4 @@ def scan(**opts: Any) -> None:
         sys.exit(EXIT_INTERRUPTED)
     if not written:
         sys.exit(EXIT_OUTPUT)
-    sys.exit(exit_code(result, opts["fail_on"]))
+    sys.exit(exit_code(result, opts["fail_on"]) or drift_code)
