@@ -165,6 +165,7 @@ class Expectations(_Strict):
     move_from_unknown: FromUnknown | None = None
     get_from_unknown: FromUnknown | None = None
     store_from_unknown: FromUnknown | None = None
+    rdp_nla_required: Required | None = None
 
 
 # The rule each expectation checks: a baseline must name it, so a reader of the file sees
@@ -180,6 +181,7 @@ EXPECTED_RULE: dict[str, str] = {
     "move_from_unknown": "dicom-retrieve-open",
     "get_from_unknown": "dicom-retrieve-open",
     "store_from_unknown": "dicom-store-open",
+    "rdp_nla_required": "rdp-nla-not-required",
 }
 
 
