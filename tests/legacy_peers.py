@@ -26,7 +26,8 @@ PACKAGES = {"smbd": "samba", "xrdp": "xrdp", "snmpd": "snmpd"}
 
 
 def need(binary: str) -> str:
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    sbin = f"/usr/sbin/{binary}"
+    path = shutil.which(binary) or (sbin if os.path.exists(sbin) else None)
     if path is None:
         pytest.skip(f"{binary} is not installed (Debian package {PACKAGES[binary]})")
     return path
@@ -39,16 +40,18 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
-def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0) -> None:
+def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0,
+              address: str = LOOPBACK) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"peer exited with {proc.returncode}: {log.read_text()[-2000:]}")
         # smbd and xrdp survive a connection closed without data (unlike some DICOM peers).
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.3):
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.3):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"peer did not listen on {port} within {timeout} s: {log.read_text()[-2000:]}")
+    tail = log.read_text()[-2000:]
+    raise RuntimeError(f"peer did not listen on {port} within {timeout} s: {tail}")
 
 
 @contextlib.contextmanager
@@ -89,8 +92,7 @@ SMB_CONF = """[global]
   max log size = 0
   log level = 1
   smb ports = {port}
-  bind interfaces only = yes
-  interfaces = 127.0.0.1
+{bind}
   disable netbios = yes
   load printers = no
   printing = bsd
@@ -108,22 +110,33 @@ SMB_CONF = """[global]
 
 
 @contextlib.contextmanager
-def samba(min_protocol: str, signing: str) -> Iterator[int]:
-    """smbd on 127.0.0.1 with ``server min protocol`` and ``server signing`` as given."""
+def samba(min_protocol: str, signing: str, address: str = LOOPBACK,
+          port: int | None = None) -> Iterator[int]:
+    """smbd on ``address`` (loopback) with ``server min protocol`` and ``server signing``."""
     smbd = need("smbd")
-    port = free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="legacy-smb-") as tmp:
         d = Path(tmp)
         for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "binddns", "log",
                     "share"):
             (d / sub).mkdir()
         conf = d / "smb.conf"
-        conf.write_text(SMB_CONF.format(d=d, port=port, min_protocol=min_protocol,
+        env = None
+        bind = "  bind interfaces only = yes\n  interfaces = 127.0.0.1"
+        if address != LOOPBACK:
+            # smbd binds only addresses configured on an interface; 127.x aliases are not, so
+            # it binds the wildcard and the lab's loopback shim turns that into ``address``.
+            from scanner.lab.shim import loopback_shim
+
+            bind = "  bind interfaces only = no"
+            env = {**os.environ, "LD_PRELOAD": str(loopback_shim()),
+                   "DICOMSCAN_LAB_ADDR": address}
+        conf.write_text(SMB_CONF.format(d=d, port=port, bind=bind, min_protocol=min_protocol,
                                         signing=signing))
         cmd = [smbd, "--foreground", "--no-process-group", "--debug-stdout",
                f"--configfile={conf}"]
-        with _run(cmd, d) as (proc, log):
-            _wait_tcp(port, proc, log)
+        with _run(cmd, d, env) as (proc, log):
+            _wait_tcp(port, proc, log, address=address)
             yield port
 
 
