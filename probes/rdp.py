@@ -113,11 +113,12 @@ async def negotiate(ctx: ProbeContext, port: int) -> RdpNegotiation:
                 conn.writer.write(connection_request(flags))
                 await conn.writer.drain()
                 data = await _read_confirm(conn.reader, timeout)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except asyncio.IncompleteReadError as exc:  # closed mid-answer: keep what came
+            attempts.append(parse_confirm(requested, exc.partial))
+            continue
+        except (OSError, TimeoutError):
             attempts.append(RdpAttempt(requested=list(requested), requested_flags=flags,
-                                       answer="no-answer",
-                                       response_hex="" if not isinstance(
-                                           exc, asyncio.IncompleteReadError) else exc.partial.hex()))
+                                       answer="no-answer"))
             continue
         attempts.append(parse_confirm(requested, data))
     return summarise(attempts)

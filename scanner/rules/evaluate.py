@@ -14,8 +14,8 @@ from scanner.model import Finding, Host, utcnow
 from scanner.rules.baseline_rules import baseline_findings, has_open_port, select
 from scanner.rules.dicom_rules import dicom_findings
 from scanner.rules.http_rules import http_findings
-from scanner.rules.legacy_rules import legacy_findings
 from scanner.rules.judge import apply_baseline_expectations
+from scanner.rules.legacy_rules import legacy_findings
 from scanner.rules.policy import SitePolicy, apply_policy
 from scanner.rules.software_rules import software_findings
 from scanner.rules.tls_rules import tls_findings
