@@ -189,21 +189,21 @@ def xrdp(layer: str) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def snmpd(community: str) -> Iterator[int]:
-    """snmpd on udp 127.0.0.1 answering read-only to ``community`` from 127.0.0.1."""
+def snmpd(community: str, address: str = LOOPBACK, port: int | None = None) -> Iterator[int]:
+    """snmpd on UDP ``address`` answering read-only to ``community`` from loopback."""
     binary = need("snmpd")
-    port = free_port(socket.SOCK_DGRAM)
+    port = port or free_port(socket.SOCK_DGRAM)
     with tempfile.TemporaryDirectory(prefix="legacy-snmp-") as tmp:
         d = Path(tmp)
         (d / "persist").mkdir()
         # Not named snmpd.conf: snmpd rewrites $SNMP_PERSISTENT_DIR/snmpd.conf on exit.
         (d / "agent.conf").write_text(
-            f"rocommunity {community} 127.0.0.1\nsysDescr dicomscan test snmpd ({community})\n"
+            f"rocommunity {community} 127.0.0.0/8\nsysDescr dicomscan test snmpd ({community})\n"
             "sysName dicomscan-snmp\n"
         )
         env = {**os.environ, "SNMP_PERSISTENT_DIR": str(d / "persist"), "MIBS": ""}
         cmd = [binary, "-f", "-Lo", "-C", "-c", str(d / "agent.conf"), "-p", str(d / "pid"),
-               f"udp:127.0.0.1:{port}"]
+               f"udp:{address}:{port}"]
         with _run(cmd, d, env) as (proc, log):
             deadline = time.monotonic() + 15
             # Ready once the socket is bound: read /proc/net/udp, sending nothing.

@@ -48,6 +48,7 @@ class PortState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"  # UDP: no answer, and no ICMP port unreachable either
 
 
 class Protocol(StrEnum):
@@ -184,6 +185,7 @@ class ScanMeta(Frozen):
     targets: list[str]
     profile: ProfileName
     ports: list[int]
+    udp_ports: list[int] = Field(default_factory=list)
     interrupted: bool = False
     errors: list[ScanError] = Field(default_factory=list)
     engine: EngineName = EngineName.EMBEDDED

@@ -63,8 +63,9 @@ def host_facts(host: Host) -> Facts:
                     names.append(o.peer.implementation_version_name)
             elif isinstance(o, Banner):
                 banners.append(o.text)
-    ports = {p.port for p in host.ports if p.state is PortState.OPEN}
-    ports |= {s.port for s in host.services}
+    tcp = [p for p in host.ports if p.protocol.value == "tcp"]
+    ports = {p.port for p in tcp if p.state is PortState.OPEN}
+    ports |= {s.port for s in host.services if s.protocol.value == "tcp"}
     vendors = [v for v in (host.mac_vendor, medical_family(host.mac_vendor)) if v]
     return Facts(products, uids, names, banners, ports, host.role, vendors)
 
@@ -185,7 +186,8 @@ def _measured(host: Host) -> dict[int, PortObservation | None]:
         p.port: p for p in host.ports if p.protocol.value == "tcp"
     }
     for s in host.services:
-        out.setdefault(s.port, None)
+        if s.protocol.value == "tcp":  # UDP services (SNMP) are judged by their own rules
+            out.setdefault(s.port, None)
     return out
 
 
