@@ -25,6 +25,7 @@ from scanner.model import (
     Service,
 )
 from scanner.model.observations import NmapService, Observation
+from scanner.model.vendor import VendorIdentity
 
 
 class HostGate:
@@ -90,6 +91,7 @@ class HostState:
     role_reasons: list[str] = field(default_factory=list)
     mac: str | None = None
     mac_vendor: str | None = None
+    vendors: list[VendorIdentity] = field(default_factory=list)
     discovery: HostDiscovery | None = None
     nmap_services: dict[int, NmapService] = field(default_factory=dict)
 
@@ -99,6 +101,7 @@ class HostState:
             hostname=self.hostname,
             mac=self.mac,
             mac_vendor=self.mac_vendor,
+            vendors=list(self.vendors),
             discovery=self.discovery,
             role=self.role,
             role_confidence=self.role_confidence,

@@ -17,6 +17,7 @@ from probes.rdp import rdp_probe
 from probes.smb import smb_probe
 from probes.tls import TlsOptions, make_tls_probe
 from scanner.identify.host_analysis import analyse_host
+from scanner.identify.vendor import identify_vendor_state
 
 if TYPE_CHECKING:
     from probes.context import HostState, ProbeContext, ServiceState
@@ -39,6 +40,7 @@ def follow_up_probes(settings: ScanSettings) -> tuple[FollowUpProbe, ...]:
             rdp_probe, banner_probe)
 
 
-HOST_ANALYSES: tuple[HostAnalysis, ...] = (analyse_host,)
+# Vendor after the fingerprint and role: it reads the finished host.
+HOST_ANALYSES: tuple[HostAnalysis, ...] = (analyse_host, identify_vendor_state)
 
 __all__ = ["HOST_ANALYSES", "follow_up_probes", "identify_service"]
