@@ -119,7 +119,7 @@ async def negotiate(ctx: ProbeContext, port: int) -> RdpNegotiation:
         except (OSError, TimeoutError):
             attempts.append(RdpAttempt(requested=list(requested), requested_flags=flags,
                                        answer="no-answer"))
-            continue
+            break  # a port that did not answer one request is not sent the others
         attempts.append(parse_confirm(requested, data))
     return summarise(attempts)
 

@@ -117,6 +117,8 @@ async def negotiate(ctx: ProbeContext, port: int) -> SmbNegotiation:
                 res = {"error": f"no answer within {timeout + 2:g} s"}
         if "error" in res:
             attempts.append(DialectAttempt(dialect=d.label, accepted=False, detail=res["error"]))
+            if _silent(res["error"]):  # a port that does not answer will not answer the rest
+                break
             continue
         got = res["negotiated"]
         label = got if highest else d.label
@@ -128,6 +130,12 @@ async def negotiate(ctx: ProbeContext, port: int) -> SmbNegotiation:
         if highest:
             extra = {k: v for k, v in res.items() if k not in ("negotiated", "signing_required")}
     return summarise(attempts, extra)
+
+
+def _silent(error: str) -> bool:
+    """A timeout or refused connection, as opposed to an SMB server refusing a dialect."""
+    lowered = error.lower()
+    return any(w in lowered for w in ("timeout", "timed out", "no answer", "refused"))
 
 
 def summarise(attempts: list[DialectAttempt], extra: dict[str, Any]) -> SmbNegotiation:

@@ -156,3 +156,23 @@ def test_scripted_nla_required_peer_passes(nla_peer: int) -> None:
     assert [a.failure_text for a in obs.attempts[:2]] == ["HYBRID_REQUIRED_BY_SERVER"] * 2
     assert obs.nla_required is True
     assert _verdicts(_host(nla_peer, obs, "rdp"))["rdp-nla-not-required"] == "pass"
+
+
+def test_silent_port_named_smb_costs_one_timeout_not_five() -> None:
+    import time
+
+    from scanner.model import Timeouts
+
+    listener = socket.create_server((LOOPBACK, 0))  # accepts (kernel backlog), never answers
+    port = listener.getsockname()[1]
+    ctx = context([port])
+    ctx.settings = ctx.settings.model_copy(
+        update={"timeouts": Timeouts(connect=1, dicom=1, dimse=1, host=60)})
+    try:
+        started = time.monotonic()
+        obs = asyncio.run(smb_negotiate(ctx, port))
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert not obs.answered and len(obs.attempts) == 1
+    assert elapsed < 6, elapsed  # one attempt of about 2 s, not five
