@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
+from probes.udp import udp_phase
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -162,6 +163,7 @@ class ScanJob:
             await self._identify_open(ctx)
         else:
             await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+        await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
         for probe in follow_up_probes(ctx.settings):
             await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
         fill_mac(ctx.state)
@@ -216,6 +218,7 @@ class ScanJob:
             targets=list(self.settings.target_specs),
             profile=self.settings.profile,
             ports=list(self.settings.ports),
+            udp_ports=list(self.settings.udp_ports),
             interrupted=interrupted,
             errors=list(self._errors),
             engine=self.settings.engine,

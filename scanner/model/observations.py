@@ -163,6 +163,11 @@ from scanner.model.http_observations import (  # noqa: E402  (kept beside the un
     HttpSummary,
     ServiceBannerInfo,
 )
+from scanner.model.legacy_observations import (  # noqa: E402  (kept beside the union it extends)
+    RdpNegotiation,
+    SmbNegotiation,
+    SnmpObservation,
+)
 from scanner.model.tls_observations import (  # noqa: E402  (kept beside the union it extends)
     TlsCertificate,
     TlsHandshake,
@@ -183,6 +188,9 @@ Observation = Annotated[
     | HttpCheck
     | HttpSummary
     | ServiceBannerInfo
-    | NmapService,
+    | NmapService
+    | SmbNegotiation
+    | RdpNegotiation
+    | SnmpObservation,
     Field(discriminator="kind"),
 ]
