@@ -33,6 +33,7 @@ from scanner.fleet.protocol import (
     check_job_scope,
     connect_options,
     ensure_streams,
+    fetch_or_stop,
     jobs_subject,
     now,
     tls_context,
@@ -149,13 +150,9 @@ class Collector:
 
 
 async def _pump(sub: Any, handle: Any, stop: asyncio.Event) -> None:
-    from nats.errors import TimeoutError as NatsTimeout
-
     while not stop.is_set():
         try:
-            msgs = await sub.fetch(32, timeout=2)
-        except (NatsTimeout, asyncio.TimeoutError):
-            continue
+            msgs = await fetch_or_stop(sub, 32, 5.0, stop)
         except Exception as exc:  # link down: nats-py reconnects, we try again
             log.warning("fetch: %s", exc)
             await asyncio.sleep(1)

@@ -8,6 +8,7 @@ silent cut is noticed in seconds, not minutes.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -74,6 +75,25 @@ def check_job_scope(settings: ScanSettings, scope: list[str]) -> list[str]:
         if not any(addr.version == n.version and addr in n for n in nets):
             outside.append(target)
     return outside
+
+
+async def fetch_or_stop(sub: Any, batch: int, wait: float, stop: asyncio.Event) -> list[Any]:
+    """One long-poll fetch that a stop request cuts short; [] on timeout or stop."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    fetch = asyncio.ensure_future(sub.fetch(batch, timeout=wait))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not fetch.done():
+        fetch.cancel()
+        return []
+    try:
+        return list(fetch.result())
+    except (TimeoutError, NatsTimeout):
+        return []
 
 
 def jobs_subject(sensor: str) -> str:

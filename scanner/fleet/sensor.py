@@ -29,6 +29,7 @@ from scanner.fleet.protocol import (
     ResultStatus,
     check_job_scope,
     connect_options,
+    fetch_or_stop,
     now,
     progress_subject,
     results_subject,
@@ -200,7 +201,9 @@ class Sensor:
         try:
             result, _ = await asyncio.to_thread(run_scan, job.settings, progress)
         except Exception as exc:  # the scan failed as a whole: let it be retried
-            log.warning("job %s: scan failed: %s: %s; NAK", job.job_id, type(exc).__name__, exc)
+            first = (str(exc).splitlines() or [""])[0]
+            log.warning("job %s: scan failed: %s: %s; NAK", job.job_id, type(exc).__name__,
+                        first)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=RETRY_NAK_DELAY)
             return None
@@ -211,17 +214,14 @@ class Sensor:
                              result=result).model_dump_json().encode()
 
     async def run(self, stop: asyncio.Event) -> None:
-        from nats.errors import TimeoutError as NatsTimeout
-
+        """Until ``stop``: a stop during a scan takes effect after that job."""
         await self.connect()
         await self.republish_spool()
         sub = await self.js.pull_subscribe_bind(durable=self.bundle.name, stream=JOBS)
         log.info("sensor %s connected; waiting for jobs", self.bundle.name)
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(1, timeout=FETCH_WAIT)
-            except (NatsTimeout, asyncio.TimeoutError):
-                continue
+                msgs = await fetch_or_stop(sub, 1, FETCH_WAIT, stop)
             except Exception as exc:  # link down: nats-py reconnects on its own
                 log.warning("fetch: %s", exc)
                 await asyncio.sleep(1)
