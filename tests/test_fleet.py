@@ -220,3 +220,68 @@ def test_client_without_the_central_ca_refused_at_handshake(fleet: Fleet,
                                         "nats-server.log").read_text(errors="replace"):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def local_result(port: int = 20200) -> Any:
+    """A real ScanResult of one closed loopback port, made here rather than by a sensor."""
+    from scanner.engine.run import run_scan
+    from scanner.engine.settings import build_settings
+
+    opts = {"targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
+            "allow_public": False, "ports": str(port), "profile": "fast",
+            "calling_ae": "DICOMSCAN", "ae_title": (), "ae_guess": None, "ae_wordlist": None,
+            "intrusive": False, "discovery": "none"}
+    return run_scan(build_settings(opts))[0]
+
+
+def test_spooled_result_republished_after_crash_not_rescanned(fleet: Fleet) -> None:
+    """A sensor that died after spooling a result (before its ack) publishes the spooled
+    result on restart and acks the redelivered job without scanning it again."""
+    from scanner.fleet.protocol import ResultMessage, ResultStatus
+    from scanner.fleet.sensor import Spool
+
+    fleet.kill_sensor("alpha")
+    job_id = fleet.submit("alpha", "127.0.0.1", "-p", "20201", "--discovery", "none")
+    spooled = local_result()
+    body = ResultMessage(job_id=job_id, sensor="alpha", status=ResultStatus.DONE,
+                         result=spooled).model_dump_json().encode()
+    Spool(fleet.d.bundle("alpha") / "spool").put(job_id, body)
+    fleet.start_sensor("alpha")
+    row = fleet.wait_job(job_id)
+    assert row.state is JobState.DONE and row.scan_id == spooled.scan.id
+    deadline = time.monotonic() + 30
+    while f"job {job_id} acknowledged" not in fleet.log("sensor-alpha"):
+        assert time.monotonic() < deadline, fleet.log("sensor-alpha")
+        time.sleep(0.1)
+    assert f"job {job_id} (delivery" not in fleet.log("sensor-alpha")  # never scanned
+    assert not (fleet.d.bundle("alpha") / "spool" / f"{job_id}.json").exists()
+    assert len(scans_of(fleet, spooled.scan.id)) == 1
+
+
+def test_collector_stores_one_result_per_job(tmp_path: Path) -> None:
+    """Central's own deduplication by job ID, past the stream's duplicate window: a second,
+    different result for a done job (a rescan) is counted, never stored; a result on
+    another sensor's subject is dropped."""
+    from scanner.fleet.central import Collector
+    from scanner.fleet.layout import CentralDir, init_central
+    from scanner.fleet.protocol import ResultMessage, ResultStatus
+
+    config = init_central(tmp_path / "c", "127.0.0.1", 4222, ["127.0.0.1"], None, 5, 3)
+    d = CentralDir(tmp_path / "c")
+    ledger = Ledger(d.ledger)
+    ledger.add("job1", "alpha", None, ["127.0.0.1"], time.time())
+    collector = Collector(d, config)
+    first, second = local_result(20210), local_result(20211)
+
+    def message(result: Any) -> bytes:
+        return ResultMessage(job_id="job1", sensor="alpha", status=ResultStatus.DONE,
+                             result=result).model_dump_json().encode()
+
+    assert "dropped" in collector.handle_result("results.beta.job1", message(first))
+    assert "stored" in collector.handle_result("results.alpha.job1", message(first))
+    assert "duplicate" in collector.handle_result("results.alpha.job1", message(second))
+    row = ledger.get("job1")
+    assert row is not None and row.scan_id == first.scan.id and row.duplicates == 1
+    assert [s.scan_id for s in collector.store.scans()] == [first.scan.id]
+    collector.close()
+    ledger.close()

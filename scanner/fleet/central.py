@@ -107,7 +107,7 @@ class Collector:
 
     def handle_result(self, subject: str, data: bytes) -> str:
         """Store one result message; what happened, for the log."""
-        _, sensor, job_id = (subject.split(".", 2) + ["", ""])[:3]
+        _, sensor, job_id = [*subject.split(".", 2), "", ""][:3]
         try:
             msg = ResultMessage.model_validate_json(data)
         except ValidationError as exc:
