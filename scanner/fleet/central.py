@@ -64,32 +64,52 @@ async def connect_central(d: CentralDir, config: CentralConfig, reconnect: bool 
                          ) from None
 
 
+class Submitter:
+    """Queues jobs on one connection: each recorded in the ledger before it is sent."""
+
+    def __init__(self, d: CentralDir) -> None:
+        self.d = d
+        self.config = d.load()
+        self.ledger = Ledger(d.ledger)
+        self.nc: Any = None
+
+    async def __aenter__(self) -> Submitter:
+        self.nc = await connect_central(self.d, self.config, reconnect=False)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+        self.ledger.close()
+
+    def check(self, sensor: str, settings: ScanSettings) -> None:
+        sensors = self.config.sensors
+        if sensor not in sensors:
+            raise FleetError(f"no sensor {sensor!r} (known: {', '.join(sensors) or 'none'})")
+        outside = check_job_scope(settings, sensors[sensor].scope)
+        if outside:
+            raise FleetError(f"targets outside sensor {sensor}'s scope "
+                             f"{', '.join(sensors[sensor].scope)}: {', '.join(outside[:5])}")
+
+    async def submit(self, sensor: str, settings: ScanSettings, name: str | None = None) -> str:
+        self.check(sensor, settings)
+        job = Job(job_id=uuid.uuid4().hex, sensor=sensor, name=name, submitted_at=now(),
+                  settings=settings)
+        self.ledger.add(job.job_id, sensor, name, settings.target_specs, job.submitted_at)
+        ack = await self.nc.jetstream().publish(
+            jobs_subject(sensor), job.model_dump_json().encode(), timeout=10,
+            headers={"Nats-Msg-Id": job.job_id})
+        self.ledger.set_seq(job.job_id, ack.seq)
+        return job.job_id
+
+
 async def submit(d: CentralDir, sensor: str, settings: ScanSettings,
                  name: str | None = None) -> str:
-    """Queue a job for ``sensor``; its ID. Recorded in the ledger before it is sent."""
-    config = d.load()
-    if sensor not in config.sensors:
-        raise FleetError(f"no sensor {sensor!r} (known: {', '.join(config.sensors) or 'none'})")
-    outside = check_job_scope(settings, config.sensors[sensor].scope)
-    if outside:
-        raise FleetError(f"targets outside sensor {sensor}'s scope "
-                         f"{', '.join(config.sensors[sensor].scope)}: {', '.join(outside[:5])}")
-    job = Job(job_id=uuid.uuid4().hex, sensor=sensor, name=name, submitted_at=now(),
-              settings=settings)
-    ledger = Ledger(d.ledger)
-    try:
-        ledger.add(job.job_id, sensor, name, settings.target_specs, job.submitted_at)
-        nc = await connect_central(d, config, reconnect=False)
-        try:
-            ack = await nc.jetstream().publish(
-                jobs_subject(sensor), job.model_dump_json().encode(), timeout=10,
-                headers={"Nats-Msg-Id": job.job_id})
-        finally:
-            await nc.close()
-        ledger.set_seq(job.job_id, ack.seq)
-    finally:
-        ledger.close()
-    return job.job_id
+    """Queue one job for ``sensor``; its ID."""
+    submitter = Submitter(d)
+    submitter.check(sensor, settings)  # before any connection: a usage error stays one
+    async with submitter:
+        return await submitter.submit(sensor, settings, name)
 
 
 class Collector:
