@@ -19,18 +19,29 @@ from scanner.fleet.ledger import FINAL, JobRow, Ledger
 from scanner.lab.process import free_port
 
 
-def dicomscan(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def in_ns(ns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", ns] if ns else []
+
+
+def dicomscan(*args: str, timeout: float = 60, ns: str | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*in_ns(ns), sys.executable, "-m", "scanner", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 class Fleet:
-    def __init__(self, root: Path, ack_wait: float = 3, max_deliver: int = 3) -> None:
+    def __init__(self, root: Path, ack_wait: float = 3, max_deliver: int = 3,
+                 central_ns: str | None = None, address: str = "127.0.0.1") -> None:
+        """On loopback, or with central in namespace ``central_ns`` dialled at ``address``."""
         self.root = root
         self.dir = root / "central"
         self.d = CentralDir(self.dir)
-        self.port = free_port("127.0.0.1")
-        out = dicomscan("central", "init", str(self.dir), "--listen", f"127.0.0.1:{self.port}",
+        self.central_ns = central_ns
+        self.sensor_ns: dict[str, str | None] = {}
+        self.port = 4222 if central_ns else free_port("127.0.0.1")
+        listen = f"0.0.0.0:{self.port}" if central_ns else f"{address}:{self.port}"
+        out = dicomscan("central", "init", str(self.dir), "--listen", listen,
+                        "--address", address,
                         "--ack-wait", str(ack_wait), "--max-deliver", str(max_deliver))
         assert out.returncode == 0, out.stderr
         self.central: subprocess.Popen[bytes] | None = None
@@ -43,23 +54,27 @@ class Fleet:
         assert out.returncode == 0, out.stderr
         return self.d.bundle(name)
 
-    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log: Path, ns: str | None = None,
+               ) -> subprocess.Popen[bytes]:
+        # 'ip netns exec' execs the command: the PID is the dicomscan process itself.
         with log.open("ab") as fh:
-            return subprocess.Popen([sys.executable, "-m", "scanner", *args], stdout=fh,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen([*in_ns(ns), sys.executable, "-m", "scanner", *args],
+                                    stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def start_central(self) -> None:
         self.central = self._spawn(["central", "run", str(self.dir), "-v"],
-                                   self.root / "central.log")
+                                   self.root / "central.log", self.central_ns)
         deadline = time.monotonic() + 30
         while "collecting into" not in self.log("central"):
             assert self.central.poll() is None, self.log("central")
             assert time.monotonic() < deadline, self.log("central")
             time.sleep(0.1)
 
-    def start_sensor(self, name: str, bundle: Path | None = None) -> subprocess.Popen[bytes]:
-        proc = self._spawn(["sensor", str(bundle or self.d.bundle(name)), "-v"],
-                           self.root / f"sensor-{name}.log")
+    def start_sensor(self, name: str, ns: str | None = None) -> subprocess.Popen[bytes]:
+        ns = self.sensor_ns.setdefault(name, ns)
+        proc = self._spawn(["sensor", str(self.d.bundle(name)), "-v"],
+                           self.root / f"sensor-{name}.log", ns)
         self.sensors[name] = proc
         return proc
 
@@ -81,7 +96,7 @@ class Fleet:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def submit(self, sensor: str, *args: str) -> str:
-        out = dicomscan("submit", str(self.dir), "--sensor", sensor, *args)
+        out = dicomscan("submit", str(self.dir), "--sensor", sensor, *args, ns=self.central_ns)
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 

@@ -22,7 +22,7 @@ from scanner.fleet.layout import EVENTS, JOBS, MAX_DELIVERIES_SUBJECT, PROGRESS,
 from scanner.model import ScanResult, ScanSettings
 from scanner.model.base import Frozen
 
-PING_INTERVAL = 5  # seconds; two missed pongs and the link counts as cut
+PING_INTERVAL = 3  # seconds; a third ping with two unanswered: the link counts as cut
 RECONNECT_WAIT = 2  # seconds between attempts, forever
 RESULTS_DUPLICATE_WINDOW = 24 * 3600.0  # the ledger deduplicates beyond it
 CENTRAL_CONSUMER = "central"
@@ -125,8 +125,19 @@ ErrorCb = Callable[[Exception], Awaitable[None]]
 def connect_options(servers: list[str], ctx: ssl.SSLContext, tls_hostname: str, name: str,
                     inbox_prefix: str | None, error_cb: ErrorCb) -> dict[str, Any]:
     """nats-py's connect arguments: reconnect forever, short pings, our own error handler
-    (its default prints tracebacks)."""
+    (its default prints tracebacks), the link's state in the log."""
+    import logging
+
+    log = logging.getLogger("dicomscan.fleet")
+
+    async def lost() -> None:
+        log.warning("link to central lost; reconnecting")
+
+    async def back() -> None:
+        log.warning("link to central back")
+
     opts: dict[str, Any] = {
+        "disconnected_cb": lost, "reconnected_cb": back,
         "servers": servers, "tls": ctx, "tls_hostname": tls_hostname, "name": name,
         "allow_reconnect": True, "max_reconnect_attempts": -1,
         "reconnect_time_wait": RECONNECT_WAIT, "ping_interval": PING_INTERVAL,
