@@ -136,7 +136,8 @@ def test_sensor_killed_mid_scan_job_redelivered_and_stored_once(
     row = fleet.wait_job(job_id, timeout=120)
     assert row.state is JobState.DONE, row
     assert row.delivery >= 2  # redelivered after the lease ran out
-    assert row.done == row.total  # the second run outlasted the lease and finished
+    said = fleet.log("sensor-alpha")
+    assert f"job {job_id} (delivery 2): scanning" in said  # rescanned by the new sensor
     assert len(scans_of(fleet, row.scan_id or "")) == 1
 
 
@@ -285,3 +286,14 @@ def test_collector_stores_one_result_per_job(tmp_path: Path) -> None:
     assert [s.scan_id for s in collector.store.scans()] == [first.scan.id]
     collector.close()
     ledger.close()
+
+
+def test_sensor_added_while_central_runs_gets_jobs(fleet: Fleet, storescp: RunningPeer) -> None:
+    fleet.add_sensor("gamma", "127.0.0.1/32")  # reloads the server, creates its consumer
+    assert "Reloaded server configuration" in (
+        fleet.dir / "nats" / "nats-server.log").read_text(errors="replace")
+    fleet.start_sensor("gamma")
+    fleet.wait_sensor_ready("gamma")
+    job_id = fleet.submit("gamma", "127.0.0.1", "-p", str(storescp.info.port),
+                          "--discovery", "none")
+    assert fleet.wait_job(job_id).state is JobState.DONE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -65,6 +66,9 @@ def init(directory: Path, listen: str, addresses: tuple[str, ...], store: str | 
               help="Network the sensor may scan (repeatable); jobs outside are refused.")
 def add_sensor(directory: Path, name: str, scope: tuple[str, ...]) -> None:
     """Issue sensor NAME's certificate bundle and grant it its own subjects only."""
+    import asyncio
+
+    from scanner.fleet.central import prepare_sensor
     from scanner.fleet.layout import CentralDir, FleetError
     from scanner.fleet.layout import add_sensor as add
     from scanner.fleet.server import reload
@@ -72,6 +76,9 @@ def add_sensor(directory: Path, name: str, scope: tuple[str, ...]) -> None:
     try:
         _config, bundle = add(directory, name, list(scope))
         reloaded = reload(CentralDir(directory))
+        if reloaded:
+            time.sleep(0.5)  # the reload is a signal: give the server a moment to apply it
+            asyncio.run(prepare_sensor(CentralDir(directory), name))
     except FleetError as exc:
         fail(exc)
     click.echo(f"sensor {name}: bundle in {bundle} (copy it to the sensor; it holds a "

@@ -64,6 +64,16 @@ async def connect_central(d: CentralDir, config: CentralConfig, reconnect: bool 
                          ) from None
 
 
+async def prepare_sensor(d: CentralDir, name: str) -> None:
+    """Create a new sensor's job consumer on the running server (after its reload)."""
+    config = d.load()
+    nc = await connect_central(d, config, reconnect=False)
+    try:
+        await ensure_streams(nc.jetstream(), [name], config.ack_wait, config.max_deliver)
+    finally:
+        await nc.close()
+
+
 class Submitter:
     """Queues jobs on one connection: each recorded in the ledger before it is sent."""
 
@@ -149,14 +159,9 @@ class Collector:
         self.stored += 1
         return f"job {job_id} done: scan {msg.result.scan.id} stored"
 
-    def handle_event(self, data: bytes) -> str:
-        try:
-            event = json.loads(data)
-            seq = int(event["stream_seq"])
-            deliveries = int(event.get("deliveries", 0))
-        except (ValueError, KeyError, TypeError):
-            return "unreadable advisory; dropped"
-        job = self.ledger.by_seq(seq)
+    def handle_event(self, seq: int, deliveries: int, job_id: str | None) -> str:
+        """A job message delivered the maximum number of times: its job failed."""
+        job = (self.ledger.get(job_id) if job_id else None) or self.ledger.by_seq(seq)
         if job is None:
             return f"max deliveries for unknown job message {seq}"
         self.ledger.finish(job.job_id, JobState.FAILED, now(),
@@ -181,6 +186,22 @@ async def _pump(sub: Any, handle: Any, stop: asyncio.Event) -> None:
             await handle(m)
 
 
+async def _job_id_at(js: Any, seq: int) -> str | None:
+    """The job ID of the work-queue message at ``seq`` (which stays there after its last
+    delivery): from its message-ID header, else from its body."""
+    try:
+        raw = await js.get_msg(JOBS, seq)
+    except Exception:  # deleted meanwhile: the ledger's seq is all there is
+        return None
+    header = (raw.headers or {}).get("Nats-Msg-Id")
+    if header:
+        return str(header)
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        value = json.loads(raw.data or b"").get("job_id")
+        return str(value) if value else None
+    return None
+
+
 async def run_central(d: CentralDir, stop: asyncio.Event) -> None:
     """Collect until ``stop`` is set. The server must be listening."""
     config = d.load()
@@ -195,12 +216,17 @@ async def run_central(d: CentralDir, stop: asyncio.Event) -> None:
         await m.ack_sync(timeout=5)
 
     async def on_event(m: Any) -> None:
-        said = await asyncio.to_thread(collector.handle_event, m.data)
-        job = collector.ledger.by_seq(int(json.loads(m.data).get("stream_seq", 0) or 0))
-        if job is not None:
-            with contextlib.suppress(Exception):  # already gone: nothing to delete
-                await js.delete_msg(JOBS, job.seq)
-        log.info("%s", said)
+        try:
+            event = json.loads(m.data)
+            seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable advisory; dropped")
+            await m.ack_sync(timeout=5)
+            return
+        job_id = await _job_id_at(js, seq)  # the ledger may not know the seq yet
+        log.info("%s", await asyncio.to_thread(collector.handle_event, seq, deliveries, job_id))
+        with contextlib.suppress(Exception):  # already gone: nothing to delete
+            await js.delete_msg(JOBS, seq)
         await m.ack_sync(timeout=5)
 
     async def on_progress(m: Any) -> None:

@@ -153,6 +153,7 @@ class Ledger:
                 c.execute(update(jobs).where(jobs.c.job_id == job_id)
                           .values(duplicates=jobs.c.duplicates + 1))
                 return False
+            done = {"done": jobs.c.total} if state is JobState.DONE else {}
             c.execute(update(jobs).where(jobs.c.job_id == job_id).values(
-                state=state.value, finished_at=at, scan_id=scan_id, reason=reason))
+                state=state.value, finished_at=at, scan_id=scan_id, reason=reason, **done))
             return True
