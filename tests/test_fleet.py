@@ -297,3 +297,24 @@ def test_sensor_added_while_central_runs_gets_jobs(fleet: Fleet, storescp: Runni
     job_id = fleet.submit("gamma", "127.0.0.1", "-p", str(storescp.info.port),
                           "--discovery", "none")
     assert fleet.wait_job(job_id).state is JobState.DONE
+
+
+def test_result_over_the_message_limit_fails_the_job_plainly(
+        tmp_path: Path, storescp: RunningPeer) -> None:
+    """A result the server would refuse is reported as a failure, not retried forever."""
+    f = Fleet(tmp_path, ack_wait=5, max_deliver=2)
+    try:
+        f.add_sensor("small", "127.0.0.0/8")
+        conf = f.d.server_conf.read_text()
+        f.d.server_conf.write_text(conf.replace("max_payload: 8388608", "max_payload: 8192"))
+        f.start_central()
+        f.start_sensor("small")
+        f.wait_sensor_ready("small")
+        job_id = f.submit("small", "127.0.0.1", "-p", str(storescp.info.port),
+                          "--discovery", "none")  # about 20 kB of result
+        row = f.wait_job(job_id)
+        assert row.state is JobState.FAILED, row
+        assert "exceeds the server's 8192-byte message limit" in (row.reason or "")
+        assert not (f.d.bundle("small") / "spool" / f"{job_id}.json").exists()
+    finally:
+        f.stop()

@@ -149,10 +149,10 @@ class Collector:
         if job.state in (JobState.DONE, JobState.FAILED):
             self.ledger.finish(job_id, JobState.DONE, now())  # counts the duplicate
             return f"duplicate result for job {job_id}; not stored again"
-        if msg.status is ResultStatus.REFUSED or msg.result is None:
+        if msg.status is not ResultStatus.DONE or msg.result is None:
             self.ledger.finish(job_id, JobState.FAILED, now(),
-                               reason=f"sensor refused: {msg.reason}")
-            return f"job {job_id} refused by {sensor}: {msg.reason}"
+                               reason=f"sensor {msg.status.value}: {msg.reason}")
+            return f"job {job_id} {msg.status.value} by {sensor}: {msg.reason}"
         label = f"{sensor}/{job.name}" if job.name else sensor
         self.store.record(msg.result, job=label)
         self.ledger.finish(job_id, JobState.DONE, now(), scan_id=msg.result.scan.id)

@@ -32,6 +32,7 @@ EVENTS_CONSUMER = "central-events"
 class ResultStatus(StrEnum):
     DONE = "done"
     REFUSED = "refused"  # outside the sensor's scope or not addressed to it
+    FAILED = "failed"  # scanned, but the result cannot be delivered (too large)
 
 
 class Job(Frozen):

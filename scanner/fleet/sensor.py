@@ -140,7 +140,7 @@ class Sensor:
         body = ResultMessage(job_id=job_id, sensor=self.bundle.name,
                              status=ResultStatus.REFUSED, reason=reason).model_dump_json()
         await self.publish_result(job_id, body.encode())
-        await msg.ack_sync(timeout=10)
+        await self._ack(msg, job_id)
 
     async def handle(self, msg: Any) -> None:
         delivery = int(getattr(msg.metadata, "num_delivered", 1) or 1)
@@ -164,11 +164,24 @@ class Sensor:
             body = await self.scan(msg, job, delivery)
             if body is None:
                 return
+            if len(body) > self.nc.max_payload - 4096:  # headers and subject need room too
+                body = ResultMessage(
+                    job_id=job.job_id, sensor=self.bundle.name, status=ResultStatus.FAILED,
+                    reason=f"result of {len(body)} bytes exceeds the server's "
+                           f"{self.nc.max_payload}-byte message limit").model_dump_json().encode()
             self.spool.put(job.job_id, body)
         await self.publish_result(job.job_id, body)
-        await msg.ack_sync(timeout=10)
-        self.spool.drop(job.job_id)
-        log.info("job %s acknowledged", job.job_id)
+        if await self._ack(msg, job.job_id):
+            self.spool.drop(job.job_id)  # kept otherwise: a redelivery republishes it
+
+    async def _ack(self, msg: Any, job_id: str) -> bool:
+        try:
+            await msg.ack_sync(timeout=10)
+        except Exception as exc:  # link down: the job comes back and finds the spool
+            log.warning("job %s: ack not confirmed (%s); it will come back", job_id, exc)
+            return False
+        log.info("job %s acknowledged", job_id)
+        return True
 
     async def scan(self, msg: Any, job: Job, delivery: int) -> bytes | None:
         """Run the scan, keeping the lease alive; the result message, or None (NAKed)."""
@@ -227,6 +240,9 @@ class Sensor:
                 await asyncio.sleep(1)
                 continue
             for m in msgs:
-                await self.handle(m)
+                try:
+                    await self.handle(m)
+                except Exception:  # a sensor keeps serving; the job is redelivered
+                    log.exception("job message %s failed unexpectedly", m.subject)
         with contextlib.suppress(Exception):
             await self.nc.close()
