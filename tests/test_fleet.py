@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import ssl
 import time
 import uuid
@@ -316,5 +317,26 @@ def test_result_over_the_message_limit_fails_the_job_plainly(
         assert row.state is JobState.FAILED, row
         assert "exceeds the server's 8192-byte message limit" in (row.reason or "")
         assert not (f.d.bundle("small") / "spool" / f"{job_id}.json").exists()
+    finally:
+        f.stop()
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_central_run_leaves_no_nats_server_behind(tmp_path: Path, how: int) -> None:
+    from scanner.fleet.server import running_pid
+
+    f = Fleet(tmp_path)
+    try:
+        f.start_central()
+        server = running_pid(f.d)
+        assert server is not None
+        assert f.central is not None
+        f.central.send_signal(how)
+        f.central.wait(15)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{server}").exists() and b"nats-server" in Path(
+                f"/proc/{server}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "nats-server outlived 'central run'"
+            time.sleep(0.1)
     finally:
         f.stop()

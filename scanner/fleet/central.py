@@ -241,4 +241,4 @@ async def run_central(d: CentralDir, stop: asyncio.Event) -> None:
     finally:
         collector.close()
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await asyncio.wait_for(nc.close(), 5)

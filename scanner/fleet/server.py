@@ -7,6 +7,7 @@ README for which versions are fit for production.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from scanner.fleet.layout import CentralDir, FleetError
 
+_PR_SET_PDEATHSIG = 1
 INSTALL_HINT = "install nats-server (Debian package 'nats-server', or upstream >= 2.11.16)"
 
 
@@ -68,13 +70,21 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes],
     raise FleetError(f"nats-server not listening on {host}:{port} after {timeout:.0f} s")
 
 
+def _die_with_parent() -> None:
+    # nats-server goes when 'central run' goes, even on SIGKILL; --external-server is for
+    # a server that should outlive it.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start(d: CentralDir, host: str, port: int, timeout: float = 20) -> subprocess.Popen[bytes]:
     """Start nats-server on the directory's configuration; return once it listens."""
     check_config(d)
     log = d.log_file.open("ab")
     proc = subprocess.Popen(
         [binary(), "-c", str(d.server_conf), "-P", str(d.pid_file)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent)
     log.close()
     try:
         _wait_listening(host, port, proc, timeout)
