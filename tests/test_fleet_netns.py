@@ -11,6 +11,7 @@ nothing dials in.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import tempfile
@@ -21,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from scanner.fleet.ledger import JobState
+from scanner.history.store import HistoryStore
 from tests.conftest import namespace_lab_marks
 from tests.fleet_harness import Fleet, dicomscan
 
-pytestmark = namespace_lab_marks("nft", "tc", "storescp", "nats-server")
+pytestmark = namespace_lab_marks("nft", "storescp", "Orthanc", "nats-server")
 
 WAN = "sensors-wan"
 VLANS = {"a": 1, "b": 2, "c": 3}
@@ -82,6 +84,26 @@ def remove_namespaces() -> None:
             sh("ip", "netns", "del", ns)
 
 
+def start_orthanc(work: Path, ns: str) -> subprocess.Popen[bytes]:
+    """Orthanc's DICOM side on 4242 in VLAN c's device (HTTP off)."""
+    (work / "db").mkdir(parents=True)
+    config = {"Name": "sensors-orthanc", "DicomAet": "ORTHANC_C", "DicomPort": 4242,
+              "HttpServerEnabled": False, "Plugins": [], "SaveJobs": False,
+              "StorageDirectory": str(work / "db"), "IndexDirectory": str(work / "db")}
+    (work / "orthanc.json").write_text(json.dumps(config))
+    with (work / "log").open("wb") as log:
+        return subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/Orthanc",
+                                 str(work / "orthanc.json")], cwd=work, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_listening(ns: str, port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while f":{port} " not in sh("ip", "netns", "exec", ns, "ss", "-ltnH").stdout:
+        assert time.monotonic() < deadline, f"nothing listens on {port} in {ns}"
+        time.sleep(0.2)
+
+
 def build() -> None:
     remove_namespaces()  # a run killed before its cleanup leaves these behind
     for ns in namespaces():
@@ -122,6 +144,10 @@ def fleet() -> Iterator[Fleet]:
                      f"PACS_{s.upper()}", "-od", str(incoming), "11112"],
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             f.add_sensor(f"sensor-{s}", f"198.19.{VLANS[s]}.0/24")
+        peers.append(start_orthanc(root / "orthanc-c", device("c")))
+        for s in VLANS:
+            wait_listening(device(s), 11112)
+        wait_listening(device("c"), 4242)
         f.start_central()
         for s in VLANS:
             f.start_sensor(f"sensor-{s}", vlan(s))
@@ -138,7 +164,7 @@ def fleet() -> Iterator[Fleet]:
 
 
 def test_each_sensor_reports_its_own_vlan_only(fleet: Fleet) -> None:
-    jobs = {s: fleet.submit(f"sensor-{s}", f"198.19.{i}.8/29", "-p", "11112",
+    jobs = {s: fleet.submit(f"sensor-{s}", f"198.19.{i}.8/29", "-p", "11112,4242",
                             "--discovery", "tcp", "--job", "pacs")
             for s, i in VLANS.items()}
     for s, job_id in jobs.items():
@@ -150,6 +176,13 @@ def test_each_sensor_reports_its_own_vlan_only(fleet: Fleet) -> None:
         assert f'"{target(s)}"' in shown.stdout  # its own storescp, found
         for other in set(VLANS) - {s}:
             assert target(other) not in shown.stdout
+        store = HistoryStore.open(fleet.dir / "history.sqlite")
+        result = store.load(row.scan_id or "")
+        store.close()
+        assert {h.address for h in result.hosts} == {target(s)}
+        products = {v.port: v.product for h in result.hosts for v in h.services}
+        # storescp everywhere, Orthanc (a DCMTK-based DICOM side, HTTP off) only in VLAN c.
+        assert 11112 in products and (4242 in products) == (s == "c"), (s, products)
     # A submit for another VLAN's network is refused by central before anything is queued.
     out = dicomscan("submit", str(fleet.dir), "--sensor", "sensor-a", target("b"),
                     ns=WAN)
@@ -200,3 +233,27 @@ def test_link_cut_longer_than_the_lease_loses_and_duplicates_nothing(fleet: Flee
     assert len(scans) == 1
     # Nothing else for that job was stored: one scan of these targets in the store.
     assert sum(1 for s in fleet.history_scans() if s.get("job") == "sensor-b") == 1
+
+
+def test_central_history_feeds_diff(fleet: Fleet) -> None:
+    """Two scans of one VLAN's job land in the central history; diff compares them."""
+    for _ in range(2):
+        job_id = fleet.submit("sensor-a", target("a"), "-p", "11112", "--discovery", "none",
+                              "--job", "nightly")
+        assert fleet.wait_job(job_id, timeout=120).state is JobState.DONE
+    out = dicomscan("diff", "--job", "sensor-a/nightly", "--history",
+                    str(fleet.dir / "history.sqlite"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) is not None
+
+
+def test_sensor_killed_mid_scan_in_its_vlan_stored_once(fleet: Fleet) -> None:
+    job_id = fleet.submit("sensor-c", target("c"), "-p", "20000-20079,11112",
+                          "--discovery", "none", "--job", "killed")
+    fleet.wait_job(job_id, state="running", timeout=60)
+    time.sleep(1)
+    fleet.kill_sensor("sensor-c")
+    fleet.start_sensor("sensor-c")
+    row = fleet.wait_job(job_id, timeout=180)
+    assert row.state is JobState.DONE and row.delivery >= 2, row
+    assert sum(1 for s in fleet.history_scans() if s.get("job") == "sensor-c/killed") == 1
