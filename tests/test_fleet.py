@@ -109,6 +109,21 @@ def test_sensor_refuses_job_outside_its_bundle_scope(fleet: Fleet) -> None:
     assert "scanning" not in fleet.log("sensor-beta")  # nothing was scanned
 
 
+def test_sensor_refuses_job_naming_local_files(fleet: Fleet) -> None:
+    from scanner.engine.settings import build_settings
+
+    opts = {"targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
+            "allow_public": False, "ports": "104", "profile": "safe", "calling_ae": "DICOMSCAN",
+            "ae_title": (), "ae_guess": None, "ae_wordlist": None, "intrusive": False,
+            "discovery": "none"}
+    settings = build_settings(opts).model_dump(mode="json")
+    settings["client_key"] = "/etc/shadow"  # a central that was not ours
+    job_id = publish_raw(fleet, "alpha", {"settings": settings})
+    row = fleet.wait_job(job_id)
+    assert row.state is JobState.FAILED and "names local files (client_key)" in (
+        row.reason or "")
+
+
 def test_poison_job_fails_after_max_deliveries(fleet: Fleet) -> None:
     job_id = publish_raw(fleet, "alpha", {"settings": {"from": "a newer central"}})
     row = fleet.wait_job(job_id, timeout=120)
@@ -340,3 +355,20 @@ def test_central_run_leaves_no_nats_server_behind(tmp_path: Path, how: int) -> N
             time.sleep(0.1)
     finally:
         f.stop()
+
+
+def test_job_that_could_not_be_queued_is_failed_not_left_queued(tmp_path: Path) -> None:
+    """A server without the streams (central run never ran): the publish finds no stream."""
+    from scanner.fleet import server
+
+    f = Fleet(tmp_path)
+    f.add_sensor("alpha", "127.0.0.0/8")
+    proc = server.start(f.d, "127.0.0.1", f.port)
+    try:
+        out = dicomscan("submit", str(f.dir), "--sensor", "alpha", "127.0.0.1", "-p", "104")
+        assert out.returncode == 3 and "not queued" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        rows = Ledger(f.d.ledger).all()
+        assert len(rows) == 1 and rows[0].state is JobState.FAILED
+    finally:
+        server.stop(proc)

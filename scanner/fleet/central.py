@@ -106,9 +106,15 @@ class Submitter:
         job = Job(job_id=uuid.uuid4().hex, sensor=sensor, name=name, submitted_at=now(),
                   settings=settings)
         self.ledger.add(job.job_id, sensor, name, settings.target_specs, job.submitted_at)
-        ack = await self.nc.jetstream().publish(
-            jobs_subject(sensor), job.model_dump_json().encode(), timeout=10,
-            headers={"Nats-Msg-Id": job.job_id})
+        try:
+            ack = await self.nc.jetstream().publish(
+                jobs_subject(sensor), job.model_dump_json().encode(), timeout=10,
+                headers={"Nats-Msg-Id": job.job_id})
+        except Exception as exc:  # never queued: say so rather than leave it "queued"
+            self.ledger.finish(job.job_id, JobState.FAILED, now(),
+                               reason=f"not queued: {type(exc).__name__}: {exc}")
+            raise FleetError(f"job {job.job_id} not queued: {type(exc).__name__}: {exc}"
+                             ) from None
         self.ledger.set_seq(job.job_id, ack.seq)
         return job.job_id
 

@@ -154,6 +154,10 @@ class Sensor:
         if job.sensor != self.bundle.name:
             await self._refuse(msg, job.job_id, f"job addressed to {job.sensor}")
             return
+        files = [k for k in ("client_cert", "client_key", "ca") if getattr(job.settings, k)]
+        if files:  # paths on central's machine; on this one they could name any file
+            await self._refuse(msg, job.job_id, f"job names local files ({', '.join(files)})")
+            return
         outside = check_job_scope(job.settings, self.bundle.scope)
         if outside:
             await self._refuse(msg, job.job_id, "targets outside this sensor's scope "
