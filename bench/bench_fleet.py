@@ -22,16 +22,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scanner.engine.settings import build_settings  # noqa: E402
 from scanner.fleet.central import Submitter  # noqa: E402
 from scanner.fleet.ledger import FINAL, JobState, Ledger  # noqa: E402
 from scanner.fleet.server import running_pid  # noqa: E402
-from tests.fleet_harness import Fleet  # noqa: E402
+from tests.fleet_harness import Fleet, loopback_settings  # noqa: E402
 
 
 def rss(pid: int) -> dict[str, float]:
@@ -71,12 +69,7 @@ def main() -> None:
             for n in names:
                 fleet.wait_sensor_ready(n)
             idle_sensor = rss(fleet.sensors[names[0]].pid)
-            opts: dict[str, Any] = {
-                "targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
-                "allow_public": False, "ports": "20300", "profile": "fast",
-                "calling_ae": "DICOMSCAN", "ae_title": (), "ae_guess": None,
-                "ae_wordlist": None, "intrusive": False, "discovery": "none"}
-            settings = build_settings(opts)
+            settings = loopback_settings("20300", "fast")
 
             async def queue() -> list[str]:
                 async with Submitter(fleet.d) as sub:

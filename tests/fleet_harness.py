@@ -17,6 +17,18 @@ from typing import Any
 from scanner.fleet.layout import CentralDir
 from scanner.fleet.ledger import FINAL, JobRow, Ledger
 from scanner.lab.process import free_port
+from scanner.model import ScanSettings
+
+
+def loopback_settings(ports: str, profile: str = "safe") -> ScanSettings:
+    """Checked settings for a scan of 127.0.0.1 without discovery, as submit builds them."""
+    from scanner.engine.settings import build_settings
+
+    return build_settings({
+        "targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
+        "allow_public": False, "ports": ports, "profile": profile, "calling_ae": "DICOMSCAN",
+        "ae_title": (), "ae_guess": None, "ae_wordlist": None, "intrusive": False,
+        "discovery": "none"})
 
 
 def in_ns(ns: str | None) -> list[str]:

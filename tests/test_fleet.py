@@ -21,7 +21,7 @@ from scanner.fleet import pki
 from scanner.fleet.ledger import JobState, Ledger
 from scanner.fleet.protocol import tls_context
 from scanner.lab.peers import RunningPeer, start_storescp
-from tests.fleet_harness import Fleet, dicomscan
+from tests.fleet_harness import Fleet, dicomscan, loopback_settings
 
 pytestmark = [
     pytest.mark.peers,
@@ -42,7 +42,7 @@ def storescp() -> Iterator[RunningPeer]:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     f = Fleet(tmp_path_factory.mktemp("fleet"), ack_wait=3, max_deliver=3)
     f.add_sensor("alpha", "127.0.0.0/8")
-    f.add_sensor("beta", "10.9.0.0/24")
+    f.add_sensor("beta", "198.18.200.0/24")
     f.start_central()
     f.start_sensor("alpha")
     f.start_sensor("beta")
@@ -96,13 +96,7 @@ def publish_raw(fleet: Fleet, sensor: str, body: dict[str, Any]) -> str:
 
 
 def test_sensor_refuses_job_outside_its_bundle_scope(fleet: Fleet) -> None:
-    from scanner.engine.settings import build_settings
-
-    opts = {"targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
-            "allow_public": False, "ports": "104", "profile": "safe", "calling_ae": "DICOMSCAN",
-            "ae_title": (), "ae_guess": None, "ae_wordlist": None, "intrusive": False,
-            "discovery": "none"}
-    settings = build_settings(opts).model_dump(mode="json")
+    settings = loopback_settings("104").model_dump(mode="json")
     job_id = publish_raw(fleet, "beta", {"settings": settings})
     row = fleet.wait_job(job_id)
     assert row.state is JobState.FAILED and "outside this sensor's scope" in (row.reason or "")
@@ -110,13 +104,7 @@ def test_sensor_refuses_job_outside_its_bundle_scope(fleet: Fleet) -> None:
 
 
 def test_sensor_refuses_job_naming_local_files(fleet: Fleet) -> None:
-    from scanner.engine.settings import build_settings
-
-    opts = {"targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
-            "allow_public": False, "ports": "104", "profile": "safe", "calling_ae": "DICOMSCAN",
-            "ae_title": (), "ae_guess": None, "ae_wordlist": None, "intrusive": False,
-            "discovery": "none"}
-    settings = build_settings(opts).model_dump(mode="json")
+    settings = loopback_settings("104").model_dump(mode="json")
     settings["client_key"] = "/etc/shadow"  # a central that was not ours
     job_id = publish_raw(fleet, "alpha", {"settings": settings})
     row = fleet.wait_job(job_id)
@@ -242,13 +230,8 @@ def test_client_without_the_central_ca_refused_at_handshake(fleet: Fleet,
 def local_result(port: int = 20200) -> Any:
     """A real ScanResult of one closed loopback port, made here rather than by a sensor."""
     from scanner.engine.run import run_scan
-    from scanner.engine.settings import build_settings
 
-    opts = {"targets": ["127.0.0.1"], "targets_file": None, "exclude": (), "scope": (),
-            "allow_public": False, "ports": str(port), "profile": "fast",
-            "calling_ae": "DICOMSCAN", "ae_title": (), "ae_guess": None, "ae_wordlist": None,
-            "intrusive": False, "discovery": "none"}
-    return run_scan(build_settings(opts))[0]
+    return run_scan(loopback_settings(str(port), "fast"))[0]
 
 
 def test_spooled_result_republished_after_crash_not_rescanned(fleet: Fleet) -> None:

@@ -29,11 +29,11 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
     assert_usage(dicomscan("central", "init", str(tmp_path / "x"), "--listen", "nonsense"),
                  "HOST:PORT")
     assert_usage(dicomscan("central", "add-sensor", str(root), "Bad.Name", "--scope",
-                           "10.0.0.0/8"), "bad sensor name")
-    assert_usage(dicomscan("central", "add-sensor", str(root), "ok", "--scope", "10.0.0.0/33"),
+                           "198.18.0.0/16"), "bad sensor name")
+    assert_usage(dicomscan("central", "add-sensor", str(root), "ok", "--scope", "198.18.0.0/33"),
                  "not a network")
     assert_usage(dicomscan("central", "add-sensor", str(tmp_path / "none"), "ok", "--scope",
-                           "10.0.0.0/8"), "not a central directory")
+                           "198.18.0.0/16"), "not a central directory")
     assert_usage(dicomscan("sensor", str(tmp_path)), "not a sensor bundle")
     assert_usage(dicomscan("jobs", str(tmp_path / "none")), "not a central directory")
     assert_usage(dicomscan("submit", str(root), "--sensor", "ghost", "127.0.0.1", "-p", "104"),
@@ -42,7 +42,7 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
 
 def test_each_sensor_granted_only_its_own_subjects(tmp_path: Path) -> None:
     root = init(tmp_path)
-    for name, net in (("site-a", "10.1.0.0/16"), ("site-b", "10.2.0.0/16")):
+    for name, net in (("site-a", "198.18.1.0/24"), ("site-b", "198.18.2.0/24")):
         assert dicomscan("central", "add-sensor", str(root), name, "--scope", net
                          ).returncode == 0
     conf = CentralDir(root).server_conf.read_text()
