@@ -63,7 +63,7 @@ def test_submit_scan_result_stored_once(fleet: Fleet, storescp: RunningPeer) -> 
                           "--discovery", "none", "--job", "ct-room")
     row = fleet.wait_job(job_id)
     assert row.state is JobState.DONE, row
-    assert row.scan_id and row.duplicates == 0
+    assert row.scan_id == str(uuid.UUID(job_id)) and row.duplicates == 0  # scan ID = job ID
     stored = scans_of(fleet, row.scan_id)
     assert len(stored) == 1 and stored[0]["job"] == "alpha/ct-room"
     report = dicomscan("history", "show", row.scan_id, "--history",

@@ -103,8 +103,11 @@ class Submitter:
 
     async def submit(self, sensor: str, settings: ScanSettings, name: str | None = None) -> str:
         self.check(sensor, settings)
-        job = Job(job_id=uuid.uuid4().hex, sensor=sensor, name=name, submitted_at=now(),
-                  settings=settings)
+        job_uuid = uuid.uuid4()
+        # The scan's ID is the job's: every run of the job (a redelivery, a rescan) is the
+        # same scan to the store, and two jobs never share one even with shared settings.
+        job = Job(job_id=job_uuid.hex, sensor=sensor, name=name, submitted_at=now(),
+                  settings=settings.model_copy(update={"scan_id": str(job_uuid)}))
         self.ledger.add(job.job_id, sensor, name, settings.target_specs, job.submitted_at)
         try:
             ack = await self.nc.jetstream().publish(
@@ -217,7 +220,13 @@ async def run_central(d: CentralDir, stop: asyncio.Event) -> None:
     collector = Collector(d, config)
 
     async def on_result(m: Any) -> None:
-        said = await asyncio.to_thread(collector.handle_result, m.subject, m.data)
+        try:
+            said = await asyncio.to_thread(collector.handle_result, m.subject, m.data)
+        except Exception:  # the store is down, say: the result comes back later
+            log.exception("result on %s not stored; retried in 10 s", m.subject)
+            with contextlib.suppress(Exception):
+                await m.nak(delay=10)
+            return
         log.info("%s", said)
         await m.ack_sync(timeout=5)
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     select,
     update,
 )
@@ -132,28 +133,27 @@ class Ledger:
             return [JobRow.model_validate(dict(r)) for r in rows.mappings()]
 
     def progress(self, job_id: str, delivery: int, done: int, total: int, at: float) -> None:
-        """Running, unless already final (a late progress report changes nothing)."""
+        """Running, unless already final (a late progress report changes nothing). One
+        conditional UPDATE: a read then a write would race with ``finish``."""
         with self.engine.begin() as c:
-            row = c.execute(select(jobs.c.state, jobs.c.picked_at)
-                            .where(jobs.c.job_id == job_id)).first()
-            if row is None or JobState(row.state) in FINAL:
-                return
-            c.execute(update(jobs).where(jobs.c.job_id == job_id).values(
+            c.execute(update(jobs).where(jobs.c.job_id == job_id, _not_final()).values(
                 state=JobState.RUNNING.value, delivery=delivery, done=done, total=total,
-                picked_at=row.picked_at if row.picked_at is not None else at))
+                picked_at=func.coalesce(jobs.c.picked_at, at)))
 
     def finish(self, job_id: str, state: JobState, at: float, scan_id: str | None = None,
                reason: str | None = None) -> bool:
         """Mark the job final; False (a duplicate counted) when it already was."""
+        done = {"done": jobs.c.total} if state is JobState.DONE else {}
         with self.engine.begin() as c:
-            row = c.execute(select(jobs.c.state).where(jobs.c.job_id == job_id)).first()
-            if row is None:
-                return False
-            if JobState(row.state) in FINAL:
-                c.execute(update(jobs).where(jobs.c.job_id == job_id)
-                          .values(duplicates=jobs.c.duplicates + 1))
-                return False
-            done = {"done": jobs.c.total} if state is JobState.DONE else {}
-            c.execute(update(jobs).where(jobs.c.job_id == job_id).values(
-                state=state.value, finished_at=at, scan_id=scan_id, reason=reason, **done))
-            return True
+            changed = c.execute(update(jobs).where(jobs.c.job_id == job_id, _not_final())
+                                .values(state=state.value, finished_at=at, scan_id=scan_id,
+                                        reason=reason, **done)).rowcount
+            if changed:
+                return True
+            c.execute(update(jobs).where(jobs.c.job_id == job_id)
+                      .values(duplicates=jobs.c.duplicates + 1))
+            return False
+
+
+def _not_final() -> Any:
+    return jobs.c.state.not_in([s.value for s in FINAL])

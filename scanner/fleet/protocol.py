@@ -9,6 +9,7 @@ silent cut is noticed in seconds, not minutes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,8 @@ async def fetch_or_stop(sub: Any, batch: int, wait: float, stop: asyncio.Event) 
         stopper.cancel()
     if not fetch.done():
         fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fetch  # retrieved, so a closing connection's error is not reported
         return []
     try:
         return list(fetch.result())
