@@ -192,7 +192,10 @@ async def _pump(sub: Any, handle: Any, stop: asyncio.Event) -> None:
             await asyncio.sleep(1)
             continue
         for m in msgs:
-            await handle(m)
+            try:
+                await handle(m)
+            except Exception:  # e.g. an ack lost with the link: the message comes back
+                log.exception("handling %s", m.subject)
 
 
 async def _job_id_at(js: Any, seq: int) -> str | None:
