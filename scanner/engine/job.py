@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
+from scanner.engine.containment import contained_analysis, contained_probe
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -162,11 +163,12 @@ class ScanJob:
             await self._identify_open(ctx)
         else:
             await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+        services = list(ctx.state.services.values())
         for probe in follow_up_probes(ctx.settings):
-            await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
+            await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
         fill_mac(ctx.state)
         for analyse in HOST_ANALYSES:
-            analyse(ctx.state)
+            contained_analysis(analyse, ctx.state, self._errors)
 
     async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         from scanner.engine.registry import identify_service

@@ -1,0 +1,75 @@
+"""Failure boundaries: one probe failing on one service never costs another its results.
+
+Each follow-up probe on each service, and each host analysis, runs inside its own
+boundary. An unexpected exception there becomes a ``ProbeError`` observation on that
+service (probe name, exception type, a short message), an entry in the host's errors
+and in the scan's ``errors``; the other probes and the host analysis still run.
+Cancellation (Ctrl-C, the host time limit) is not an error and passes through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from scanner.model import ScanError
+from scanner.model.observations import ProbeError
+
+if TYPE_CHECKING:
+    from probes.context import HostState, ProbeContext, ServiceState
+
+log = logging.getLogger(__name__)
+
+MESSAGE_CHARS = 200
+
+
+def _name(func: object) -> str:
+    name = getattr(func, "__name__", None) or type(func).__name__
+    return str(name).removesuffix("_probe").replace("_", "-") or "probe"
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # one line: peer bytes may be in the message
+    return text[:MESSAGE_CHARS] if text else type(exc).__name__
+
+
+def record_failure(
+    state: HostState,
+    errors: list[ScanError],
+    where: str,
+    exc: Exception,
+    svc: ServiceState | None = None,
+) -> None:
+    """Record one contained failure on the service (if any), the host and the scan."""
+    error = ProbeError(probe=where, exception=type(exc).__name__, message=_short(exc))
+    if svc is not None:
+        svc.observations.append(error)
+    place = f"port {svc.port}: " if svc is not None else ""
+    msg = f"{place}{where} failed: {error.exception}: {error.message}"
+    state.errors.append(msg)
+    errors.append(ScanError(host=state.address, message=msg))
+    log.debug("contained failure on %s: %s", state.address, msg, exc_info=exc)
+
+
+async def contained_probe(
+    probe: Callable[[ProbeContext, ServiceState], Awaitable[None]],
+    ctx: ProbeContext,
+    svc: ServiceState,
+    errors: list[ScanError],
+) -> None:
+    """Run one follow-up probe on one service; an unexpected exception is recorded."""
+    try:
+        await probe(ctx, svc)
+    except Exception as exc:  # the boundary: anything a peer provokes stays on its service
+        record_failure(ctx.state, errors, _name(probe), exc, svc)
+
+
+def contained_analysis(
+    analyse: Callable[[HostState], None], state: HostState, errors: list[ScanError]
+) -> None:
+    """Run one host analysis; an unexpected exception is recorded on the host."""
+    try:
+        analyse(state)
+    except Exception as exc:  # the boundary: a broken analysis keeps the host's ports
+        record_failure(state, errors, _name(analyse), exc)
