@@ -252,7 +252,9 @@ async def _classify(
         try:
             result, source, reason = decode_rj(pdu)
         except PeerProtocolError as exc:
-            return done(AssociationOutcome.ERROR, detail=str(exc)), None
+            # Still a DICOM header: the evidence keeps the port DICOM (no ClientHello later).
+            first = pdu.encoded()[:FIRST_BYTES].hex()
+            return done(AssociationOutcome.ERROR, detail=str(exc), first_bytes_hex=first), None
         reject = RejectInfo(
             result=result,
             result_text=codes.REJECT_RESULT.get(result, f"unknown result {result}"),
