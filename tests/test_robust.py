@@ -152,10 +152,10 @@ def test_probe_crash_is_contained_to_its_service(monkeypatch: pytest.MonkeyPatch
 def test_command_fragments_without_end_keep_memory_bounded() -> None:
     with peers.start_storescp() as healthy, hostile_peer("fragments") as bad:
         run = scan([healthy.info.port, bad.port], "--timeout", "4")
+    assert run.max_rss_mb < RSS_BOUND_MB, f"peak RSS {run.max_rss_mb:.0f} MB"
     assert_healthy(run, healthy.info.port)
     echo = [o for o in run.kinds(bad.port, "dicom-operation") if o["operation"] == "C-ECHO"]
     assert "command set exceeds" in echo[0]["detail"], echo
-    assert run.max_rss_mb < RSS_BOUND_MB, f"peak RSS {run.max_rss_mb:.0f} MB"
 
 
 def test_peer_text_is_escaped_in_the_table_and_exact_in_json() -> None:
