@@ -52,3 +52,25 @@ def bad_ders() -> dict[str, bytes]:
         ),
         "duplicate-extension": _swap(der, BASIC_CONSTRAINTS_OID, SAN_OID),
     }
+
+
+def _handshake(msg_type: int, body: bytes) -> bytes:
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def server_flight(client_hello: bytes, der: bytes) -> bytes:
+    """ServerHello (the client's version, up to TLS 1.2, and its first suite), Certificate
+    with ``der``, ServerHelloDone: enough for a client to read the certificate."""
+    version = client_hello[9:11] if len(client_hello) >= 11 else b"\x03\x03"
+    version = min(version, b"\x03\x03")
+    sid_len = client_hello[43] if len(client_hello) > 43 else 0
+    at = 44 + sid_len
+    suite = client_hello[at + 2 : at + 4] if len(client_hello) >= at + 4 else b"\x00\x2f"
+    hello = version + bytes(32) + b"\x00" + suite + b"\x00"
+    certs = len(der).to_bytes(3, "big") + der
+    body = (
+        _handshake(2, hello)
+        + _handshake(11, len(certs).to_bytes(3, "big") + certs)
+        + _handshake(14, b"")
+    )
+    return b"\x16" + version + len(body).to_bytes(2, "big") + body

@@ -10,7 +10,9 @@ an observation on its own service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,8 +25,10 @@ from scanner.engine.job import ScanJob
 from scanner.lab import peers
 from scanner.model import ScanResult, ScanSettings, Timeouts
 from scanner.outputs.table import to_table
+from tests.bad_certs import bad_ders, server_flight
 from tests.conftest import needs_dcmtk
 from tests.hostile import MARKUP_UID, hostile_peer
+from tests.tls_peers import read_client_hello, scripted
 
 TIMEOUT = "2"
 # The scanner's own peak RSS for a two-port loopback scan is ~80-110 MB; before the cap on
@@ -189,3 +193,29 @@ def test_one_byte_reject_is_dicom_and_gets_no_client_hello() -> None:
     assert_healthy(run, healthy.info.port)
     assert run.service(bad.port)["name"] == "dicom"
     assert all(r[:1] == b"\x01" for r in received if r), [r[:6] for r in received]
+
+
+@pytest.mark.parametrize("name", ["version", "duplicate-extension"])
+def test_refused_server_certificate_is_recorded(name: str) -> None:
+    der = bad_ders()[name]
+
+    def serve(conn: socket.socket) -> None:
+        hello = read_client_hello(conn)
+        if hello[:1] == b"\x16":
+            conn.sendall(server_flight(hello, der))
+        conn.settimeout(0.3)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+
+    with peers.start_storescp() as healthy, scripted(serve) as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    assert run.service(bad.port)["tls"] is True
+    errors = run.kinds(bad.port, "probe-error")
+    certs = run.kinds(bad.port, "tls-certificate")
+    if name == "version":
+        assert [e["probe"] for e in errors] == ["tls-certificate"], errors
+        assert "InvalidVersion" in errors[0]["message"]
+    else:
+        assert certs and certs[0]["sans"] == [] and errors == []
+    assert run.doc["scan"]["errors"] == []
