@@ -59,13 +59,17 @@ def _handshake(msg_type: int, body: bytes) -> bytes:
 
 
 def server_flight(client_hello: bytes, der: bytes) -> bytes:
-    """ServerHello (the client's version, up to TLS 1.2, and its first suite), Certificate
+    """ServerHello (the client's version, up to TLS 1.2, and one suite), Certificate
     with ``der``, ServerHelloDone: enough for a client to read the certificate."""
     version = client_hello[9:11] if len(client_hello) >= 11 else b"\x03\x03"
     version = min(version, b"\x03\x03")
     sid_len = client_hello[43] if len(client_hello) > 43 else 0
     at = 44 + sid_len
-    suite = client_hello[at + 2 : at + 4] if len(client_hello) >= at + 4 else b"\x00\x2f"
+    count = int.from_bytes(client_hello[at : at + 2], "big")
+    offered = client_hello[at + 2 : at + 2 + count]
+    suite = b"\x00\x2f"  # TLS_RSA_WITH_AES_128_CBC_SHA only: enumeration ends at once
+    if suite not in [offered[i : i + 2] for i in range(0, len(offered), 2)]:
+        return b"\x15" + version + b"\x00\x02\x02\x28"  # handshake_failure alert
     hello = version + bytes(32) + b"\x00" + suite + b"\x00"
     certs = len(der).to_bytes(3, "big") + der
     body = (
