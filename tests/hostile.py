@@ -31,7 +31,10 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
 - ``tiny-pdu``: the A-ASSOCIATE-AC announces a maximum PDU length of 4 bytes.
 - ``fragments``: command fragments (never the last) of 16 KiB each, as fast as they go,
   until the client leaves.
-- ``markup``: the A-ASSOCIATE-AC's version name is rich markup, a CSI and an OSC sequence.
+- ``markup``: the A-ASSOCIATE-AC's version name is rich markup; its implementation
+  class UID carries an OSC sequence.
+- ``one-shot``: speaks DICOM (Status success) on the first connection only; every later
+  connection is closed at once, as by a device that serves one association and stops.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from tests import hostile_pdus as pdus
 
 DICOM_BEHAVIOURS = (
     "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
-    "markup",
+    "markup", "one-shot",
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
@@ -195,6 +198,8 @@ class HostilePeer:
             return
         if behaviour == "rst":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        if behaviour == "one-shot" and index > 0:
             return
         if behaviour in DICOM_BEHAVIOURS:
             self._speak_dicom(conn, index)

@@ -219,3 +219,18 @@ def test_refused_server_certificate_is_recorded(name: str) -> None:
     else:
         assert certs and certs[0]["sans"] == [] and errors == []
     assert run.doc["scan"]["errors"] == []
+
+
+def test_device_that_stops_after_one_association_gets_no_pass() -> None:
+    """It accepted Verification on the detection association and then took no more
+    connections: no C-ECHO was ever sent, so dicom-echo-open is not-checked, not a pass."""
+    with peers.start_storescp() as healthy, hostile_peer("one-shot") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    assert run.kinds(bad.port, "dicom-operation") == []
+    for rule in ("dicom-echo-open", "dicom-query-open", "dicom-retrieve-open",
+                 "dicom-store-open"):  # fmt: skip
+        assert run.verdict(bad.port, rule) == "not-checked", rule
+    [echo] = [f for f in run.doc["findings"] if f["port"] == bad.port
+              and f["rule_id"] == "dicom-echo-open"]  # fmt: skip
+    assert "C-ECHO was never sent" in echo["evidence"]["reason"]
