@@ -234,3 +234,26 @@ def test_device_that_stops_after_one_association_gets_no_pass() -> None:
     [echo] = [f for f in run.doc["findings"] if f["port"] == bad.port
               and f["rule_id"] == "dicom-echo-open"]  # fmt: skip
     assert "C-ECHO was never sent" in echo["evidence"]["reason"]
+
+
+def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:
+    """32 silent ports beside a real storescp, safe-profile gate (2 connections, 0.1 s
+    apart): identification fits the host's time, their follow-ups do not. The host
+    analysis still runs on what was found, so DCMTK keeps its fingerprint and findings."""
+    with contextlib.ExitStack() as stack:
+        silent = [stack.enter_context(hostile_peer("silent")).port for _ in range(32)]
+        healthy = stack.enter_context(peers.start_storescp())
+        ports = sorted([*silent, healthy.info.port])
+        settings = ScanSettings(
+            targets=["127.0.0.1"], target_specs=["127.0.0.1"], ports=ports,
+            max_concurrency=64, per_host_connections=2, probe_spacing=0.1,
+            timeouts=Timeouts(connect=1.0, dicom=1.0, dimse=1.0, host=24.0),
+        )
+        result: ScanResult = asyncio.run(ScanJob(settings).run())
+    [host] = result.hosts
+    assert any("host time limit" in e for e in host.errors), host.errors
+    services = {s.port: s for s in host.services}
+    assert services[healthy.info.port].product == "DCMTK"
+    rules = {(f.port, f.rule_id): f.status.value for f in result.findings}
+    assert rules[(healthy.info.port, "software-vulnerable-version")] == "fail"
+    assert rules[(healthy.info.port, "dicom-echo-open")] == "fail"

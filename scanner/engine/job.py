@@ -19,7 +19,12 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
-from scanner.engine.containment import contained_analysis, contained_probe
+from scanner.engine.containment import (
+    contained_probe,
+    finish_host,
+    port_order,
+    service_order,
+)
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -151,6 +156,10 @@ class ScanJob:
             state.errors.append(
                 f"host time limit of {s.timeouts.host:g} s reached; results partial"
             )
+            from scanner.engine.registry import HOST_ANALYSES
+
+            # What was found still gets its analysis (and so its findings).
+            finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
         except Exception as exc:  # a probe bug must not lose the other hosts' results
             msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
             state.errors.append(msg)
@@ -162,13 +171,11 @@ class ScanJob:
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
         else:
-            await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
-        services = list(ctx.state.services.values())
+            await asyncio.gather(*(self._one_port(ctx, p) for p in port_order(ctx.settings.ports)))
+        services = service_order(ctx.state.services.values())
         for probe in follow_up_probes(ctx.settings):
             await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
-        fill_mac(ctx.state)
-        for analyse in HOST_ANALYSES:
-            contained_analysis(analyse, ctx.state, self._errors)
+        finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         from scanner.engine.registry import identify_service
