@@ -172,6 +172,7 @@ async def http_get(
             await asyncio.wait_for(_read(reader, answer), timeouts.dicom)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             answer.detail = answer.detail or f"no complete answer: {type(exc).__name__}"
+            answer.complete = False
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
@@ -243,6 +244,7 @@ def _check(
         with_credentials=with_credentials,
         detail=answer.detail,
         elapsed_ms=answer.elapsed_ms,
+        body_complete=answer.complete if answer.status is not None else None,
     )
 
 
@@ -256,6 +258,8 @@ class Identity:
 def _signature_matches(sig: WebSignature, path: str, answer: Answer) -> Identity | None:
     if answer.status not in sig.status:
         return None
+    if not sig.headers and not answer.complete:
+        return None  # a status alone, on a body that never ended: a catch-all, not a product
     for name, pattern in sig.headers.items():
         if not re.search(pattern, answer.headers.get(name, "")):
             return None

@@ -257,3 +257,14 @@ def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:
     rules = {(f.port, f.rule_id): f.status.value for f in result.findings}
     assert rules[(healthy.info.port, "software-vulnerable-version")] == "fail"
     assert rules[(healthy.info.port, "dicom-echo-open")] == "fail"
+
+
+def test_catch_all_web_server_with_endless_body_is_no_pacs() -> None:
+    with peers.start_storescp() as healthy, hostile_peer("http-endless") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    svc = run.service(bad.port)
+    assert svc["name"] == "http" and svc["product"] is None
+    checks = run.kinds(bad.port, "http-check")
+    assert checks and all(c["body_complete"] is False for c in checks if c["status"] == 200)
+    assert run.verdict(bad.port, "http-unauthenticated") == "not-checked"
