@@ -15,8 +15,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from probes.ports import OpenConnection, open_stream
-from scanner.model import Host, HostDiscovery, PortObservation, PortState, ScanSettings, Service
+from scanner.model import (
+    Host,
+    HostDiscovery,
+    PortObservation,
+    PortState,
+    Protocol,
+    ScanSettings,
+    Service,
+)
 from scanner.model.observations import NmapService, Observation
+from scanner.model.vendor import VendorIdentity
 
 
 class HostGate:
@@ -50,6 +59,7 @@ class ServiceState:
     port: int
     name: str
     tls: bool = False
+    protocol: Protocol = Protocol.TCP
     product: str | None = None
     version: str | None = None
     observations: list[Observation] = field(default_factory=list)
@@ -57,6 +67,7 @@ class ServiceState:
     def freeze(self) -> Service:
         return Service(
             port=self.port,
+            protocol=self.protocol,
             name=self.name,
             tls=self.tls,
             product=self.product,
@@ -71,12 +82,16 @@ class HostState:
     hostname: str | None
     ports: dict[int, PortObservation] = field(default_factory=dict)
     services: dict[int, ServiceState] = field(default_factory=dict)
+    # UDP apart: 161/udp and 161/tcp are different ports. TCP probes see only ``services``.
+    udp_ports: dict[int, PortObservation] = field(default_factory=dict)
+    udp_services: dict[int, ServiceState] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     role: str | None = None
     role_confidence: float | None = None
     role_reasons: list[str] = field(default_factory=list)
     mac: str | None = None
     mac_vendor: str | None = None
+    vendors: list[VendorIdentity] = field(default_factory=list)
     discovery: HostDiscovery | None = None
     nmap_services: dict[int, NmapService] = field(default_factory=dict)
 
@@ -86,12 +101,15 @@ class HostState:
             hostname=self.hostname,
             mac=self.mac,
             mac_vendor=self.mac_vendor,
+            vendors=list(self.vendors),
             discovery=self.discovery,
             role=self.role,
             role_confidence=self.role_confidence,
             role_reasons=list(self.role_reasons),
-            ports=[self.ports[p] for p in sorted(self.ports)],
-            services=[self.services[p].freeze() for p in sorted(self.services)],
+            ports=[self.ports[p] for p in sorted(self.ports)]
+            + [self.udp_ports[p] for p in sorted(self.udp_ports)],
+            services=[self.services[p].freeze() for p in sorted(self.services)]
+            + [self.udp_services[p].freeze() for p in sorted(self.udp_services)],
             errors=list(self.errors),
         )
 

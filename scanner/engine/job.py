@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
+from probes.udp import udp_phase
 from scanner.engine.containment import (
     contained_probe,
     finish_host,
@@ -172,6 +173,7 @@ class ScanJob:
             await self._identify_open(ctx)
         else:
             await asyncio.gather(*(self._one_port(ctx, p) for p in port_order(ctx.settings.ports)))
+        await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
         services = service_order(ctx.state.services.values())
         for probe in follow_up_probes(ctx.settings):
             await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
@@ -225,6 +227,7 @@ class ScanJob:
             targets=list(self.settings.target_specs),
             profile=self.settings.profile,
             ports=list(self.settings.ports),
+            udp_ports=list(self.settings.udp_ports),
             interrupted=interrupted,
             errors=list(self._errors),
             engine=self.settings.engine,

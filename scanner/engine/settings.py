@@ -73,7 +73,7 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 def build_settings(opts: dict[str, Any]) -> ScanSettings:
     """Turn scan options into a checked, serialisable scan job."""
-    from scanner.engine.portspec import PortSpecError, parse_ports
+    from scanner.engine.portspec import PortSpecError, parse_port_spec
     from scanner.engine.profiles import PROFILES
     from scanner.engine.targets import TargetError, build_targets, read_targets_file
     from scanner.model import DiscoveryMethod, EngineName, ProfileName
@@ -88,7 +88,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     except TargetError as exc:
         raise SettingsError(str(exc), param="TARGET") from None
     try:
-        ports = parse_ports(opts["ports"])
+        spec = parse_port_spec(opts["ports"])
     except PortSpecError as exc:
         raise SettingsError(str(exc), param="-p/--ports") from None
     profile = PROFILES[ProfileName(opts["profile"])]
@@ -121,7 +121,8 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         targets=targets.addresses,
         target_specs=specs,
         hostnames=targets.hostnames,
-        ports=ports,
+        ports=spec.tcp,
+        udp_ports=spec.udp,
         profile=profile.name,
         max_concurrency=profile.max_concurrency,
         per_host_connections=profile.per_host_connections,
