@@ -7,6 +7,7 @@ field becomes what a half-broken TLS stack might send.
 from __future__ import annotations
 
 import datetime
+import functools
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,6 +21,7 @@ BASIC_CONSTRAINTS_OID = bytes.fromhex("0603551d13")
 VERSION_3 = bytes.fromhex("a003020102")
 
 
+@functools.cache  # one key per run: property tests need the same bytes every time
 def good_der() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile")])
