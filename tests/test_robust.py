@@ -268,3 +268,20 @@ def test_catch_all_web_server_with_endless_body_is_no_pacs() -> None:
     checks = run.kinds(bad.port, "http-check")
     assert checks and all(c["body_complete"] is False for c in checks if c["status"] == 200)
     assert run.verdict(bad.port, "http-unauthenticated") == "not-checked"
+
+
+def test_reset_right_after_accept_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the RST beats connect() home is timing; the verdict must not be."""
+    from probes import ports
+
+    async def reset(host: str, port: int, timeout: float) -> ports.OpenConnection:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(ports, "open_stream", reset)
+    obs, conn = asyncio.run(ports.probe_port("127.0.0.1", 9, 1.0))
+    assert (obs.state.value, conn) == ("open", None)
+    assert "reset" in obs.reason
+    with hostile_peer("rst") as bad:  # and on a real socket, whichever way the race goes
+        run = scan([bad.port])
+    [port] = run.doc["hosts"][0]["ports"]
+    assert port["state"] == "open", port
