@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 _MAX_HEAD = 16384
 _MAX_BODY = 4096
+_NO_BODY = (204, 304)  # answers without a body (RFC 9110 6.4.1): whole as they stand
 _SKIP = ("dicom", "dicom-tls")  # never send HTTP to a port that answered DICOM
 
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -258,7 +259,7 @@ class Identity:
 def _signature_matches(sig: WebSignature, path: str, answer: Answer) -> Identity | None:
     if answer.status not in sig.status:
         return None
-    if not sig.headers and not answer.complete:
+    if not sig.headers and not answer.complete and answer.status not in _NO_BODY:
         return None  # a status alone, on a body that never ended: a catch-all, not a product
     for name, pattern in sig.headers.items():
         if not re.search(pattern, answer.headers.get(name, "")):
