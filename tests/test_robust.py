@@ -15,6 +15,9 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,7 @@ from scanner.engine.job import ScanJob
 from scanner.lab import peers
 from scanner.model import ScanResult, ScanSettings, Timeouts
 from scanner.outputs.table import to_table
-from tests.bad_certs import bad_ders, server_flight
+from tests.bad_certs import bad_ders, good_der, server_flight
 from tests.conftest import needs_dcmtk
 from tests.hostile import MARKUP_UID, hostile_peer
 from tests.tls_peers import read_client_hello, scripted
@@ -285,3 +288,51 @@ def test_reset_right_after_accept_is_open(monkeypatch: pytest.MonkeyPatch) -> No
         run = scan([bad.port])
     [port] = run.doc["hosts"][0]["ports"]
     assert port["state"] == "open", port
+
+
+@contextlib.contextmanager
+def one_at_a_time_tls(hold: float) -> Iterator[int]:
+    """A TLS-ish server with one worker: it answers each connection in turn, ``hold``
+    seconds after its hello (the scripted flight of tests/bad_certs.py, one suite); the
+    others wait in the backlog, as on a device that serves one connection at a time."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                hello = read_client_hello(conn)
+                time.sleep(hold)  # a slow device: each connection takes its time
+                if hello[:1] == b"\x16":
+                    conn.sendall(server_flight(hello, good_der()))
+                conn.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    conn.recv(65536)
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        worker.join(5)
+        listener.close()
+
+
+def test_one_connection_at_a_time_server_is_measured_in_turn() -> None:
+    """With 64 connections at once (fast), the hellos queue behind each other and time
+    out; asked again one at a time, every version is measured, so the TLS rules judge."""
+    with peers.start_storescp() as healthy, one_at_a_time_tls(0.4) as port:
+        run = scan([healthy.info.port, port], "--profile", "fast", "--timeout", "1.5")
+    assert_healthy(run, healthy.info.port)
+    versions = {v["version"]: v["outcome"] for v in run.kinds(port, "tls-version")}
+    assert "no-answer" not in versions.values(), versions
+    assert run.verdict(port, "tls-legacy-protocol") == "fail"  # TLS 1.0 is accepted
+    assert run.verdict(port, "tls-weak-cipher") in ("pass", "fail")

@@ -105,6 +105,30 @@ def _certificates(
     return out
 
 
+def _unanswered(scan: VersionScan) -> bool:
+    obs = scan.observation
+    return obs.outcome is VersionOutcome.NO_ANSWER or obs.detail.startswith(
+        "enumeration stopped: timeout"
+    )
+
+
+async def _ask_again(
+    ctx: ProbeContext, port: int, scans: list[VersionScan], counter: Counter
+) -> list[VersionScan]:
+    """A server that serves one connection at a time leaves the hellos queued behind
+    another connection unanswered. Once everything else is done, each version left
+    unanswered (or whose enumeration went silent) is asked again, one at a time; the new
+    answer is kept when it is one."""
+    out: list[VersionScan] = []
+    for version, scan in zip(_VERSIONS, scans, strict=True):
+        if _unanswered(scan):
+            again = await scan_version(ctx, port, version, counter)
+            if not _unanswered(again):
+                scan = again
+        out.append(scan)
+    return out
+
+
 async def _handshakes(
     ctx: ProbeContext,
     svc: ServiceState,
@@ -168,6 +192,7 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
     scans, hs = await asyncio.gather(
         all_versions(), _handshakes(ctx, svc, options, requested, counter)
     )
+    scans = await _ask_again(ctx, svc.port, scans, counter)
     versions = [s.observation for s in scans]
     refused: list[ProbeError] = []
     certs = _certificates(scans, hs[0].leaf_der, bundle, refused)
