@@ -157,14 +157,16 @@ class ScanJob:
             state.errors.append(
                 f"host time limit of {s.timeouts.host:g} s reached; results partial"
             )
-            from scanner.engine.registry import HOST_ANALYSES
-
-            # What was found still gets its analysis (and so its findings).
-            finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
         except Exception as exc:  # a probe bug must not lose the other hosts' results
             msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
             state.errors.append(msg)
             self._errors.append(ScanError(host=state.address, message=msg))
+        else:
+            return
+        from scanner.engine.registry import HOST_ANALYSES
+
+        # Cut short: what was found still gets its analysis (and so its findings).
+        finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _host_pipeline(self, ctx: ProbeContext) -> None:
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
