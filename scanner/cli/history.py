@@ -92,24 +92,28 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
 
 
 def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
-                     opts: dict[str, Any]) -> int:
-    """Store the result, then the drift since the job's previous complete scan (events
-    file, --fail-on-drift). Returns 1 when drift of a failing kind was found, else 0.
+                     opts: dict[str, Any]) -> tuple[ScanResult, int]:
+    """Store the result, then the drift since the job's previous complete scan (drift
+    outputs, --fail-on-drift). Returns the result with first and last seen from the
+    history (for every output), and 1 when drift of a failing kind was found, else 0.
     If the store fails the report is still written (the scan stays 'running', i.e.
     partial, in the history) and the failure is said on stderr."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from scanner.history.timeline import with_seen
+
     if store is None:
-        return EXIT_OK
+        return result, EXIT_OK
     try:
         store.record(result, opts.get("job"), interrupted)
+        result = with_seen(store, result, opts.get("job"))
         if interrupted or result.scan.interrupted or not opts.get("job"):
-            return EXIT_OK
-        return _drift_after_scan(store, result.scan.id, opts)
+            return result, EXIT_OK
+        return result, _drift_after_scan(store, result.scan.id, opts)
     except SQLAlchemyError as exc:
         click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
                    err=True)
-        return EXIT_OK
+        return result, EXIT_OK
     finally:
         store.close()
 
