@@ -103,7 +103,7 @@ def _device(host: Host | None, address: str, device_uid: str) -> dict[str, Any]:
 
 
 @cache
-def _standards(rule_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def rule_standards(rule_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The frameworks that map a rule, and their requirements (``framework:requirement``)."""
     standards: list[str] = []
     requirements: list[str] = []
@@ -159,7 +159,7 @@ def _finding_common(result: ScanResult, f: Finding, host: Host | None,
 def compliance_finding(result: ScanResult, f: Finding, host: Host | None) -> dict[str, Any]:
     event = _finding_common(result, f, host, 2003)
     compliance_id, compliance_name, _, _ = _STATUS[f.status]
-    standards, requirements = _standards(f.rule_id)
+    standards, requirements = rule_standards(f.rule_id)
     compliance: dict[str, Any] = {"control": f.rule_id, "status_id": compliance_id,
                                   "status": compliance_name, "status_code": f.status.value}
     if standards:
