@@ -134,8 +134,8 @@ class Finding(Frozen):
     finding_id: str = Field(
         default="",
         description="stable across scans: SHA-256 (first 32 hex digits) of "
-        "'rule_id|device_id|port|baseline' (empty parts where there is none); the status "
-        "is not part of it",
+        "'rule_id|device_id|port|baseline' (empty parts where there is none; the baseline "
+        "only for port-not-allowed and remote-access-exposed); the status is not part of it",
     )
     device_id: str = Field(default="", description="the device_id of the host it is about")
     rule_id: str
