@@ -20,6 +20,12 @@ from collections.abc import Callable
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
 from probes.udp import udp_phase
+from scanner.engine.containment import (
+    contained_probe,
+    finish_host,
+    port_order,
+    service_order,
+)
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -155,6 +161,12 @@ class ScanJob:
             msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
             state.errors.append(msg)
             self._errors.append(ScanError(host=state.address, message=msg))
+        else:
+            return
+        from scanner.engine.registry import HOST_ANALYSES
+
+        # Cut short: what was found still gets its analysis (and so its findings).
+        finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _host_pipeline(self, ctx: ProbeContext) -> None:
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
@@ -162,13 +174,12 @@ class ScanJob:
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
         else:
-            await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+            await asyncio.gather(*(self._one_port(ctx, p) for p in port_order(ctx.settings.ports)))
         await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
+        services = service_order(ctx.state.services.values())
         for probe in follow_up_probes(ctx.settings):
-            await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
-        fill_mac(ctx.state)
-        for analyse in HOST_ANALYSES:
-            analyse(ctx.state)
+            await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
+        finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         from scanner.engine.registry import identify_service

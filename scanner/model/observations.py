@@ -158,6 +158,16 @@ class NmapService(_Frozen):
     reason: str = Field(default="", description="nmap's reason for the port state")
 
 
+class ProbeError(_Frozen):
+    """A probe or host analysis that failed unexpectedly on this service. The other probes
+    still ran; the failure is evidence about the peer (or a scanner bug), never a verdict."""
+
+    kind: Literal["probe-error"] = "probe-error"
+    probe: str = Field(description="the probe or analysis that failed")
+    exception: str = Field(description="the exception type")
+    message: str = Field(description="a short message (at most 200 characters)")
+
+
 from scanner.model.http_observations import (  # noqa: E402  (kept beside the union it extends)
     HttpCheck,
     HttpSummary,
@@ -191,6 +201,7 @@ Observation = Annotated[
     | NmapService
     | SmbNegotiation
     | RdpNegotiation
-    | SnmpObservation,
+    | SnmpObservation
+    | ProbeError,
     Field(discriminator="kind"),
 ]
