@@ -11,18 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import Host, HostDiscovery, PortObservation, PortState, ScanSettings, Service
 from scanner.model.observations import NmapService, Observation
 
+Pace = Callable[[], Awaitable[None]]
+
 
 class HostGate:
-    """Caps simultaneous connections to one host and spaces their starts."""
+    """Caps simultaneous connections to one host and spaces their starts; ``pace`` (the
+    scan's global rate cap, given by the engine) is awaited last before each start."""
 
-    def __init__(self, global_slots: asyncio.Semaphore, cap: int, spacing: float) -> None:
+    def __init__(
+        self, global_slots: asyncio.Semaphore, cap: int, spacing: float, pace: Pace | None = None
+    ) -> None:
+        self._pace = pace
         self._global = global_slots
         self._host = asyncio.Semaphore(cap)
         self._spacing = spacing
@@ -40,6 +46,8 @@ class HostGate:
                     self._next_start = max(now, self._next_start) + self._spacing
                 if wait > 0:
                     await asyncio.sleep(wait)
+            if self._pace is not None:
+                await self._pace()
             yield
 
 

@@ -43,6 +43,14 @@ from scanner.cli.common import (
     help="Address, network or range never to touch (repeatable).",
 )
 @click.option(
+    "--exclude-file",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Do-not-probe list: one address, network, host name or MAC a line, then its "
+    "reason. Never sent a packet in any phase (repeatable).",
+)
+@click.option(
     "--scope",
     multiple=True,
     metavar="CIDR",
@@ -52,6 +60,27 @@ from scanner.cli.common import (
     "--allow-public",
     is_flag=True,
     help="Allow globally routable addresses. Off: public targets are refused.",
+)
+@click.option(
+    "--max-addresses",
+    type=click.IntRange(1, 16_777_216),
+    default=None,
+    metavar="N",
+    help="Refuse a scan of more than N addresses. Default 65536.",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(0.1, 100_000),
+    default=None,
+    metavar="N",
+    help="At most N new connections per second across the scan. Default: the "
+    "profile's (see 'dicomscan profiles').",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print what the scan would do (hosts, ports, probes, limits, skipped devices) "
+    "and send nothing.",
 )
 @click.option(
     "--profile",
@@ -150,6 +179,11 @@ def scan(**opts: Any) -> None:
       dicomscan scan -T modalities.txt --ae-title PACS1 --fail-on medium
     """
     settings = build_settings(opts)
+    if opts["plan"]:
+        from scanner.cli.plan import print_plan
+
+        print_plan(settings, opts["fmt"], opts["output"])
+        sys.exit(0)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
         result, interrupted = run_scan(settings, show)

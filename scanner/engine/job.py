@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
+from scanner.engine.do_not_probe import Fence
+from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -70,6 +72,8 @@ class ScanJob:
         self._handoff: dict[tuple[str, int], tuple[PortObservation, ServiceState]] = {}
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
+        self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
+        self._rate = RateCap(settings.max_rate)
 
     def _tick(self, what: str) -> None:
         self._done += 1
@@ -79,7 +83,8 @@ class ScanJob:
     async def run(self) -> ScanResult:
         from scanner.engine.targets import guard_addresses
 
-        guard_addresses(self.settings.targets, self.settings.allow_public)
+        s = self.settings
+        guard_addresses(s.targets, s.allow_public, s.scope, s.max_addresses)
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
         try:
@@ -95,7 +100,9 @@ class ScanJob:
         listed, so an interrupted scan never shows unprobed hosts."""
         from scanner.engine.discovery import run_discovery
 
-        targets, self._hosts = self._hosts, {}
+        allowed = set(self._fence.before_discovery(list(self._hosts)))
+        targets = {a: h for a, h in self._hosts.items() if a in allowed}
+        self._hosts = {}
         self._total = 0
         stream = self.settings.engine is EngineName.EMBEDDED
         scans: list[asyncio.Future[None]] = []
@@ -105,6 +112,9 @@ class ScanJob:
             if state is None:
                 return
             state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
+            mac = state.discovery.mac if state.discovery is not None else None
+            if not self._fence.allows(address, mac, "after discovery"):
+                return
             if address not in self._hosts:
                 self._hosts[address] = state
                 self._total += len(self.settings.ports)
@@ -112,7 +122,7 @@ class ScanJob:
                     scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
 
         self._discovery, found = await run_discovery(
-            self.settings, list(targets), alive, self._take_over
+            self.settings, list(targets), alive, self._take_over, self._rate.wait
         )
         for address in targets if found is None else found:
             alive(address, None if found is None else found[address])
@@ -129,6 +139,8 @@ class ScanJob:
         probe would, and keep the result so the port is not connected to again."""
         from scanner.engine.registry import identify_service
 
+        if not self._fence.allows(conn.host, None, "after the TCP ping"):
+            return  # its MAC is listed: closed without a single byte sent
         obs = PortObservation(
             port=conn.port,
             state=PortState.OPEN,
@@ -142,7 +154,7 @@ class ScanJob:
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
-        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing)
+        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait)
         ctx = ProbeContext(state.address, s, gate, state)
         try:
             await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
@@ -220,6 +232,8 @@ class ScanJob:
             errors=list(self._errors),
             engine=self.settings.engine,
             discovery=self._discovery,
+            skipped=self._fence.skipped,
+            max_rate=self.settings.max_rate or None,
         )
         return ScanResult(
             scan=meta,
