@@ -59,8 +59,8 @@ def _looks_like_hostname(spec: str) -> bool:
 
 def _too_many(what: str, count: int, limit: int) -> TargetError:
     return TargetError(
-        f"{what} has {count} addresses, more than the limit of {limit}; split it or raise "
-        "the limit explicitly with --max-addresses N"
+        f"{what} has {count} addresses, more than {limit} (the size limit); split it or "
+        "raise the limit explicitly with --max-addresses N"
     )
 
 
