@@ -4,6 +4,7 @@ per host, and the scanner (a real process) is run against it under each profile.
 
 from __future__ import annotations
 
+import itertools
 import json
 import selectors
 import socket
@@ -123,7 +124,7 @@ def test_caps_spacing_and_rate_hold_under_each_profile(peer: CountingPeer, profi
     for host in HOSTS:
         assert 1 <= peer.most[host] <= prof.per_host_connections, (host, peer.most[host])
         mine = sorted(t for t, h in peer.arrivals if h == host)
-        gaps = [b - a for a, b in zip(mine, mine[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(mine)]
         # Accept times jitter by the peer's scheduling: a generous margin.
         assert min(gaps) >= prof.probe_spacing * 0.7, (host, min(gaps))
     assert most_in_window(everyone, 1.0) <= prof.max_rate + 1
@@ -142,7 +143,7 @@ def test_global_rate_cap_binds_across_hosts(peer: CountingPeer) -> None:
     # A burst would arrive milliseconds apart; the peer's own scheduling jitters each
     # arrival by tens of ms on a busy machine, so single gaps get a wide margin and
     # runs of five arrivals a tight one.
-    gaps = [b - a for a, b in zip(everyone, everyone[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(everyone)]
     assert min(gaps) >= 0.25 / rate, min(gaps)
     spans = [b - a for a, b in zip(everyone, everyone[4:], strict=False)]
     assert min(spans) >= 4 / rate * 0.8, min(spans)
