@@ -8,7 +8,6 @@ the answers to the others. Every check records an observation; none judges.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
