@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import Host, HostDiscovery, PortObservation, PortState, ScanSettings, Service
@@ -21,14 +22,29 @@ from scanner.model.observations import NmapService, Observation
 Pace = Callable[[], Awaitable[None]]
 
 
+class ConnectionWatch(Protocol):
+    """The engine's watch on a host's health: it may delay a new connection (back-off) or
+    refuse it (the host was stopped, raising OSError), and hears how each one went."""
+
+    async def before(self) -> None: ...
+
+    def after(self, error: BaseException | None) -> None: ...
+
+
 class HostGate:
     """Caps simultaneous connections to one host and spaces their starts; ``pace`` (the
     scan's global rate cap, given by the engine) is awaited last before each start."""
 
     def __init__(
-        self, global_slots: asyncio.Semaphore, cap: int, spacing: float, pace: Pace | None = None
+        self,
+        global_slots: asyncio.Semaphore,
+        cap: int,
+        spacing: float,
+        pace: Pace | None = None,
+        watch: ConnectionWatch | None = None,
     ) -> None:
         self._pace = pace
+        self.watch = watch
         self._global = global_slots
         self._host = asyncio.Semaphore(cap)
         self._spacing = spacing
@@ -36,7 +52,10 @@ class HostGate:
         self._next_start = 0.0
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, watched: bool = True) -> AsyncIterator[None]:
+        """``watched=False`` only for the engine's own health checks of a stopped host."""
+        if watched and self.watch is not None:
+            await self.watch.before()  # back-off waits hold no slot
         # Host first, then global: a host at its cap must not hold global slots while waiting.
         async with self._host, self._global:
             if self._spacing:
@@ -120,7 +139,15 @@ class ProbeContext:
     async def connect(self, port: int) -> AsyncIterator[OpenConnection]:
         """A new connection inside the host's gate. Raises OSError or TimeoutError."""
         async with self.gate.slot():
-            conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            watch = self.gate.watch
+            try:
+                conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            except (OSError, TimeoutError) as exc:
+                if watch is not None:
+                    watch.after(exc)
+                raise
+            if watch is not None:
+                watch.after(None)
             try:
                 yield conn
             finally:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
 from scanner.engine.do_not_probe import Fence
+from scanner.engine.health import Watch
 from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
@@ -154,10 +155,12 @@ class ScanJob:
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
-        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait)
+        watch = Watch()  # device health: back-off, and stop when it fails
+        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait,
+                        watch)
         ctx = ProbeContext(state.address, s, gate, state)
         try:
-            await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
+            await asyncio.wait_for(self._host_pipeline(ctx, watch), s.timeouts.host)
         except TimeoutError:
             state.errors.append(
                 f"host time limit of {s.timeouts.host:g} s reached; results partial"
@@ -167,15 +170,20 @@ class ScanJob:
             state.errors.append(msg)
             self._errors.append(ScanError(host=state.address, message=msg))
 
-    async def _host_pipeline(self, ctx: ProbeContext) -> None:
+    async def _host_pipeline(self, ctx: ProbeContext, watch: Watch) -> None:
+        from scanner.engine.health import after_probes, before_probes
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
 
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
         else:
             await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+        await before_probes(ctx)
         for probe in follow_up_probes(ctx.settings):
+            if watch.stopped:
+                break
             await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
+        await after_probes(ctx, watch)
         fill_mac(ctx.state)
         for analyse in HOST_ANALYSES:
             analyse(ctx.state)
