@@ -132,21 +132,42 @@ async def before_probes(ctx: ProbeContext) -> None:
         svc.observations.append(await check(ctx, svc, HealthPhase.BEFORE))
 
 
-async def after_probes(ctx: ProbeContext, watch: Watch) -> None:
-    """The after checks (one connection each, even to a stopped host: the confirmation),
-    then the host is stopped for good if a service answered before and not after."""
-    services = _dicom_services(ctx)
-    for svc in services:
-        answered = [o.answered for o in svc.observations
-                    if isinstance(o, HealthCheck) and o.phase is HealthPhase.BEFORE]
-        if not answered:
+def _answered_before(svc: ServiceState) -> bool | None:
+    before = [o.answered for o in svc.observations
+              if isinstance(o, HealthCheck) and o.phase is HealthPhase.BEFORE]
+    return before[-1] if before else None
+
+
+def _checked_after(svc: ServiceState) -> bool:
+    return any(isinstance(o, HealthCheck) and o.phase is HealthPhase.AFTER
+               for o in svc.observations)
+
+
+async def _check_after(ctx: ProbeContext, watch: Watch) -> None:
+    for svc in _dicom_services(ctx):
+        if _answered_before(svc) is None or _checked_after(svc):
             continue
         after = await check(ctx, svc, HealthPhase.AFTER)
         svc.observations.append(after)
-        if answered[-1] and not after.answered:
+        if _answered_before(svc) and not after.answered:
             watch.stop(f"port {svc.port} answered before the probes and not after")
+
+
+async def still_answering(ctx: ProbeContext, watch: Watch) -> bool:
+    """Between probe stages: after a failed connection, check at once (the check after)
+    rather than send the next stage to a device that may be down."""
+    if watch.stopped is None and watch.in_a_row:
+        await _check_after(ctx, watch)
+    return watch.stopped is None
+
+
+async def after_probes(ctx: ProbeContext, watch: Watch) -> None:
+    """The checks after (one connection each, even to a stopped host: the confirmation),
+    then the host is stopped for good if a service answered before and not after."""
+    await _check_after(ctx, watch)
     backoff = watch.observation()
     if backoff is not None:
+        services = _dicom_services(ctx)
         where = services or [svc for _, svc in sorted(ctx.state.services.items())]
         if where:
             where[0].observations.append(backoff)

@@ -171,7 +171,7 @@ class ScanJob:
             self._errors.append(ScanError(host=state.address, message=msg))
 
     async def _host_pipeline(self, ctx: ProbeContext, watch: Watch) -> None:
-        from scanner.engine.health import after_probes, before_probes
+        from scanner.engine.health import after_probes, before_probes, still_answering
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
 
         if ctx.settings.engine is EngineName.NMAP:
@@ -180,8 +180,8 @@ class ScanJob:
             await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
         await before_probes(ctx)
         for probe in follow_up_probes(ctx.settings):
-            if watch.stopped:
-                break
+            if not await still_answering(ctx, watch):
+                break  # the device stopped answering: no further probes to it
             await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
         await after_probes(ctx, watch)
         fill_mac(ctx.state)
