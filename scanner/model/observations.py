@@ -170,6 +170,7 @@ from scanner.model.tls_observations import (  # noqa: E402  (kept beside the uni
     TlsVersion,
 )
 
+
 class HealthPhase(StrEnum):
     BEFORE = "before"
     AFTER = "after"
