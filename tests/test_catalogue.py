@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RULE_DIR = ROOT / "scanner" / "rules"
 RULE_MODULES = [RULE_DIR / "evaluate.py", *sorted(RULE_DIR.glob("*_rules.py"))]
 SCANS = sorted((ROOT / "fixtures" / "scans").glob("*.json"))
-RULE_SHAPED = re.compile(r"^(?:dicom|tls|software|port|http|remote|waiver|baseline|device)-[a-z0-9-]+$")
+RULE_SHAPED = re.compile(
+    r"^(?:dicom|tls|software|port|http|remote|waiver|baseline|device)-[a-z0-9-]+$"
+)
 # Functions whose first argument is a rule ID.
 FINDING_CALLS = {"make_finding", "finding"}
 # Keys under which baseline, policy and framework files name rule IDs.
