@@ -165,6 +165,9 @@ from scanner.cli.common import (
               help="With --engine nmap: nmap -sV service detection, folded into the "
                    "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log what the scan does on stderr (secrets such as the client key's path "
+                   "are redacted).")
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
 
@@ -184,6 +187,10 @@ def scan(**opts: Any) -> None:
 
         print_plan(settings, opts["fmt"], opts["output"])
         sys.exit(0)
+    if opts["verbose"]:
+        from scanner.cli.verbose import enable
+
+        enable(settings)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
         result, interrupted = run_scan(settings, show)

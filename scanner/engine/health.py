@@ -15,6 +15,7 @@ probe connects to it. Both are recorded as observations.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from probes.context import ProbeContext, ServiceState
 from probes.dicom import codes
@@ -30,6 +31,7 @@ from scanner.model.observations import (
     OperationOutcome,
 )
 
+LOG = logging.getLogger("dicomscan")
 BACKOFF_FIRST = 0.5  # seconds after the first failure; doubles with each one in a row
 BACKOFF_MAX = 8.0
 FAILURE_LIMIT = 4  # failures in a row before the host is stopped
@@ -53,6 +55,7 @@ class Watch:
 
     def _event(self, text: str) -> None:
         self.events.append(f"{utcnow().isoformat()} {text}")
+        LOG.info("health: %s", text)
 
     async def before(self) -> None:
         if self.stopped:
@@ -129,7 +132,9 @@ def _dicom_services(ctx: ProbeContext) -> list[ServiceState]:
 
 async def before_probes(ctx: ProbeContext) -> None:
     for svc in _dicom_services(ctx):
-        svc.observations.append(await check(ctx, svc, HealthPhase.BEFORE))
+        seen = await check(ctx, svc, HealthPhase.BEFORE)
+        LOG.info("health %s:%d before: %s", ctx.host, svc.port, seen.detail)
+        svc.observations.append(seen)
 
 
 def _answered_before(svc: ServiceState) -> bool | None:
@@ -148,6 +153,7 @@ async def _check_after(ctx: ProbeContext, watch: Watch) -> None:
         if _answered_before(svc) is None or _checked_after(svc):
             continue
         after = await check(ctx, svc, HealthPhase.AFTER)
+        LOG.info("health %s:%d after: %s", ctx.host, svc.port, after.detail)
         svc.observations.append(after)
         if _answered_before(svc) and not after.answered:
             watch.stop(f"port {svc.port} answered before the probes and not after")

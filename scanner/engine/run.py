@@ -6,10 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 
 from scanner.engine.job import ProgressCallback, ScanJob
 from scanner.model import ScanResult, ScanSettings
+
+LOG = logging.getLogger("dicomscan")
+# Settings that must never reach a log: the key's path says where the secret lives.
+SECRET_SETTINGS = ("client_key",)
+
+
+def loggable(settings: ScanSettings) -> dict[str, object]:
+    """The settings as a log line may show them: secrets redacted, long lists counted."""
+    doc = settings.model_dump(mode="json", exclude={"ae_wordlist", "policy"})
+    for key in SECRET_SETTINGS:
+        if doc.get(key):
+            doc[key] = "[redacted]"
+    if len(doc["targets"]) > 20:
+        doc["targets"] = f"{len(doc['targets'])} addresses"
+    return doc
 
 
 async def _until_done_or_terminated(job: ScanJob) -> ScanResult:
@@ -35,9 +51,13 @@ def run_scan(
     """Run the job; on Ctrl-C or SIGTERM return what was found so far. Second value:
     interrupted."""
     job = ScanJob(settings, progress=progress)
+    LOG.info("scan settings: %s", loggable(settings))
     try:
         # cheap to repr (see ScanResult.__repr__)
         result = asyncio.run(_until_done_or_terminated(job))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        LOG.info("scan interrupted: partial results")
         return job.result(interrupted=True), True
+    LOG.info("scan finished: %d hosts, %d findings, %d skipped (do not probe)",
+             len(result.hosts), len(result.findings), len(result.scan.skipped))
     return result, result.scan.interrupted

@@ -27,12 +27,9 @@ def health_findings(host: Host) -> list[Finding]:
         timeline += [e for o in svc.observations if isinstance(o, ConnectionBackoff)
                      for e in o.events]
         evidence = {"timeline": sorted(timeline)}
-        if not before[-1].answered or not after:
-            why = "did not answer before the probes" if not before[-1].answered else \
-                "no check after the probes (scan interrupted or host time limit)"
-            out.append(make_finding(RULE_ID, FindingStatus.NOT_CHECKED, host.address, svc.port,
-                                    {**evidence, "reason": why}))
-            continue
-        status = FindingStatus.PASS if after[-1].answered else FindingStatus.FAIL
-        out.append(make_finding(RULE_ID, status, host.address, svc.port, evidence))
+        # Only the failure is a finding: a device that kept answering is the normal case,
+        # and its checks stay in the observations for whoever wants the proof.
+        if before[-1].answered and after and not after[-1].answered:
+            out.append(make_finding(RULE_ID, FindingStatus.FAIL, host.address, svc.port,
+                                    evidence))
     return out
