@@ -25,6 +25,7 @@ _BY_NAME = {
     "vnc": "vnc",
     "telnet": "telnet",
     "rdp": "rdp",
+    "smb": "smb",  # named by probes/smb.py from its NEGOTIATE answer
     "hl7-mllp": "hl7-mllp",
     "ftp-or-smtp": "ftp",
 }

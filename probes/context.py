@@ -13,16 +13,25 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol as TypingProtocol
 
 from probes.ports import OpenConnection, open_stream
-from scanner.model import Host, HostDiscovery, PortObservation, PortState, ScanSettings, Service
+from scanner.model import (
+    Host,
+    HostDiscovery,
+    PortObservation,
+    PortState,
+    Protocol,
+    ScanSettings,
+    Service,
+)
 from scanner.model.observations import NmapService, Observation
+from scanner.model.vendor import VendorIdentity
 
 Pace = Callable[[], Awaitable[None]]
 
 
-class ConnectionWatch(Protocol):
+class ConnectionWatch(TypingProtocol):
     """The engine's watch on a host's health: it may delay a new connection (back-off) or
     refuse it (the host was stopped, raising OSError), and hears how each one went."""
 
@@ -77,6 +86,7 @@ class ServiceState:
     port: int
     name: str
     tls: bool = False
+    protocol: Protocol = Protocol.TCP
     product: str | None = None
     version: str | None = None
     observations: list[Observation] = field(default_factory=list)
@@ -84,6 +94,7 @@ class ServiceState:
     def freeze(self) -> Service:
         return Service(
             port=self.port,
+            protocol=self.protocol,
             name=self.name,
             tls=self.tls,
             product=self.product,
@@ -98,12 +109,16 @@ class HostState:
     hostname: str | None
     ports: dict[int, PortObservation] = field(default_factory=dict)
     services: dict[int, ServiceState] = field(default_factory=dict)
+    # UDP apart: 161/udp and 161/tcp are different ports. TCP probes see only ``services``.
+    udp_ports: dict[int, PortObservation] = field(default_factory=dict)
+    udp_services: dict[int, ServiceState] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     role: str | None = None
     role_confidence: float | None = None
     role_reasons: list[str] = field(default_factory=list)
     mac: str | None = None
     mac_vendor: str | None = None
+    vendors: list[VendorIdentity] = field(default_factory=list)
     discovery: HostDiscovery | None = None
     nmap_services: dict[int, NmapService] = field(default_factory=dict)
 
@@ -113,12 +128,15 @@ class HostState:
             hostname=self.hostname,
             mac=self.mac,
             mac_vendor=self.mac_vendor,
+            vendors=list(self.vendors),
             discovery=self.discovery,
             role=self.role,
             role_confidence=self.role_confidence,
             role_reasons=list(self.role_reasons),
-            ports=[self.ports[p] for p in sorted(self.ports)],
-            services=[self.services[p].freeze() for p in sorted(self.services)],
+            ports=[self.ports[p] for p in sorted(self.ports)]
+            + [self.udp_ports[p] for p in sorted(self.udp_ports)],
+            services=[self.services[p].freeze() for p in sorted(self.services)]
+            + [self.udp_services[p].freeze() for p in sorted(self.udp_services)],
             errors=list(self.errors),
         )
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.engine.portspec import DEFAULT_PORT_NUMBERS, PortSpecError, parse_ports
+from scanner.engine.portspec import (
+    DEFAULT_PORT_NUMBERS,
+    PortSpecError,
+    parse_port_spec,
+    parse_ports,
+)
 
 
 def test_lists_and_ranges_sorted_unique() -> None:
@@ -36,10 +41,25 @@ def test_default_set_covers_imaging_and_remote_access() -> None:
         ("abc", "not a port number"),
         ("10-5", "ends before it starts"),
         ("104,,11112", "empty entry"),
-        ("U:161", "UDP"),
+        ("U:161", "no TCP port"),
+        ("U:default", "TCP port set"),
         ("", "empty port list"),
     ],
 )
 def test_bad_specs(spec: str, message: str) -> None:
     with pytest.raises(PortSpecError, match=message):
         parse_ports(spec)
+
+
+@pytest.mark.parametrize(
+    "spec, tcp, udp",
+    [
+        ("U:161", [], [161]),
+        ("104,U:161", [104], [161]),
+        ("T:104,U:161,162,T:445", [104, 445], [161, 162]),
+        ("u: 161-162,104", [], [104, 161, 162]),  # nmap: the prefix holds until the next one
+    ],
+)
+def test_udp_ports(spec: str, tcp: list[int], udp: list[int]) -> None:
+    parsed = parse_port_spec(spec)
+    assert (parsed.tcp, parsed.udp) == (tcp, udp)

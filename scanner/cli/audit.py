@@ -21,9 +21,11 @@ from scanner.cli.common import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTPUT,
     EXIT_USAGE,
     build_settings,
     run_scan,
+    write_output,
 )
 from scanner.cli.scan import scan
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from scanner.model import ScanResult
 
 # scan's options the audit does not take: it has its own --format and exit rule.
-_NOT_SHARED = {"fmt", "fail_on", "output"}
+_NOT_SHARED = {"fmt", "fail_on", "outputs", "events", "ocsf_array", "syslog", "syslog_ca"}
 
 EXIT_HELP = """\b
 Exit codes:
@@ -39,6 +41,7 @@ Exit codes:
   1    a device or a requirement fails
   2    usage or input error (bad target, saved scan, policy, framework)
   3    the scan itself failed
+  4    -o could not be written (the report is kept in a temporary file, path printed)
   130  interrupted (Ctrl-C)
 """
 
@@ -48,7 +51,7 @@ def _fail(message: str) -> None:
     raise SystemExit(EXIT_USAGE)
 
 
-def _load_saved(path: str) -> ScanResult:
+def load_saved(path: str) -> ScanResult:
     import json
 
     from pydantic import ValidationError
@@ -98,8 +101,9 @@ def _rejudge(result: ScanResult, opts: dict[str, Any]) -> ScanResult:
 @click.option("--framework", metavar="NAME",
               help="Also report per requirement of a compliance framework "
                    "(acr-siim-2025, nist-800-53, hipaa-164-312, nist-1800-24).")
-@click.option("--format", "audit_fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@click.option("--format", "audit_fmt", type=click.Choice(["table", "json", "html"]),
+              default="table", show_default=True,
+              help="Output format; html is a self-contained report to print or file.")
 @click.option("-o", "--output", "audit_output", type=click.Path(dir_okay=False),
               help="Write here, not stdout.")
 def audit(**opts: Any) -> None:
@@ -129,7 +133,7 @@ def audit(**opts: Any) -> None:
     if opts["from_file"]:
         if opts["targets"] or opts["targets_file"]:
             raise click.UsageError("give TARGETS or --from FILE, not both")
-        result = _load_saved(opts["from_file"])
+        result = load_saved(opts["from_file"])
         if opts.get("policy") or opts.get("baseline"):
             result = _rejudge(result, opts)
         source = opts["from_file"]
@@ -143,16 +147,21 @@ def audit(**opts: Any) -> None:
             sys.exit(EXIT_FAILED)
         source = "live scan"
     doc = build_audit(result, source, framework)
-    text = json.dumps(doc, indent=2) + "\n" if opts["audit_fmt"] == "json" else to_table(doc)
+    if opts["audit_fmt"] == "html":
+        from scanner.outputs.html_report import to_html
+
+        text = to_html(result, doc)
+    else:
+        text = json.dumps(doc, indent=2) + "\n" if opts["audit_fmt"] == "json" else to_table(doc)
+    written = True
     if opts["audit_output"] and opts["audit_output"] != "-":
-        try:
-            Path(opts["audit_output"]).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise click.FileError(opts["audit_output"], str(exc)) from None
+        written = write_output(opts["audit_output"], text)
     else:
         click.echo(text, nl=False)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
+    if not written:
+        sys.exit(EXIT_OUTPUT)
     sys.exit(EXIT_OK if doc["result"] == "PASS" else EXIT_FINDINGS)
 
 

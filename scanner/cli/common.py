@@ -8,15 +8,21 @@ rich) loads inside the commands that use it, so ``dicomscan --help`` answers at 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from scanner.model import ScanResult, ScanSettings
+    from scanner.outputs.registry import WriterOptions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OUTPUT = 4
+FORMATS = ("table", "json", "jsonl", "ocsf", "csv", "html")
+EVENT_NAMES = ("findings", "inventory", "scan")
+F = TypeVar("F", bound=Callable[..., Any])
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 EXIT_CODES_HELP = """\b
@@ -25,6 +31,9 @@ Exit codes:
   1    failed findings at or above --fail-on
   2    usage or input error (bad target, port list, file)
   3    the scan itself failed
+  4    an output could not be written or sent (-o, --syslog); every other output
+       was still written, and a file's results were kept in a temporary file
+       whose path is printed
   130  interrupted (Ctrl-C); what was found so far is still written
 """
 
@@ -52,17 +61,133 @@ def run_scan(settings: ScanSettings, show_progress: bool) -> tuple[ScanResult, b
         return run(settings, progress=report)
 
 
-def emit(result: ScanResult, fmt: str, output: str | None) -> None:
+def output_options(command: F) -> F:
+    """The options every command that writes a scan's results shares (scan, report)."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                      show_default=True,
+                      help="Format on stdout, and of an -o file whose name does not say "
+                           "(.json, .jsonl, .ocsf.json, .csv, .html, .txt). jsonl: events "
+                           "for a SIEM; ocsf: OCSF 1.8.0 events; csv: a spreadsheet; html: "
+                           "the audit report."),
+        click.option("-o", "--output", "outputs", multiple=True,
+                     metavar="[FORMAT:]PATH",
+                     help="Write here, not stdout (repeatable: one file per format). The "
+                          "format comes from FORMAT:, else the name's ending, else --format."),
+        click.option("--events", default="findings", show_default=True, metavar="LIST",
+                     help="jsonl events, comma-separated: findings, inventory (one per "
+                          "device), scan (start and end)."),
+        click.option("--ocsf-array", is_flag=True,
+                     help="ocsf as one JSON array, not one event per line."),
+        click.option("--syslog", metavar="URL",
+                     help="Also send each finding as CEF in an RFC 5424 syslog message: "
+                          "udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT."),
+        click.option("--syslog-ca", type=click.Path(exists=True, dir_okay=False),
+                     help="CA bundle that signed the syslog receiver's certificate (tls://)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(format, path) per output, None for stdout; checked before any scanning so a typo
+    costs nothing. A folder that does not exist is a usage error."""
+    from scanner.outputs.registry import format_for
+
+    fmt: str = opts["fmt"]
+    outputs: tuple[str, ...] = tuple(opts.get("outputs") or ())
+    explicit = click.get_current_context().get_parameter_source("fmt") not in (
+        click.core.ParameterSource.DEFAULT, None)
+    plan: list[tuple[str, str | None]] = []
+    for out in outputs:
+        prefix, sep, rest = out.partition(":")
+        if sep and prefix in FORMATS and rest:
+            chosen, path = prefix, rest
+        elif len(outputs) == 1 and explicit:  # '--format json -o scan.out', as before
+            chosen, path = fmt, out
+        else:
+            chosen, path = format_for(out, None) or fmt, out
+        if path == "-":
+            plan.append((chosen, None))
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"folder {str(folder)!r} does not exist",
+                                     param_hint="'-o'")
+        plan.append((chosen, path))
+    return plan or [(fmt, None)]
+
+
+def writer_options(opts: dict[str, Any], color: bool = False) -> WriterOptions:
+    from scanner.outputs.jsonl import EventType
+    from scanner.outputs.registry import WriterOptions
+
+    names = [n.strip() for n in str(opts.get("events") or "findings").split(",") if n.strip()]
+    unknown = sorted(set(names) - set(EVENT_NAMES))
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'} (choose from "
+                                 f"{', '.join(EVENT_NAMES)})", param_hint="'--events'")
+    events = frozenset(EventType(n.removesuffix("s")) for n in names)
+    return WriterOptions(color=color, events=events, ocsf_array=bool(opts.get("ocsf_array")))
+
+
+def emit(result: ScanResult, plan: list[tuple[str, str | None]], opts: dict[str, Any]) -> bool:
+    """Write every planned output; False when one could not be written (each failure said
+    on stderr, with where its results were kept). The others are written regardless."""
     from scanner.outputs.registry import render
 
-    text = render(result, fmt, color=fmt == "table" and output is None and sys.stdout.isatty())
-    if output is None or output == "-":
-        click.echo(text, nl=False)
-        return
+    ok = True
+    for fmt, path in plan:
+        color = fmt == "table" and path is None and sys.stdout.isatty()
+        text = render(result, fmt, writer_options(opts, color))
+        if path is None:
+            click.echo(text, nl=False)
+        else:
+            ok = write_output(path, text) and ok
+    return send_syslog(result, opts) and ok
+
+
+def write_output(path: str, text: str) -> bool:
+    """Write one output atomically; False (said on stderr, with where the text was kept
+    instead) when it could not be written."""
+    from scanner.outputs.files import OutputError, write_or_keep
+
     try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise click.FileError(output, str(exc)) from None
+        write_or_keep(path, text)
+    except OutputError as exc:
+        kept = (f"results kept in {exc.kept_at}" if exc.kept_at
+                else "results could not be kept anywhere")
+        click.echo(f"dicomscan: cannot write {exc.path}: {exc.reason}; {kept}", err=True)
+        return False
+    return True
+
+
+def send_syslog(result: ScanResult, opts: dict[str, Any]) -> bool:
+    """Send the findings to --syslog, if given; False (said on stderr) when it failed."""
+    if not opts.get("syslog"):
+        return True
+    from scanner.outputs.syslog import SyslogError, send_findings
+
+    try:
+        sent = send_findings(result, opts["syslog"], ca_file=opts.get("syslog_ca"))
+    except SyslogError as exc:
+        click.echo(f"dicomscan: syslog: {exc}; results were still written to the outputs",
+                   err=True)
+        return False
+    click.echo(f"dicomscan: syslog: sent {sent} finding(s) to {opts['syslog']}", err=True)
+    return True
+
+
+def check_syslog(opts: dict[str, Any]) -> None:
+    """A malformed --syslog URL is a usage error, said before scanning."""
+    if opts.get("syslog"):
+        from scanner.outputs.syslog import SyslogError, parse_url
+
+        try:
+            parse_url(opts["syslog"])
+        except SyslogError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--syslog'") from None
 
 
 def say_discovery(result: ScanResult, quiet: bool) -> None:

@@ -13,9 +13,12 @@ from scanner.cli.audit import audit
 from scanner.cli.baselines import baselines
 from scanner.cli.common import EXIT_CODES_HELP
 from scanner.cli.demo import demo
+from scanner.cli.history import diff, history
 from scanner.cli.info import profiles, schema
+from scanner.cli.report import report
 from scanner.cli.rules import rules
 from scanner.cli.scan import scan
+from scanner.cli.site import config_group, schedule
 
 
 @click.group(
@@ -38,5 +41,6 @@ def main() -> None:
     """
 
 
-for command in (scan, schema, profiles, demo, rules, baselines, audit):
+for command in (scan, schema, profiles, demo, rules, baselines, audit, report, history, diff,
+                config_group, schedule):
     main.add_command(command)

@@ -48,17 +48,9 @@ def _json(p: ScanPlan) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def print_plan(settings: ScanSettings, fmt: str, output: str | None) -> None:
-    from pathlib import Path
-
+def print_plan(settings: ScanSettings, fmt: str) -> None:
+    """On stdout: JSON with ``--format json`` or ``jsonl``, else text. No file is written."""
     from scanner.engine.plan import build_plan
 
     plan = build_plan(settings)
-    text = _json(plan) if fmt in ("json", "jsonl") else _text(plan)
-    if output is None or output == "-":
-        click.echo(text, nl=False)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise click.FileError(output, str(exc)) from None
+    click.echo(_json(plan) if fmt in ("json", "jsonl") else _text(plan), nl=False)

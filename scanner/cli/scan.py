@@ -11,17 +11,25 @@ from scanner.cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
     SEVERITIES,
     build_settings,
+    check_syslog,
     emit,
     exit_code,
+    output_options,
+    plan_outputs,
     run_scan,
     say_discovery,
+    writer_options,
 )
+from scanner.cli.history import begin_recording, finish_recording, scan_history_options
+from scanner.cli.site import apply_site_config, site_options
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("targets", nargs=-1)
+@output_options
 @click.option(
     "-T",
     "--targets-file",
@@ -91,15 +99,6 @@ from scanner.cli.common import (
     "host. fast: labs only.",
 )
 @click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "jsonl"]),
-    default="table",
-    show_default=True,
-    help="Output format; jsonl is one finding per line for a SIEM.",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-@click.option(
     "--fail-on",
     type=click.Choice([*SEVERITIES, "never"]),
     default="high",
@@ -168,6 +167,8 @@ from scanner.cli.common import (
 @click.option("-v", "--verbose", is_flag=True,
               help="Log what the scan does on stderr (secrets such as the client key's path "
                    "are redacted).")
+@site_options
+@scan_history_options
 def scan(**opts: Any) -> None:
     """Scan TARGETS for DICOM services and hardening problems.
 
@@ -179,27 +180,36 @@ def scan(**opts: Any) -> None:
     Examples:
       dicomscan scan 127.0.0.1 -p 4242,8042
       dicomscan scan 10.20.0.0/24 --exclude 10.20.0.1 --format json -o scan.json
+      dicomscan scan 10.20.0.5 -o report.html -o findings.jsonl -o scan.json
       dicomscan scan -T modalities.txt --ae-title PACS1 --fail-on medium
     """
+    opts = apply_site_config(opts)
+    plan = plan_outputs(opts)
+    writer_options(opts)
+    check_syslog(opts)
     settings = build_settings(opts)
     if opts["plan"]:
         from scanner.cli.plan import print_plan
 
-        print_plan(settings, opts["fmt"], opts["output"])
+        print_plan(settings, opts["fmt"])
         sys.exit(0)
     if opts["verbose"]:
         from scanner.cli.verbose import enable
 
         enable(settings)
+    store = begin_recording(opts, settings)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
         result, interrupted = run_scan(settings, show)
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    emit(result, opts["fmt"], opts["output"])
+    drift_code = finish_recording(store, result, interrupted, opts)
+    written = emit(result, plan, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:
         click.echo("dicomscan: interrupted; partial results written", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    sys.exit(exit_code(result, opts["fail_on"]))
+    if not written:
+        sys.exit(EXIT_OUTPUT)
+    sys.exit(exit_code(result, opts["fail_on"]) or drift_code)

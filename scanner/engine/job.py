@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
+from probes.udp import udp_phase
 from scanner.engine.do_not_probe import Fence
 from scanner.engine.health import Watch
 from scanner.engine.rate import RateCap
@@ -178,6 +179,7 @@ class ScanJob:
             await self._identify_open(ctx)
         else:
             await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+        await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
         await before_probes(ctx)
         for probe in follow_up_probes(ctx.settings):
             if not await still_answering(ctx, watch):
@@ -236,6 +238,7 @@ class ScanJob:
             targets=list(self.settings.target_specs),
             profile=self.settings.profile,
             ports=list(self.settings.ports),
+            udp_ports=list(self.settings.udp_ports),
             interrupted=interrupted,
             errors=list(self._errors),
             engine=self.settings.engine,

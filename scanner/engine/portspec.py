@@ -40,24 +40,44 @@ DEFAULT_PORTS: tuple[DefaultPort, ...] = (
     DefaultPort(5800, "vnc-http", "VNC web client"),
     DefaultPort(5900, "vnc", "VNC remote desktop"),
 )
-# 161/udp (SNMP) is noted for a later UDP probe; the embedded engine scans TCP only.
+# UDP is scanned only when asked for (``U:161``): a silent UDP port takes a full timeout.
 
 DEFAULT_PORT_NUMBERS: tuple[int, ...] = tuple(sorted(p.port for p in DEFAULT_PORTS))
 
 
+@dataclass(frozen=True)
+class PortSpec:
+    tcp: list[int]
+    udp: list[int]
+
+
 def parse_ports(spec: str) -> list[int]:
-    """Parse ``104,11112,2000-3000``, ``-`` (all ports) or ``default``; sorted and unique."""
+    """The TCP ports of ``spec`` (see ``parse_port_spec``); refuses a UDP-only list."""
+    parsed = parse_port_spec(spec)
+    if not parsed.tcp:
+        raise PortSpecError(f"no TCP port in {spec!r} (UDP ports are given with U:)")
+    return parsed.tcp
+
+
+def parse_port_spec(spec: str) -> PortSpec:
+    """Parse ``104,11112,2000-3000``, ``-`` (all ports) or ``default`` as nmap does: a
+    ``U:`` prefix makes that entry and the ones after it UDP until a ``T:`` (``T:104,U:161``);
+    TCP is the default. Sorted and unique per protocol; ``default`` is TCP only."""
     spec = spec.strip()
     if not spec:
         raise PortSpecError("empty port list")
-    ports: set[int] = set()
+    tcp: set[int] = set()
+    udp: set[int] = set()
+    ports = tcp
     for raw in spec.split(","):
         part = raw.strip()
         if part.upper().startswith("T:"):
-            part = part[2:]
-        if part.upper().startswith("U:"):
-            raise PortSpecError(f"UDP ports ({raw!r}) are not scanned yet; give TCP ports")
+            part, ports = part[2:].strip(), tcp
+        elif part.upper().startswith("U:"):
+            part, ports = part[2:].strip(), udp
         if part == "default":
+            if ports is udp:
+                raise PortSpecError("'default' is a TCP port set; give UDP ports by number")
             ports.update(DEFAULT_PORT_NUMBERS)
             continue
         if part == "-":
@@ -70,7 +90,7 @@ def parse_ports(spec: str) -> list[int]:
         if hi < lo:
             raise PortSpecError(f"port range {part!r} ends before it starts")
         ports.update(range(lo, hi + 1))
-    return sorted(ports)
+    return PortSpec(sorted(tcp), sorted(udp))
 
 
 def _port(text: str, spec: str) -> int:

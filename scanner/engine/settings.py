@@ -90,7 +90,7 @@ def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[D
 
 def build_settings(opts: dict[str, Any]) -> ScanSettings:
     """Turn scan options into a checked, serialisable scan job."""
-    from scanner.engine.portspec import PortSpecError, parse_ports
+    from scanner.engine.portspec import PortSpecError, parse_port_spec
     from scanner.engine.profiles import PROFILES
     from scanner.engine.targets import (
         MAX_ADDRESSES,
@@ -112,7 +112,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     except TargetError as exc:
         raise SettingsError(str(exc), param="TARGET") from None
     try:
-        ports = parse_ports(opts["ports"])
+        spec = parse_port_spec(opts["ports"])
     except PortSpecError as exc:
         raise SettingsError(str(exc), param="-p/--ports") from None
     profile = PROFILES[ProfileName(opts["profile"])]
@@ -147,7 +147,8 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         targets=targets.addresses,
         target_specs=specs,
         hostnames=targets.hostnames,
-        ports=ports,
+        ports=spec.tcp,
+        udp_ports=spec.udp,
         profile=profile.name,
         max_concurrency=profile.max_concurrency,
         per_host_connections=profile.per_host_connections,

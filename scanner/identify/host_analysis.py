@@ -175,6 +175,8 @@ def guess_role(state: HostState) -> tuple[str | None, float, list[str]]:
     if not seen_any:
         return "unknown", 0.0, ["no accepted presentation contexts or product to judge the role by"]
     ranked = sorted(scores.score.items(), key=lambda kv: kv[1], reverse=True)
+    if not ranked:  # e.g. only Verification accepted: DICOM, but nothing points to a role
+        return "unknown", 0.0, ["the accepted contexts point to no role"]
     best_role, best = ranked[0]
     tied = len(ranked) > 1 and ranked[1][1] == best
     if best < _THRESHOLD or tied:

@@ -163,6 +163,11 @@ from scanner.model.http_observations import (  # noqa: E402  (kept beside the un
     HttpSummary,
     ServiceBannerInfo,
 )
+from scanner.model.legacy_observations import (  # noqa: E402  (kept beside the union it extends)
+    RdpNegotiation,
+    SmbNegotiation,
+    SnmpObservation,
+)
 from scanner.model.tls_observations import (  # noqa: E402  (kept beside the union it extends)
     TlsCertificate,
     TlsHandshake,
@@ -213,6 +218,9 @@ Observation = Annotated[
     | HttpSummary
     | ServiceBannerInfo
     | NmapService
+    | SmbNegotiation
+    | RdpNegotiation
+    | SnmpObservation
     | HealthCheck
     | ConnectionBackoff,
     Field(discriminator="kind"),

@@ -19,6 +19,7 @@ from scanner.model.base import Frozen
 from scanner.model.identity import device_id, finding_id
 from scanner.model.observations import Confidence, Observation
 from scanner.model.settings import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.vendor import VendorIdentity
 
 SCHEMA_VERSION = "1.0"
 
@@ -48,6 +49,7 @@ class PortState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"  # UDP: no answer, and no ICMP port unreachable either
 
 
 class Protocol(StrEnum):
@@ -98,6 +100,9 @@ class Host(Frozen):
         default=None, description="registrant of the MAC's OUI (offline IEEE/Wireshark data)"
     )
     discovery: HostDiscovery | None = None
+    vendors: list[VendorIdentity] = Field(
+        default_factory=list, description="vendors the disclosed evidence points to, best first"
+    )
     role: str | None = Field(default=None, description="guessed device role")
     role_confidence: float | None = None
     role_reasons: list[str] = Field(default_factory=list)
@@ -194,6 +199,7 @@ class ScanMeta(Frozen):
     targets: list[str]
     profile: ProfileName
     ports: list[int]
+    udp_ports: list[int] = Field(default_factory=list)
     interrupted: bool = False
     errors: list[ScanError] = Field(default_factory=list)
     engine: EngineName = EngineName.EMBEDDED

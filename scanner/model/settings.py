@@ -68,7 +68,10 @@ class ScanSettings(Frozen):
     hostnames: dict[str, str] = Field(
         default_factory=dict, description="address -> name the user gave"
     )
-    ports: list[int]
+    ports: list[int] = Field(description="TCP ports")
+    udp_ports: list[int] = Field(
+        default_factory=list, description="UDP ports (U: in the port list); 161 gets SNMP"
+    )
     profile: ProfileName = ProfileName.SAFE
     max_concurrency: int = Field(gt=0)
     per_host_connections: int = Field(gt=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from scanner.model import FindingStatus, PortState, ScanResult, Severity
+from scanner.model import FindingStatus, PortState, Protocol, ScanResult, Severity
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -38,19 +38,28 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         open_ports = [p for p in host.ports if p.state is PortState.OPEN]
         filtered = sum(p.state is PortState.FILTERED for p in host.ports)
         services = ", ".join(
-            f"{s.port}/{s.name}{'+tls' if s.tls else ''}"
+            f"{s.port}{'/udp' if s.protocol is Protocol.UDP else ''}/{s.name}"
+            f"{'+tls' if s.tls else ''}"
             + (f" ({' '.join(filter(None, (s.product, s.version)))})" if s.product else "")
             for s in host.services
         )
-        ports_text = ", ".join(str(p.port) for p in open_ports) or "none"
+        ports_text = ", ".join(
+            f"{p.port}/udp" if p.protocol is Protocol.UDP else str(p.port) for p in open_ports
+        ) or "none"
         if filtered:
             ports_text += f"  ({filtered} filtered)"
+        if quiet := sum(p.state is PortState.OPEN_FILTERED for p in host.ports):
+            ports_text += f"  ({quiet} udp open|filtered)"
         role = (
             f"{host.role} ({host.role_confidence:.0%})"
             if host.role and host.role_confidence
             else ""
         )
         address = host.address + (f"\n{host.mac_vendor}" if host.mac_vendor else "")
+        if host.vendors:
+            v = host.vendors[0]
+            address += f"\n{v.vendor}" + (f" {v.family}" if v.family else "")
+            address += f" ({v.confidence})"
         hosts.add_row(address, role, ports_text, services or "-")
     console.print(hosts)
     failed = sorted(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.identify.oui import medical_family
+from scanner.identify.vendor import identify_vendors
 from scanner.model import Finding, FindingStatus, Host, PortObservation, PortState
 from scanner.model.http_observations import ServiceBannerInfo
 from scanner.model.observations import Association, Banner, Fingerprint
@@ -46,6 +47,7 @@ class Facts:
     open_ports: set[int]
     role: str | None
     mac_vendors: list[str]
+    vendors: list[str]
 
 
 def host_facts(host: Host) -> Facts:
@@ -63,10 +65,12 @@ def host_facts(host: Host) -> Facts:
                     names.append(o.peer.implementation_version_name)
             elif isinstance(o, Banner):
                 banners.append(o.text)
-    ports = {p.port for p in host.ports if p.state is PortState.OPEN}
-    ports |= {s.port for s in host.services}
+    tcp = [p for p in host.ports if p.protocol.value == "tcp"]
+    ports = {p.port for p in tcp if p.state is PortState.OPEN}
+    ports |= {s.port for s in host.services if s.protocol.value == "tcp"}
     vendors = [v for v in (host.mac_vendor, medical_family(host.mac_vendor)) if v]
-    return Facts(products, uids, names, banners, ports, host.role, vendors)
+    identified = [v.vendor for v in identify_vendors(host)]
+    return Facts(products, uids, names, banners, ports, host.role, vendors, identified)
 
 
 def _search(pattern: str, values: list[str]) -> str | None:
@@ -90,6 +94,7 @@ def match_reasons(m: Match, facts: Facts) -> list[str] | None:
         ("product", facts.products, "fingerprint product"),
         ("http_server", facts.banners, "banner"),
         ("mac_vendor", facts.mac_vendors, "MAC vendor"),
+        ("vendor", facts.vendors, "identified vendor"),
     )
     for attr, values, label in checks:
         pattern = getattr(m, attr)
@@ -185,7 +190,8 @@ def _measured(host: Host) -> dict[int, PortObservation | None]:
         p.port: p for p in host.ports if p.protocol.value == "tcp"
     }
     for s in host.services:
-        out.setdefault(s.port, None)
+        if s.protocol.value == "tcp":  # UDP services (SNMP) are judged by their own rules
+            out.setdefault(s.port, None)
     return out
 
 
@@ -295,6 +301,11 @@ def baseline_findings(
         return []
     sel = sel or select(host, forced)
     ev = {"role": host.role, "role_reasons": list(host.role_reasons), **sel.evidence()}
+    if sel.resolved.baseline.advisories:  # vendor baselines: the advisories that apply
+        ev["advisories"] = [
+            {"id": a.id, "applies_to": a.applies_to, "summary": a.summary}
+            for a in sel.resolved.baseline.advisories
+        ]
     # Info-level: falling back to a generic baseline is worth knowing, not a weakness.
     status = P if sel.specific else F
     out = [make_finding(UNMATCHED_RULE, status, host.address, None, ev)]

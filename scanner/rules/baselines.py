@@ -88,6 +88,7 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
+    id: str | None = Field(default=None, description="what expectations cite it by")
     title: str = Field(min_length=1)
     url: str | None = None
     reference: str | None = None
@@ -98,6 +99,28 @@ class Source(_Strict):
         if not (self.url or self.reference):
             raise ValueError("a source needs a url or a reference")
         return self
+
+
+class Citation(_Strict):
+    """An expectation's ground: a source of the baseline, and how sure that source is
+    (../shared/VENDORS.md's tags: C confirmed, S secondary, U unconfirmed)."""
+
+    source: str = Field(min_length=1, description="the id of one of the baseline's sources")
+    confidence: Literal["confirmed", "secondary", "unconfirmed"]
+    says: str = Field(min_length=1, description="what the source says that this rests on")
+
+
+class AdvisoryRef(_Strict):
+    """A published advisory that applies to the vendor's devices."""
+
+    id: str = Field(min_length=1)
+    applies_to: str = Field(min_length=1)
+    summary: str = Field(min_length=1)
+    cite: list[Citation] = Field(min_length=1)
+
+
+class _Expectation(_Strict):
+    cite: list[Citation] = Field(default_factory=list)
 
 
 class Match(_Strict):
@@ -113,8 +136,13 @@ class Match(_Strict):
     mac_vendor: str | None = Field(
         default=None, description="regex, the MAC's OUI registrant or its vendor family"
     )
+    vendor: str | None = Field(
+        default=None, description="regex, a vendor scanner/identify/vendor.py identified"
+    )
 
-    _re_fields = field_validator("version_name", "product", "http_server", "mac_vendor")(_regex)
+    _re_fields = field_validator(
+        "version_name", "product", "http_server", "mac_vendor", "vendor"
+    )(_regex)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Match:
@@ -129,27 +157,28 @@ class Match(_Strict):
         ident = ("implementation_class_uid", "uid_prefix", "version_name", "product")
         if any(getattr(self, f) is not None for f in (*ident, "http_server")):
             return 3
-        return 2 if self.open_ports is not None or self.mac_vendor is not None else 1
+        vendorish = self.mac_vendor is not None or self.vendor is not None
+        return 2 if self.open_ports is not None or vendorish else 1
 
 
-class Ports(_Strict):
+class Ports(_Expectation):
     rule: str
     allowed: list[PortRange] = Field(default_factory=list)
     must_be_closed: list[PortRange] = Field(default_factory=list)
 
 
-class RemoteAccess(_Strict):
+class RemoteAccess(_Expectation):
     rule: str
     ports: list[PortRange] = Field(default_factory=lambda: [(p, p) for p in REMOTE_ACCESS_PORTS])
     allowed: list[PortRange] = Field(default_factory=list)
 
 
-class Required(_Strict):
+class Required(_Expectation):
     rule: str
     required: bool
 
 
-class FromUnknown(_Strict):
+class FromUnknown(_Expectation):
     rule: str
     allowed: bool
 
@@ -165,6 +194,7 @@ class Expectations(_Strict):
     move_from_unknown: FromUnknown | None = None
     get_from_unknown: FromUnknown | None = None
     store_from_unknown: FromUnknown | None = None
+    rdp_nla_required: Required | None = None
 
 
 # The rule each expectation checks: a baseline must name it, so a reader of the file sees
@@ -180,6 +210,7 @@ EXPECTED_RULE: dict[str, str] = {
     "move_from_unknown": "dicom-retrieve-open",
     "get_from_unknown": "dicom-retrieve-open",
     "store_from_unknown": "dicom-store-open",
+    "rdp_nla_required": "rdp-nla-not-required",
 }
 
 
@@ -190,7 +221,31 @@ class Baseline(_Strict):
     sources: list[Source] = Field(min_length=1)
     match: list[Match] = Field(default_factory=list)
     extends: str | None = None
+    vendor: str | None = Field(
+        default=None, description="set on vendor baselines: each expectation must cite a source"
+    )
+    advisories: list[AdvisoryRef] = Field(default_factory=list)
     expectations: Expectations = Field(default_factory=Expectations)
+
+    @model_validator(mode="after")
+    def _cited(self) -> Baseline:
+        ids = {s.id for s in self.sources if s.id}
+        problems: list[str] = []
+        cited = [(k, getattr(self.expectations, k)) for k in EXPECTED_RULE]
+        for key, exp in cited:
+            if exp is None:
+                continue
+            if self.vendor is not None and not exp.cite:
+                problems.append(f"expectations.{key}: a vendor baseline's expectation needs "
+                                "a cite (a source says it, or the baseline says nothing)")
+            problems += [f"expectations.{key}: cites unknown source {c.source!r}"
+                         for c in exp.cite if c.source not in ids]
+        for adv in self.advisories:
+            problems += [f"advisories.{adv.id}: cites unknown source {c.source!r}"
+                         for c in adv.cite if c.source not in ids]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # --- loading, with errors that point at a line ------------------------------------------------
@@ -270,10 +325,16 @@ def parse_baseline(text: str, origin: str) -> Baseline:
 
 def shipped_files() -> list[tuple[str, str]]:
     """(name, text) of every shipped baseline, from the installed package or a checkout."""
-    if importlib.util.find_spec(PACKAGE) is not None:
-        folder: Any = resources.files(PACKAGE)
-    else:  # running from a source checkout that was never installed
-        folder = Path(__file__).resolve().parent.parent / "baselines"
+    checkout = Path(__file__).resolve().parent.parent.parent / "baselines"
+    folder: Any
+    if (checkout / "__init__.py").is_file():
+        # A source checkout's own baselines win over an installed package, which may come
+        # from another checkout (an editable install elsewhere on the same Python).
+        folder = checkout
+    elif importlib.util.find_spec(PACKAGE) is not None:
+        folder = resources.files(PACKAGE)
+    else:
+        raise BaselineError([f"no shipped baselines: neither {checkout} nor {PACKAGE}"])
     entries = [e for e in folder.iterdir() if e.name.endswith(".yaml")]
     return [(e.name, e.read_text(encoding="utf-8")) for e in sorted(entries, key=lambda e: e.name)]
 
@@ -366,11 +427,13 @@ def resolve(bid: str, known: dict[str, Baseline] | None = None) -> Resolved:
             if key == "ports" and isinstance(prev, Ports):
                 allowed = _merge(prev.allowed, exp.must_be_closed, exp.allowed)
                 closed = _merge(prev.must_be_closed, exp.allowed, exp.must_be_closed)
-                exp = Ports(rule=exp.rule, allowed=allowed, must_be_closed=closed)
+                exp = Ports(rule=exp.rule, allowed=allowed, must_be_closed=closed,
+                            cite=[*prev.cite, *exp.cite])
             elif key == "remote_access" and isinstance(prev, RemoteAccess):
                 ports = exp.ports if "ports" in exp.model_fields_set else prev.ports
                 allowed = _merge(prev.allowed, [], exp.allowed)
-                exp = RemoteAccess(rule=exp.rule, ports=ports, allowed=allowed)
+                exp = RemoteAccess(rule=exp.rule, ports=ports, allowed=allowed,
+                                   cite=[*prev.cite, *exp.cite])
             merged[key] = exp
             origin[key] = b.id if prev is None else f"{b.id} (over {origin[key]})"
     return Resolved(chain[0], Expectations(**merged), origin, tuple(b.id for b in chain))

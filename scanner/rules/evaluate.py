@@ -16,6 +16,7 @@ from scanner.rules.dicom_rules import dicom_findings
 from scanner.rules.health_rules import health_findings
 from scanner.rules.http_rules import http_findings
 from scanner.rules.judge import apply_baseline_expectations
+from scanner.rules.legacy_rules import legacy_findings
 from scanner.rules.policy import SitePolicy, apply_policy
 from scanner.rules.software_rules import software_findings
 from scanner.rules.tls_rules import tls_findings
@@ -29,6 +30,7 @@ RULE_FAMILIES: tuple[HostRules, ...] = (
     software_findings,
     baseline_findings,
     health_findings,
+    legacy_findings,
 )
 # Emitted by scanner.rules.policy.apply_policy after the families run (listed for the
 # catalogue test).
@@ -58,6 +60,8 @@ def evaluate(
         for family in RULE_FAMILIES:
             if family is baseline_findings:
                 host_findings.extend(baseline_findings(host, forced, sel))
+            elif family is legacy_findings:  # RDP is judged with the host's baseline
+                host_findings.extend(legacy_findings(host, sel))
             else:
                 host_findings.extend(family(host))
         if host_findings and sel is not None:

@@ -30,7 +30,8 @@ def _open_ports(host: Host) -> dict[int, str | None]:
         if p.state is PortState.OPEN and p.protocol.value == "tcp"
     }
     for s in host.services:
-        out.setdefault(s.port, None)
+        if s.protocol.value == "tcp":
+            out.setdefault(s.port, None)
     return dict(sorted(out.items()))
 
 

@@ -1,0 +1,301 @@
+"""``dicomscan history list|show`` and ``dicomscan diff``, and the scan command's
+``--history``/``--job`` (the scan is recorded as running before it starts and stored
+whole when it ends)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from scanner.cli.common import EXIT_FAILED, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from scanner.history.store import HistoryStore, StoredScan
+    from scanner.model import ScanResult, ScanSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HISTORY_HELP = ("History store: a SQLite file path or a database URL "
+                "(postgresql://user@host/db). Default: history.sqlite in the user's data "
+                "directory.")
+
+
+def history_option(func: F) -> F:
+    return click.option("--history", "history", metavar="PATH|URL", help=HISTORY_HELP)(func)
+
+
+def _check_kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    _kinds(value)
+    return value
+
+
+FAIL_ON_DRIFT_HELP = ("Exit 1 when a change of these kinds is found: comma-separated, or "
+                      "'any'. Kinds: device-appeared, device-vanished, port-opened, "
+                      "port-closed, service-changed, tls-changed, ae-policy-changed, "
+                      "operations-changed, finding-new, finding-resolved, finding-reopened.")
+
+
+def scan_history_options(func: F) -> F:
+    """The scan command's history options: where to store, and drift since the last scan."""
+    func = click.option("--drift-output", type=click.Path(dir_okay=False), metavar="FILE",
+                        help="With --job: write the drift since the job's previous complete "
+                             "scan here as JSON Lines events (event_type: drift).")(func)
+    func = click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
+                        help="With --job: " + FAIL_ON_DRIFT_HELP)(func)
+    return history_option(func)
+
+
+def open_store(location: str | None) -> HistoryStore:
+    from scanner.history.store import HistoryError, HistoryStore
+
+    try:
+        return HistoryStore.open(location)
+    except HistoryError as exc:
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def write_text(text: str, output: str | None) -> None:
+    """To stdout, or atomically to a file (a reader never sees half a report)."""
+    from scanner.outputs.files import write_atomic
+
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomic(output, text)
+    except OSError as exc:
+        raise click.FileError(output, str(exc)) from None
+
+
+# --- the scan command's hook ------------------------------------------------------------
+
+
+def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStore | None:
+    """With --history or --job: the store, after recording this scan as running."""
+    if not opts.get("history") and not opts.get("job"):
+        return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    store = open_store(opts.get("history"))
+    try:
+        store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
+                    settings.profile.value)
+    except SQLAlchemyError as exc:  # no scan without its trace: say so before any packet
+        click.echo(f"dicomscan: history: cannot record the scan: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    return store
+
+
+def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
+                     opts: dict[str, Any]) -> int:
+    """Store the result, then the drift since the job's previous complete scan (events
+    file, --fail-on-drift). Returns 1 when drift of a failing kind was found, else 0.
+    If the store fails the report is still written (the scan stays 'running', i.e.
+    partial, in the history) and the failure is said on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if store is None:
+        return EXIT_OK
+    try:
+        store.record(result, opts.get("job"), interrupted)
+        if interrupted or result.scan.interrupted or not opts.get("job"):
+            return EXIT_OK
+        return _drift_after_scan(store, result.scan.id, opts)
+    except SQLAlchemyError as exc:
+        click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
+                   err=True)
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -> int:
+    from scanner.history.timeline import stored_drift
+    from scanner.outputs.drift_events import drift_to_jsonl
+
+    kinds, output = _kinds(opts.get("fail_on_drift")), opts.get("drift_output")
+    if not kinds and not output:
+        return EXIT_OK
+    now = store.find(scan_id)
+    earlier = [s for s in store.scans(opts["job"], complete_only=True)
+               if s.started_at < now.started_at]
+    if not earlier:
+        click.echo(f"dicomscan: drift: first complete scan of job {opts['job']}, nothing "
+                   "to compare with", err=True)
+        return EXIT_OK
+    drift = stored_drift(store, earlier[0].scan_id, scan_id, opts["job"])
+    if output:
+        write_text(drift_to_jsonl(drift), output)
+    click.echo(f"dicomscan: drift since {earlier[0].scan_id[:8]}: {len(drift.changes)} "
+               "change(s)", err=True)
+    found = {c.kind.value for c in drift.changes} & kinds
+    if found:
+        click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
+    return EXIT_FINDINGS if found else EXIT_OK
+
+
+# --- history list | show -------------------------------------------------------------------
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def _scan_line(s: StoredScan) -> str:
+    took = (f"{(s.finished_at - s.started_at).total_seconds():.1f}s"
+            if s.finished_at else "-")
+    mark = s.status.value + (" (partial)" if s.partial else "")
+    return (f"{s.scan_id[:8]}  {(s.job or '-'):<14} {mark:<24} {_when(s.started_at)}  "
+            f"{took:>8}  {s.hosts:>5}  {s.services:>8}  {s.findings:>8}  {s.failed:>6}")
+
+
+@click.group()
+def history() -> None:
+    """Stored scans: list them, show one with first and last seen."""
+
+
+@history.command("list")
+@history_option
+@click.option("--job", help="Only this job's scans.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> None:
+    """Scans, newest first, with times, counts and partial marks."""
+    store = open_store(history)
+    scans = store.scans(job, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([{**s.model_dump(mode="json"), "partial": s.partial}
+                               for s in scans], indent=2))
+        return
+    click.echo(f"{'scan':<8}  {'job':<14} {'status':<24} {'started (UTC)':<19}  {'took':>8}  "
+               f"{'hosts':>5}  {'services':>8}  {'findings':>8}  {'failed':>6}")
+    for s in scans:
+        click.echo(_scan_line(s))
+
+
+@history.command("show")
+@click.argument("scan_ref", metavar="SCAN")
+@history_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def show(scan_ref: str, history: str | None, fmt: str) -> None:
+    """One stored scan: devices and failed findings, each with first and last seen."""
+    from scanner.history.store import HistoryError
+    from scanner.history.timeline import devices_seen, findings_seen
+
+    store = open_store(history)
+    try:
+        stored = store.find(scan_ref)
+        result = store.load(stored.scan_id) if stored.status.value != "running" else None
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    devices: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    if result is not None:
+        from scanner.history.drift import device_seen
+
+        hosts = [h for h in result.hosts if device_seen(h)]
+        failed = [f for f in result.findings if f.status.value == "fail"]
+        dseen = devices_seen(store, (h.device_id for h in hosts), job=stored.job,
+                             until=stored.started_at)
+        fseen = findings_seen(store, (f.finding_id for f in failed), job=stored.job,
+                              until=stored.started_at)
+        for h in hosts:
+            first, last = dseen.get(h.device_id, (None, None))
+            devices.append({"device_id": h.device_id, "address": h.address, "mac": h.mac,
+                            "open_ports": sorted(p.port for p in h.ports
+                                                 if p.state.value == "open"),
+                            "first_seen": first, "last_seen": last})
+        for f in failed:
+            first, last = fseen.get(f.finding_id, (None, None))
+            findings.append({"finding_id": f.finding_id, "rule_id": f.rule_id,
+                             "severity": f.severity.value, "host": f.host, "port": f.port,
+                             "first_seen": first, "last_seen": last})
+    if fmt == "json":
+        doc = {"scan": {**stored.model_dump(mode="json"), "partial": stored.partial},
+               "devices": devices, "findings": findings}
+        click.echo(json.dumps(doc, indent=2, default=lambda v: v.isoformat()))
+        return
+    click.echo(_scan_line(stored))
+    for d in devices:
+        click.echo(f"  device {d['address']:<16} {d['device_id'][:12]}  ports "
+                   f"{','.join(map(str, d['open_ports'])) or '-'}  first seen "
+                   f"{_when(d['first_seen'])}  last seen {_when(d['last_seen'])}")
+    for row in findings:
+        where = f"{row['host']}{'' if row['port'] is None else ':' + str(row['port'])}"
+        click.echo(f"  fail   {row['rule_id']:<36} {where:<22} first seen "
+                   f"{_when(row['first_seen'])}  last seen {_when(row['last_seen'])}")
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+DRIFT_EXIT_HELP = """\b
+Exit codes:
+  0    no drift of the kinds in --fail-on-drift (or none given)
+  1    drift of at least one of those kinds
+  2    usage error: unknown scan, not two complete scans, bad store
+"""
+
+
+def _kinds(value: str | None) -> set[str]:
+    from scanner.model.drift import DriftKind
+
+    if not value:
+        return set()
+    names = {k.strip() for k in value.split(",") if k.strip()}
+    if "any" in names:
+        return {k.value for k in DriftKind}
+    unknown = names - {k.value for k in DriftKind}
+    if unknown:
+        raise click.BadParameter(f"unknown drift kind(s): {', '.join(sorted(unknown))}; "
+                                 f"kinds: {', '.join(k.value for k in DriftKind)}, any",
+                                 param_hint="--fail-on-drift")
+    return names
+
+
+@click.command(epilog=DRIFT_EXIT_HELP)
+@click.argument("old", required=False)
+@click.argument("new", required=False)
+@history_option
+@click.option("--job", help="Whose scans to compare (default: the last two complete ones).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]),
+              default="table", show_default=True,
+              help="jsonl: one 'event_type: drift' event per change, for a SIEM.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
+              help=FAIL_ON_DRIFT_HELP)
+def diff(old: str | None, new: str | None, history: str | None, job: str | None, fmt: str,
+         output: str | None, fail_on_drift: str | None) -> None:
+    """What changed between two stored scans: OLD and NEW (IDs or unique prefixes), or the
+    last two complete scans of --job (or of the whole history)."""
+    from scanner.history.store import HistoryError
+    from scanner.history.timeline import stored_drift
+    from scanner.outputs.drift_events import DRIFT_WRITERS
+
+    kinds = _kinds(fail_on_drift)
+    if old is not None and new is None:
+        new, old = old, None  # one scan given: compare it with the one before it
+    store = open_store(history)
+    try:
+        if old is None and new is not None:
+            target = store.find(new)
+            earlier = [s for s in store.scans(job or target.job, complete_only=True)
+                       if s.started_at < target.started_at]
+            if not earlier:
+                raise HistoryError(f"no complete scan before {target.scan_id[:8]}")
+            old = earlier[0].scan_id
+        drift = stored_drift(store, old, new, job)
+    except HistoryError as exc:
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    write_text(DRIFT_WRITERS[fmt](drift), output)
+    found = {c.kind.value for c in drift.changes} & kinds
+    if found:
+        click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
+    sys.exit(EXIT_FINDINGS if found else EXIT_OK)

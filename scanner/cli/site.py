@@ -1,0 +1,212 @@
+"""Site configuration on the command line: ``dicomscan config check``, ``dicomscan
+schedule``, and ``scan --config FILE [--job NAME]``."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from scanner.cli.common import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from scanner.engine.site_config import JobSpec, SiteConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE_DIR = "/var/lib/dicomscan"  # systemd's StateDirectory=dicomscan
+
+
+def site_options(func: F) -> F:
+    func = click.option("--job", metavar="NAME",
+                        help="Job name: picks the job in --config, and files the scan under "
+                             "this name in the history.")(func)
+    return click.option("--config", "config", type=click.Path(dir_okay=False),
+                        metavar="FILE",
+                        help="Site configuration (YAML): the job's targets, ports, policy "
+                             "... Options given on the command line win.")(func)
+
+
+def load(path: str, job: str | None, pick: bool = True) -> tuple[SiteConfig, str, JobSpec]:
+    """The file and one job; every problem is printed with its line, then exit 2."""
+    from scanner.engine.site_config import SiteConfigError, load_site_config
+
+    try:
+        config = load_site_config(path)
+        name, spec = config.job(job) if pick else next(iter(config.jobs.items()))
+    except SiteConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"dicomscan: {problem}" if problem.startswith(path) else
+                       f"dicomscan: {path}: {problem}", err=True)
+        sys.exit(EXIT_USAGE)
+    return config, name, spec
+
+
+def apply_site_config(opts: dict[str, Any]) -> dict[str, Any]:
+    """The scan's options with the job's filled in where the user gave none."""
+    if not opts.get("config"):
+        return opts
+    from click.core import ParameterSource
+
+    from scanner.engine.site_config import job_options
+
+    config, name, spec = load(opts["config"], opts.get("job"))
+    ctx = click.get_current_context()
+    explicit = {k for k in opts if ctx.get_parameter_source(k) in
+                (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    merged = job_options(spec, opts, explicit)
+    merged["job"] = name
+    merged["history"] = opts.get("history") or config.history
+    return merged
+
+
+@click.group("config")
+def config_group() -> None:
+    """Site configuration files."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check(file: str) -> None:
+    """Check FILE: every problem with its line and key; exit 2 if there is one."""
+    config, _, _ = load(file, None, pick=False)
+    for name, job in config.jobs.items():
+        click.echo(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
+                   f"{job.profile.value}, discovery {job.discovery.value}, "
+                   f"{len(job.outputs)} output(s)")
+    click.echo(f"{file}: ok")
+
+
+def _command(exec_: str | None) -> list[str]:
+    if exec_:
+        return shlex.split(exec_)
+    found = shutil.which("dicomscan")
+    return [found] if found else [sys.executable, "-m", "scanner"]
+
+
+def _under_state(path: str, what: str) -> None:
+    if not Path(path).is_relative_to(STATE_DIR):
+        raise click.UsageError(f"{what} {path} is outside {STATE_DIR}: the systemd unit "
+                               "can write only its state directory (ProtectSystem=strict)")
+
+
+def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | None,
+                  command: list[str]) -> dict[str, str]:
+    """A oneshot service and its timer, hardened: nothing writable but the state
+    directory, and CAP_NET_RAW only where discovery sends ARP or ICMP."""
+    store = history or f"{STATE_DIR}/history.sqlite"
+    if "://" not in store:
+        _under_state(store, "the history")
+    for out in spec.outputs:
+        _under_state(out.path, "output")
+    if spec.drift_output:
+        _under_state(spec.drift_output, "drift_output")
+    args = [*command, "scan", "--config", config_path, "--job", name, "--history", store,
+            "--quiet"]
+    creds = []
+    for key, option in (("client_cert", "--client-cert"), ("client_key", "--client-key"),
+                        ("ca", "--ca")):
+        path = getattr(spec, key)
+        if path:  # handed over by systemd, so the key need not be readable by the unit's user
+            creds.append(f"LoadCredential={key}:{path}")
+            args += [option, f"%d/{key}"]
+    caps = "CAP_NET_RAW" if spec.needs_raw_sockets else ""
+    families = "AF_INET AF_INET6 AF_UNIX AF_NETLINK" + (" AF_PACKET" if caps else "")
+    service = "\n".join([
+        "[Unit]",
+        f"Description=dicomscan scheduled scan, job {name}",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={shlex.join(args)}",
+        # Exit 1 means failed findings: the scan worked, so not a unit failure.
+        "SuccessExitStatus=1",
+        "DynamicUser=yes",
+        "StateDirectory=dicomscan",
+        "StateDirectoryMode=0700",
+        "UMask=0077",
+        *creds,
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=read-only",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
+        "SystemCallArchitectures=native",
+        f"RestrictAddressFamilies={families}",
+        f"CapabilityBoundingSet={caps}",
+        f"AmbientCapabilities={caps}",
+        "",
+    ])
+    timer = "\n".join([
+        "[Unit]",
+        f"Description=dicomscan scheduled scan, job {name}",
+        "",
+        "[Timer]",
+        f"OnCalendar={spec.schedule.on_calendar}",
+        f"RandomizedDelaySec={spec.schedule.randomized_delay}",
+        "Persistent=true",
+        f"Unit=dicomscan-{name}.service",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ])
+    return {f"dicomscan-{name}.service": service, f"dicomscan-{name}.timer": timer}
+
+
+@click.command()
+@click.option("--print", "kind", type=click.Choice(["cron", "systemd"]), required=True,
+              help="cron: one crontab line. systemd: a service and timer pair.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
+              metavar="FILE")
+@click.option("--job", metavar="NAME", help="The job (needed when the file has several).")
+@click.option("--history", metavar="PATH|URL", help="History store (default: the file's "
+              "history, else the default location; systemd: /var/lib/dicomscan).")
+@click.option("--write", "write_dir", type=click.Path(file_okay=False),
+              help="systemd: write the two unit files into this folder instead of printing.")
+@click.option("--exec", "exec_", metavar="COMMAND",
+              help="How to run dicomscan (default: the installed 'dicomscan', else this "
+                   "Python with -m scanner).")
+def schedule(kind: str, config_path: str, job: str | None, history: str | None,
+             write_dir: str | None, exec_: str | None) -> None:
+    """Print a crontab line or systemd units that run a configured job on its schedule."""
+    config, name, spec = load(config_path, job)
+    path = str(Path(config_path).absolute())
+    command = _command(exec_)
+    store = history or config.history
+    if kind == "cron":
+        args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
+        if store:
+            args += ["--history", store]
+        # cron runs the line through sh: '%' would be a newline there, so escape it.
+        line = shlex.join(args).replace("%", "\\%")
+        click.echo(f"{spec.schedule.cron} {line}")
+        return
+    units = systemd_units(name, spec, path, store, command)
+    if write_dir is None:
+        for unit, text in units.items():
+            click.echo(f"# --- {unit}\n{text}")
+        return
+    from scanner.cli.history import write_text
+
+    Path(write_dir).mkdir(parents=True, exist_ok=True)
+    for unit, text in units.items():
+        write_text(text, str(Path(write_dir) / unit))
+        click.echo(str(Path(write_dir) / unit))

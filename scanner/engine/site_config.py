@@ -1,0 +1,226 @@
+"""Site configuration: named scan jobs in one YAML file, checked with pydantic, with
+errors that name the file, the line and the key.
+
+A job's keys are the scan command's options (same names, same meaning); paths in it are
+relative to the file. ``job_options`` turns a job into options for ``build_settings``:
+the command line wins over the file wherever the user gave an option explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scanner.model import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.drift import DriftKind
+
+
+class SiteConfigError(ValueError):
+    """A problem in the file, with where it is: ``file:line: key: message`` per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OutputSpec(_Strict):
+    format: Literal["table", "json", "jsonl", "ocsf", "csv", "html"]
+    path: str = Field(description="file to write (relative to the configuration file)")
+
+
+class ScheduleSpec(_Strict):
+    cron: str = Field(default="0 2 * * *", description="crontab time fields (five)")
+    on_calendar: str = Field(default="*-*-* 02:00:00", description="systemd OnCalendar=")
+    randomized_delay: int = Field(default=300, ge=0, description="seconds (systemd timer)")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("cron needs five time fields, e.g. '0 2 * * *'")
+        return value
+
+
+class JobSpec(_Strict):
+    targets: list[str] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list)
+    do_not_probe: list[str] = Field(
+        default_factory=list, description="devices never to touch (fragile); same as exclude")
+    scope: list[str] = Field(default_factory=list)
+    allow_public: bool = False
+    profile: ProfileName = ProfileName.SAFE
+    ports: str | list[int | str] = "default"
+    policy: str | None = None
+    calling_ae: str = "DICOMSCAN"
+    ae_titles: list[str] = Field(default_factory=list)
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca: str | None = None
+    discovery: DiscoveryMethod = DiscoveryMethod.AUTO
+    engine: EngineName = EngineName.EMBEDDED
+    fail_on: Literal["info", "low", "medium", "high", "critical", "never"] = "high"
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    syslog: str | None = Field(default=None, description="CEF over syslog: udp|tcp|tls://HOST:PORT")
+    drift_output: str | None = Field(
+        default=None, description="JSON Lines drift events since the job's previous scan")
+    fail_on_drift: list[DriftKind | Literal["any"]] = Field(default_factory=list)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+
+    @property
+    def needs_raw_sockets(self) -> bool:
+        """ARP and ICMP discovery (auto may choose either) need CAP_NET_RAW."""
+        return self.discovery in (DiscoveryMethod.AUTO, DiscoveryMethod.ARP,
+                                  DiscoveryMethod.ICMP)
+
+
+class SiteConfig(_Strict):
+    version: Literal[1] = 1
+    history: str | None = Field(default=None, description="history path or database URL")
+    jobs: dict[str, JobSpec] = Field(min_length=1)
+
+    @field_validator("jobs")
+    @classmethod
+    def _job_names(cls, jobs: dict[str, JobSpec]) -> dict[str, JobSpec]:
+        # Names become systemd unit names and history keys: keep them plain.
+        for name in jobs:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+                raise ValueError(f"job name {name!r}: letters, digits, '-' and '_' only "
+                                 "(at most 64, starting with a letter or digit)")
+        return jobs
+
+    def job(self, name: str | None) -> tuple[str, JobSpec]:
+        if name is None:
+            if len(self.jobs) == 1:
+                return next(iter(self.jobs.items()))
+            raise SiteConfigError([f"several jobs ({', '.join(self.jobs)}): choose one with "
+                                   "--job"])
+        if name not in self.jobs:
+            raise SiteConfigError([f"no job {name!r} (jobs: {', '.join(self.jobs)})"])
+        return name, self.jobs[name]
+
+
+_PATH_KEYS = ("policy", "client_cert", "client_key", "ca")
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    """The deepest YAML node on the path of a pydantic error location."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if child is None:
+                key = next((k for k, _ in node.value if getattr(k, "value", None) == part), None)
+                return key or node
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _where(path: Path, node: yaml.Node | None) -> str:
+    return f"{path}:{node.start_mark.line + 1}" if node is not None else str(path)
+
+
+def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
+    """Read and check a site configuration; relative paths become absolute."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SiteConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SiteConfigError([f"{path}{line}: not valid YAML: "
+                               f"{getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(data, dict):
+        raise SiteConfigError([f"{path}: expected a mapping with 'jobs:' at the top"])
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not isinstance(p, str) or
+                        not p.startswith(("function-", "literal[", "list[", "str")))
+            key = ".".join(str(p) for p in loc) or "(top)"
+            problems.append(f"{_where(path, _node_at(root, loc))}: {key}: {err['msg']}")
+        raise SiteConfigError(problems) from None
+    return _resolve_paths(config, path, root, check_files)
+
+
+def _resolve_paths(config: SiteConfig, path: Path, root: yaml.Node | None,
+                   check_files: bool) -> SiteConfig:
+    base = path.absolute().parent
+    problems: list[str] = []
+    jobs: dict[str, JobSpec] = {}
+    for name, job in config.jobs.items():
+        update: dict[str, Any] = {}
+        for key in _PATH_KEYS:
+            value = getattr(job, key)
+            if value is None:
+                continue
+            full = (base / value).resolve()
+            if check_files and not full.is_file():
+                node = _node_at(root, ("jobs", name, key))
+                problems.append(f"{_where(path, node)}: jobs.{name}.{key}: no such file: {full}")
+            update[key] = str(full)
+        if bool(job.client_cert) != bool(job.client_key):
+            node = _node_at(root, ("jobs", name, "client_cert" if job.client_cert
+                                   else "client_key"))
+            problems.append(f"{_where(path, node)}: jobs.{name}: client_cert and client_key "
+                            "go together")
+        if job.drift_output:
+            update["drift_output"] = str((base / job.drift_output).absolute())
+        update["outputs"] = [o.model_copy(update={"path": str((base / o.path).absolute())})
+                             for o in job.outputs]
+        jobs[name] = job.model_copy(update=update)
+    if problems:
+        raise SiteConfigError(problems)
+    history = config.history
+    if history and "://" not in history:
+        history = str((base / history).absolute())
+    return config.model_copy(update={"jobs": jobs, "history": history})
+
+
+def job_options(job: JobSpec, given: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """The scan command's options from a job; options in ``explicit`` keep their value."""
+    ports = job.ports if isinstance(job.ports, str) else ",".join(str(p) for p in job.ports)
+    from_job: dict[str, Any] = {
+        "targets": tuple(job.targets),
+        "exclude": tuple(job.exclude + job.do_not_probe),
+        "scope": tuple(job.scope),
+        "allow_public": job.allow_public,
+        "profile": job.profile.value,
+        "ports": ports,
+        "policy": job.policy,
+        "calling_ae": job.calling_ae,
+        "ae_title": tuple(job.ae_titles),
+        "client_cert": job.client_cert,
+        "client_key": job.client_key,
+        "ca": job.ca,
+        "discovery": job.discovery.value,
+        "engine": job.engine.value,
+        "fail_on": job.fail_on,
+        "fail_on_drift": ",".join(str(k) for k in job.fail_on_drift) or None,
+        "drift_output": job.drift_output,
+        "outputs": tuple(f"{o.format}:{o.path}" for o in job.outputs),
+        "syslog": job.syslog,
+    }
+    merged = dict(given)
+    for key, value in from_job.items():
+        if key not in explicit:
+            merged[key] = value
+    return merged

@@ -1,0 +1,289 @@
+"""The history store: every scan with its hosts, ports, services and findings, in SQLite
+(default, a file in the user's data directory) or PostgreSQL, through SQLAlchemy 2.
+
+A scan is written twice: ``begin`` records it as running before any packet is sent,
+and ``record`` replaces that with the whole result in one transaction. A scan killed
+in between stays ``running`` and reads as partial; a Ctrl-C'd one is ``interrupted``.
+The schema is brought to the newest Alembic revision whenever a store is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session
+
+from scanner.history.drift import device_seen
+from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
+from scanner.model import FindingStatus, ScanResult, utcnow
+from scanner.model.base import Frozen
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic keeps its running context in module state: one upgrade at a time per process
+# (the database lock below orders processes).
+_UPGRADE = threading.Lock()
+# Any constant works; it only has to be the same for every dicomscan process.
+_PG_MIGRATION_LOCK = 0x6469636F
+
+
+class HistoryError(Exception):
+    """The store could not be opened or read: a bad location, URL or scan reference."""
+
+
+class ScanStatus(StrEnum):
+    RUNNING = "running"  # begun, never finished: killed, or still going
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"  # stopped early (Ctrl-C); what was found is stored
+
+
+class StoredScan(Frozen):
+    scan_id: str
+    job: str | None
+    status: ScanStatus
+    started_at: datetime
+    finished_at: datetime | None
+    profile: str | None
+    targets: list[str]
+    hosts: int
+    services: int
+    findings: int
+    failed: int
+
+    @property
+    def partial(self) -> bool:
+        return self.status is not ScanStatus.COMPLETE
+
+
+def default_location() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("dicomscan") / "history.sqlite"
+
+
+def database_url(location: str | Path | None) -> str:
+    """A SQLAlchemy URL from a path, a URL, or nothing (the default file)."""
+    if location is None or (isinstance(location, Path)) or "://" not in str(location):
+        path = Path(location) if location is not None else default_location()
+        try:
+            path.expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"cannot create the folder of {path}: {exc}") from None
+        return f"sqlite:///{path.expanduser().absolute()}"
+    url = str(location)
+    # psycopg 3 is the driver we ship in the postgres extra.
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            url = "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Take transactions into our own hands (BEGIN IMMEDIATE below): concurrent
+        # writers then queue on the lock instead of failing to upgrade a read lock.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class HistoryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, location: str | Path | None = None) -> HistoryStore:
+        """Open (creating and upgrading as needed) the store at a path or database URL."""
+        url = database_url(location)
+        try:
+            backend = make_url(url).get_backend_name()
+            engine = (_sqlite_engine(url) if backend == "sqlite"
+                      else create_engine(url, pool_pre_ping=True))
+            store = cls(engine)
+            store.upgrade()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise HistoryError(f"not a usable database URL or path: {location}: {exc}") from None
+        except ImportError as exc:
+            raise HistoryError(f"no database driver for {location}: {exc} (PostgreSQL: "
+                               "install dicomscan[postgres])") from None
+        except DBAPIError as exc:
+            raise HistoryError(f"cannot open the history {make_url(url).render_as_string()}: "
+                               f"{exc.orig}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ---------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self, to: str = "head") -> None:
+        """Bring the schema to ``to`` in one transaction; concurrent openers wait."""
+        cfg = self.alembic_config()
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        if to == "head" and self.revision() == head:
+            return
+        with _UPGRADE, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, to)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    # --- writing --------------------------------------------------------------------
+
+    def begin(self, scan_id: str, job: str | None, targets: list[str],
+              profile: str | None, started_at: datetime | None = None) -> None:
+        """Record a scan as running before it starts, so a killed scan leaves a trace."""
+        from scanner import __version__
+
+        now = utcnow()
+        with self.session() as s:
+            s.add(ScanRow(scan_id=scan_id, job=job, status=ScanStatus.RUNNING.value,
+                          started_at=started_at or now, finished_at=None, recorded_at=now,
+                          tool_version=__version__, profile=profile, targets=targets,
+                          meta=None, host_count=0, service_count=0, finding_count=0,
+                          failed_count=0, pid=os.getpid(), node=socket.gethostname()))
+
+    def record(self, result: ScanResult, job: str | None, interrupted: bool = False) -> None:
+        """Store the whole result in one transaction (replacing its running row)."""
+        meta = result.scan
+        status = (ScanStatus.INTERRUPTED if interrupted or meta.interrupted
+                  else ScanStatus.COMPLETE)
+        with self.session() as s:
+            s.execute(delete(ScanRow).where(ScanRow.scan_id == meta.id))
+            s.flush()
+            s.add(ScanRow(
+                scan_id=meta.id, job=job, status=status.value, started_at=meta.started_at,
+                finished_at=meta.finished_at, recorded_at=utcnow(),
+                tool_version=meta.tool_version, profile=meta.profile.value,
+                targets=meta.targets, meta=meta.model_dump(mode="json"),
+                host_count=len(result.hosts),
+                service_count=sum(len(h.services) for h in result.hosts),
+                finding_count=len(result.findings),
+                failed_count=sum(f.status is FindingStatus.FAIL for f in result.findings),
+                pid=os.getpid(), node=socket.gethostname()))
+            s.flush()
+            s.add_all(HostRow(
+                scan_id=meta.id, ordinal=ordinal, device_id=host.device_id,
+                address=host.address, mac=host.mac, seen=device_seen(host),
+                data=host.model_dump(mode="json", exclude={"ports", "services"}),
+                ports=[PortRow(scan_id=meta.id, port=p.port, protocol=p.protocol.value,
+                               state=p.state.value, data=p.model_dump(mode="json"))
+                       for p in host.ports],
+                services=[ServiceRow(
+                    scan_id=meta.id, port=v.port, protocol=v.protocol.value, name=v.name,
+                    tls=v.tls, product=v.product, version=v.version,
+                    observations=[o.model_dump(mode="json") for o in v.observations])
+                    for v in host.services])
+                for ordinal, host in enumerate(result.hosts))
+            s.add_all(FindingRow(
+                scan_id=meta.id, ordinal=i, finding_id=f.finding_id, device_id=f.device_id,
+                rule_id=f.rule_id, severity=f.severity.value, status=f.status.value,
+                host=f.host, port=f.port, data=f.model_dump(mode="json"))
+                for i, f in enumerate(result.findings))
+
+    # --- reading --------------------------------------------------------------------
+
+    @staticmethod
+    def _stored(row: ScanRow) -> StoredScan:
+        return StoredScan(
+            scan_id=row.scan_id, job=row.job, status=ScanStatus(row.status),
+            started_at=_utc(row.started_at),
+            finished_at=_utc(row.finished_at) if row.finished_at else None,
+            profile=row.profile, targets=list(row.targets), hosts=row.host_count,
+            services=row.service_count, findings=row.finding_count, failed=row.failed_count)
+
+    def scans(self, job: str | None = None, *, complete_only: bool = False,
+              limit: int | None = None) -> list[StoredScan]:
+        """Scans, newest first."""
+        query = select(ScanRow).order_by(ScanRow.started_at.desc(), ScanRow.recorded_at.desc())
+        if job is not None:
+            query = query.where(ScanRow.job == job)
+        if complete_only:
+            query = query.where(ScanRow.status == ScanStatus.COMPLETE.value)
+        if limit is not None:
+            query = query.limit(limit)
+        with Session(self.engine) as s:
+            return [self._stored(r) for r in s.scalars(query)]
+
+    def find(self, ref: str) -> StoredScan:
+        """A scan by its ID or a unique prefix of it (at least 4 characters)."""
+        with Session(self.engine) as s:
+            rows = list(s.scalars(select(ScanRow).where(ScanRow.scan_id.startswith(ref))
+                                  .limit(2))) if len(ref) >= 4 else []
+        if len(rows) != 1:
+            why = "no scan" if not rows else "more than one scan"
+            raise HistoryError(f"{why} matches {ref!r} (see 'dicomscan history list')")
+        return self._stored(rows[0])
+
+    def load(self, ref: str) -> ScanResult:
+        """The stored scan as the ScanResult it was recorded from."""
+        stored = self.find(ref)
+        with Session(self.engine) as s:
+            row = s.get(ScanRow, stored.scan_id)
+            if row is None or row.meta is None:
+                raise HistoryError(f"scan {stored.scan_id} was never finished: it has no "
+                                   "results (status running)")
+            hosts = list(s.scalars(select(HostRow).where(HostRow.scan_id == row.scan_id)
+                                   .order_by(HostRow.ordinal)))
+            ports: dict[int, list[dict[str, Any]]] = {}
+            for p in s.scalars(select(PortRow).where(PortRow.scan_id == row.scan_id)
+                               .order_by(PortRow.id)):
+                ports.setdefault(p.host_id, []).append(p.data)
+            services: dict[int, list[dict[str, Any]]] = {}
+            for v in s.scalars(select(ServiceRow).where(ServiceRow.scan_id == row.scan_id)
+                               .order_by(ServiceRow.id)):
+                services.setdefault(v.host_id, []).append({
+                    "port": v.port, "protocol": v.protocol, "name": v.name, "tls": v.tls,
+                    "product": v.product, "version": v.version,
+                    "observations": v.observations})
+            findings = [f.data for f in s.scalars(
+                select(FindingRow).where(FindingRow.scan_id == row.scan_id)
+                .order_by(FindingRow.ordinal))]
+            doc = {"scan": row.meta, "findings": findings, "hosts": [
+                {**h.data, "ports": ports.get(h.id, []), "services": services.get(h.id, [])}
+                for h in hosts]}
+        return ScanResult.model_validate(doc)

@@ -1,0 +1,105 @@
+"""What the history knows across scans: when a device or finding was first and last
+seen, which findings failed before, and drift between two stored scans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from scanner.history.drift import compute_drift
+from scanner.history.schema import FindingRow, HostRow, ScanRow
+from scanner.history.store import HistoryError, HistoryStore, ScanStatus, StoredScan, _utc
+from scanner.model import FindingStatus
+from scanner.model.drift import Drift
+
+Seen = dict[str, tuple[datetime, datetime]]
+_FAIL = FindingStatus.FAIL.value
+_FINISHED = (ScanStatus.COMPLETE.value, ScanStatus.INTERRUPTED.value)
+
+
+def _scope(job: str | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [ScanRow.status.in_(_FINISHED)]
+    if job is not None:
+        conds.append(ScanRow.job == job)
+    if until is not None:
+        conds.append(ScanRow.started_at <= until)
+    return conds
+
+
+def devices_seen(store: HistoryStore, device_ids: Iterable[str], *, job: str | None = None,
+                 until: datetime | None = None) -> Seen:
+    """First and last scan start at which each device answered (open port or discovery)."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    query = (select(HostRow.device_id, func.min(ScanRow.started_at), func.max(ScanRow.started_at))
+             .join(ScanRow, ScanRow.scan_id == HostRow.scan_id)
+             .where(HostRow.device_id.in_(ids), HostRow.seen.is_(True), *_scope(job, until))
+             .group_by(HostRow.device_id))
+    with Session(store.engine) as s:
+        return {d: (_utc(a), _utc(b)) for d, a, b in s.execute(query)}
+
+
+def findings_seen(store: HistoryStore, finding_ids: Iterable[str], *, job: str | None = None,
+                  until: datetime | None = None) -> Seen:
+    """First and last scan start at which each finding failed."""
+    ids = sorted(set(finding_ids))
+    if not ids:
+        return {}
+    query = (select(FindingRow.finding_id, func.min(ScanRow.started_at),
+                    func.max(ScanRow.started_at))
+             .join(ScanRow, ScanRow.scan_id == FindingRow.scan_id)
+             .where(FindingRow.finding_id.in_(ids), FindingRow.status == _FAIL,
+                    *_scope(job, until))
+             .group_by(FindingRow.finding_id))
+    with Session(store.engine) as s:
+        return {f: (_utc(a), _utc(b)) for f, a, b in s.execute(query)}
+
+
+def failed_before(store: HistoryStore, before: StoredScan, job: str | None) -> frozenset[str]:
+    """Finding IDs that failed in any finished scan older than ``before``."""
+    query = (select(FindingRow.finding_id).distinct()
+             .join(ScanRow, ScanRow.scan_id == FindingRow.scan_id)
+             .where(FindingRow.status == _FAIL, ScanRow.started_at < before.started_at,
+                    ScanRow.scan_id != before.scan_id, *_scope(job, None)))
+    with Session(store.engine) as s:
+        return frozenset(s.scalars(query))
+
+
+def last_two(store: HistoryStore, job: str | None) -> tuple[StoredScan, StoredScan]:
+    scans = store.scans(job, complete_only=True, limit=2)
+    if len(scans) < 2:
+        which = f"job {job!r}" if job else "the history"
+        raise HistoryError(f"{which} has {len(scans)} complete scan(s); drift needs two")
+    return scans[1], scans[0]
+
+
+def stored_drift(store: HistoryStore, old_ref: str | None = None, new_ref: str | None = None,
+                 job: str | None = None) -> Drift:
+    """Drift between two stored scans (default: the last two complete ones of ``job``),
+    with first and last seen from the history up to the new scan."""
+    if old_ref is None or new_ref is None:
+        old, new = last_two(store, job)
+        if new_ref is not None:
+            new = store.find(new_ref)
+        if old_ref is not None:
+            old = store.find(old_ref)
+    else:
+        old, new = store.find(old_ref), store.find(new_ref)
+    scope_job = new.job if job is None else job
+    drift = compute_drift(store.load(old.scan_id), store.load(new.scan_id), old_job=old.job,
+                          new_job=new.job,
+                          previously_failed=failed_before(store, old, scope_job))
+    devices = devices_seen(store, (c.device_id for c in drift.changes), job=scope_job,
+                           until=new.started_at)
+    findings = findings_seen(store, (c.finding_id for c in drift.changes if c.finding_id),
+                             job=scope_job, until=new.started_at)
+    changes = []
+    for c in drift.changes:
+        seen = findings.get(c.finding_id) if c.finding_id else devices.get(c.device_id)
+        changes.append(c if seen is None else
+                       c.model_copy(update={"first_seen": seen[0], "last_seen": seen[1]}))
+    return drift.model_copy(update={"changes": changes})

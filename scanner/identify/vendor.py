@@ -1,0 +1,118 @@
+"""The device's vendor (and product family where the evidence allows), from the
+implementation class UID root, the implementation version name, the MAC's registrant and
+product names in banners; every conclusion lists its evidence and each row's source.
+
+The table is data (``scanner/data/vendors.yaml``), one sourced fact per row. A pure
+function of a finished ``Host``, so a saved scan is identified again offline.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from scanner.identify.oui import medical_family
+from scanner.model import Host
+from scanner.model.http_observations import HttpSummary, ServiceBannerInfo
+from scanner.model.legacy_observations import SnmpObservation
+from scanner.model.observations import Association, Banner
+from scanner.model.vendor import VendorEvidence, VendorEvidenceKind, VendorIdentity
+
+if TYPE_CHECKING:
+    from probes.context import HostState
+
+_RANK = {"low": 1, "medium": 2, "high": 3}
+
+
+class VendorRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: VendorEvidenceKind
+    value: str = Field(min_length=1)
+    vendor: str = Field(min_length=1)
+    family: str | None = None
+    confidence: str = Field(pattern="^(high|medium|low)$")
+    source: str = Field(min_length=10)
+
+    def matches(self, disclosed: str) -> bool:
+        if self.kind is VendorEvidenceKind.UID_ROOT:
+            return disclosed == self.value or disclosed.startswith(self.value + ".")
+        return re.search(self.value, disclosed, re.IGNORECASE) is not None
+
+
+@cache
+def vendor_table() -> tuple[VendorRow, ...]:
+    text = (resources.files("scanner") / "data" / "vendors.yaml").read_text(encoding="utf-8")
+    raw: Any = yaml.safe_load(text)
+    return tuple(VendorRow.model_validate(r) for r in raw["rows"])
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    kind: VendorEvidenceKind
+    value: str
+
+
+def disclosures(host: Host) -> list[Disclosed]:
+    """Everything the host disclosed that the table can be matched against."""
+    out: list[Disclosed] = []
+    k = VendorEvidenceKind
+    for svc in host.services:
+        for o in svc.observations:
+            texts: list[str | None] = []
+            if isinstance(o, Association) and o.peer is not None:
+                if o.peer.implementation_class_uid:
+                    out.append(Disclosed(k.UID_ROOT, o.peer.implementation_class_uid))
+                if o.peer.implementation_version_name:
+                    out.append(Disclosed(k.VERSION_NAME, o.peer.implementation_version_name))
+            elif isinstance(o, Banner):
+                texts = [o.text]
+            elif isinstance(o, HttpSummary):
+                texts = [o.server, o.title, o.product]
+            elif isinstance(o, ServiceBannerInfo):
+                texts = [o.banner, o.software]
+            elif isinstance(o, SnmpObservation):
+                texts = [o.sys_descr]
+            out.extend(Disclosed(k.BANNER, t) for t in texts if t)
+    for name in (host.mac_vendor, medical_family(host.mac_vendor)):
+        if name:
+            out.append(Disclosed(k.MAC_VENDOR, name))
+    return list(dict.fromkeys(out))
+
+
+def identify_vendors(host: Host) -> list[VendorIdentity]:
+    """Every vendor the evidence points to, best first."""
+    hits: dict[str, list[tuple[VendorRow, Disclosed]]] = {}
+    for d in disclosures(host):
+        for row in vendor_table():
+            if row.kind is d.kind and row.matches(d.value):
+                hits.setdefault(row.vendor, []).append((row, d))
+    found: list[VendorIdentity] = []
+    for vendor, pairs in hits.items():
+        evidence = list(dict.fromkeys(
+            VendorEvidence(kind=d.kind, value=d.value, matched=r.value,
+                           confidence=r.confidence, source=r.source)
+            for r, d in pairs
+        ))
+        best = max(_RANK[r.confidence] for r, _ in pairs)
+        if len({d.kind for _, d in pairs}) > 1:  # independent kinds of evidence agree
+            best = _RANK["high"]
+        # The family from the most specific row that names one (longest UID root first).
+        named = sorted((r for r, _ in pairs if r.family),
+                       key=lambda r: (-_RANK[r.confidence], -len(r.value)))
+        confidence = next(name for name, rank in _RANK.items() if rank == best)
+        found.append(VendorIdentity(vendor=vendor, family=named[0].family if named else None,
+                                    confidence=confidence, evidence=evidence))
+    found.sort(key=lambda v: (-_RANK[v.confidence], -len(v.evidence), v.vendor))
+    return found
+
+
+def identify_vendor_state(state: HostState) -> None:
+    """Host analysis: record the vendors on the host being built."""
+    state.vendors = identify_vendors(state.freeze())

@@ -1,0 +1,82 @@
+"""Writing an output file atomically, and keeping the results when that fails.
+
+A report is written to a temporary file in the destination's own folder, flushed to disk
+(fsync) and renamed over the destination (``os.replace``), so a reader never sees half a
+report and an old report survives a failed write. When the destination cannot be written
+(missing folder, no permission, full disk), the same text goes to a file in the system's
+temporary folder instead, and the caller says where: the scan's results are never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class OutputError(Exception):
+    """An output could not be written where asked; ``kept_at`` holds the results instead
+    (None when even the temporary folder failed)."""
+
+    def __init__(self, path: str, reason: str, kept_at: str | None) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason, self.kept_at = path, reason, kept_at
+
+
+def _mode_for(target: Path) -> int:
+    """The mode a replaced file had, else what the umask gives a new file."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; OSError when it cannot."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        # mkstemp's file is private (0600); give the report the mode a plain write would.
+        os.fchmod(fd, _mode_for(target))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename is durable only once the folder's entry is on disk too.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def keep_elsewhere(name: str, text: str) -> str | None:
+    """Save ``text`` in the temporary folder under a fresh name; its path, or None."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="dicomscan-", suffix=f"-{Path(name).name}")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        return None
+    return tmp
+
+
+def write_or_keep(path: str | Path, text: str) -> None:
+    """Write atomically; on failure keep the text in a temporary file and raise
+    ``OutputError`` naming both."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        kept = keep_elsewhere(str(path), text)
+        raise OutputError(str(path), exc.strerror or str(exc), kept) from exc

@@ -1,0 +1,1 @@
+"""The scan history: store, drift, site configuration and timers."""
