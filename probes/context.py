@@ -68,13 +68,15 @@ class HostGate:
         # Host first, then global: a host at its cap must not hold global slots while waiting.
         async with self._host, self._global:
             if self._spacing:
+                # One start at a time per host, spaced from the previous *actual* start: a
+                # wait for the global rate must not let the next start crowd this one.
                 async with self._lock:
-                    now = time.monotonic()
-                    wait = self._next_start - now
-                    self._next_start = max(now, self._next_start) + self._spacing
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            if self._pace is not None:
+                    while (wait := self._next_start - time.monotonic()) > 0:
+                        await asyncio.sleep(wait)
+                    if self._pace is not None:
+                        await self._pace()
+                    self._next_start = time.monotonic() + self._spacing
+            elif self._pace is not None:
                 await self._pace()
             yield
 
