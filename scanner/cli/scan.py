@@ -204,7 +204,7 @@ def scan(**opts: Any) -> None:
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    drift_code = finish_recording(store, result, interrupted, opts)
+    result, drift_code = finish_recording(store, result, interrupted, opts)
     written = emit(result, plan, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:
