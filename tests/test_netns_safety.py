@@ -54,10 +54,12 @@ class Lab:
         return out[0], out[1]
 
     def reset(self) -> None:
-        # A neighbour entry left by an earlier scan would make the kernel send its own
-        # ARP probes later; without entries nothing is in flight.
-        sh("ip", "-n", self.scanner, "neigh", "flush", "all")
-        time.sleep(0.5)
+        # Neighbour entries left by an earlier scan make the kernels confirm them later
+        # (a device's ARP request, the scanner's reply): measured as one stray ARP frame
+        # a few seconds after a scan. Without entries on either side nothing is in flight.
+        for ns in (self.scanner, self.a, self.b):
+            sh("ip", "-n", ns, "neigh", "flush", "all")
+        time.sleep(1.0)
         for ns in (self.a, self.b):
             sh("ip", "netns", "exec", ns, "nft", "reset", "counters", "table", "netdev",
                "safety")

@@ -149,3 +149,13 @@ def test_nmap_gets_the_do_not_probe_networks_as_exclude() -> None:
     assert fence_args(s, six=False) == ["--exclude", "10.0.0.5,10.1.0.0/16",
                                         "--max-rate", "20"]
     assert fence_args(s, six=True)[:2] == ["--exclude", "fd00::5"]
+
+
+def test_profiles_show_their_rate_caps_and_max_rate_overrides() -> None:
+    r = run("profiles")
+    assert r.returncode == 0
+    for rate in ("max rate 50 ", "max rate 200 ", "max rate 5000 "):
+        assert rate in r.stdout, r.stdout
+    r = run("scan", "127.0.0.1", "-p", "9", "--plan", "--max-rate", "7", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["max_rate"] == 7.0
