@@ -88,6 +88,15 @@ class Session:
         await self.abort()
         return False
 
+    def abort_now(self) -> None:
+        """A-ABORT without waiting, for a scan being interrupted: the transport sends it
+        ahead of the FIN when the connection is closed."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            self.writer.write(ABORT_RQ)
+
     async def abort(self) -> None:
         if self.closed:
             return
@@ -312,6 +321,10 @@ async def detect_association(
         timeout=settings.timeouts.dicom,
     )
     if session is not None:
-        released = await session.release()
+        try:
+            released = await session.release()
+        except asyncio.CancelledError:
+            session.abort_now()  # interrupted: the peer is told, not left waiting
+            raise
         obs = obs.model_copy(update={"released": released})
     return obs

@@ -185,6 +185,35 @@ from scanner.model.tls_observations import (  # noqa: E402  (kept beside the uni
     TlsVersion,
 )
 
+
+class HealthPhase(StrEnum):
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class HealthCheck(_Frozen):
+    """Was the device answering, before its probes and after them: a C-ECHO in an
+    association of its own, or a TCP connect where the echo was refused."""
+
+    kind: Literal["health-check"] = "health-check"
+    phase: HealthPhase
+    method: Literal["c-echo", "tcp-connect"]
+    answered: bool
+    detail: str
+    at: str = Field(description="UTC time of the check (ISO 8601)")
+
+
+class ConnectionBackoff(_Frozen):
+    """Connections to a device that had answered started failing (refused, reset, timed
+    out): the scanner backed off and, at the limit, stopped sending to it."""
+
+    kind: Literal["connection-backoff"] = "connection-backoff"
+    failures: int
+    waited_s: float = Field(description="total back-off wait")
+    stopped: bool = Field(description="the failure limit was reached: no further probes")
+    events: list[str] = Field(description="timeline: UTC time, then what happened")
+
+
 Observation = Annotated[
     Banner
     | Association
@@ -202,6 +231,8 @@ Observation = Annotated[
     | SmbNegotiation
     | RdpNegotiation
     | SnmpObservation
-    | ProbeError,
+    | ProbeError
+    | HealthCheck
+    | ConnectionBackoff,
     Field(discriminator="kind"),
 ]

@@ -198,6 +198,16 @@ class DiscoveryInfo(Frozen):
     elapsed_ms: float
 
 
+class SkippedTarget(Frozen):
+    """An address the scan left alone because a do-not-probe entry covers it."""
+
+    address: str
+    entry: str = Field(description="the do-not-probe entry that matched")
+    reason: str
+    source: str
+    when: str = Field(description="before discovery, or once discovery learned its MAC")
+
+
 class ScanMeta(Frozen):
     id: str
     tool: str = "dicomscan"
@@ -212,6 +222,10 @@ class ScanMeta(Frozen):
     errors: list[ScanError] = Field(default_factory=list)
     engine: EngineName = EngineName.EMBEDDED
     discovery: DiscoveryInfo | None = None
+    skipped: list[SkippedTarget] = Field(
+        default_factory=list, description="do-not-probe targets left alone, and why"
+    )
+    max_rate: float | None = Field(default=None, description="new connections/s cap used")
 
 
 class ScanResult(Frozen):
