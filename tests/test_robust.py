@@ -175,6 +175,11 @@ def test_peer_text_is_escaped_in_the_table_and_exact_in_json() -> None:
     assert "\x1b" not in table.stdout
     # Quiet: pydicom's warning on the control characters in the UID stays off stderr.
     assert "Warning" not in table.stderr and "warn" not in table.stderr, table.stderr
+    # ... and -v records it in the log instead, as text.
+    with peers.start_storescp() as other, hostile_peer("markup") as odd:
+        verbose = scan([other.info.port, odd.port], "-v")
+    assert "peer A-ASSOCIATE-AC:" in verbose.stderr, verbose.stderr
+    assert "\x1b" not in verbose.stderr.split("peer A-ASSOCIATE-AC:", 1)[1].split("\n", 1)[0]
     [detect] = [o for o in run.kinds(bad.port, "dicom-association") if "detect" in o["purpose"]]
     assert detect["peer"]["implementation_class_uid"] == MARKUP_UID.decode()
     assert detect["peer"]["implementation_version_name"] == "fo-dicom [/x]"

@@ -39,10 +39,16 @@ def secrets_of(settings: ScanSettings) -> list[str]:
     return out
 
 
+# The engine's own log, and what the probes noted about odd peers (a library's warning
+# while decoding a peer's PDU, for one): kept off stderr unless -v asks for it.
+_LOGGERS = {"dicomscan": logging.INFO, "probes": logging.DEBUG}
+
+
 def enable(settings: ScanSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dicomscan: %(message)s"))
     handler.addFilter(Redact(secrets_of(settings)))
-    log = logging.getLogger("dicomscan")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    for name, level in _LOGGERS.items():
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(level)
