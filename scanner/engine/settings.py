@@ -55,7 +55,8 @@ def _wordlist(opts: dict[str, Any]) -> list[str]:
 
 def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
     if opts.get("baseline"):
-        from scanner.rules.baselines import BaselineError, resolve
+        from scanner.rules.baseline_model import BaselineError
+        from scanner.rules.baselines import resolve
 
         try:
             resolve(opts["baseline"])

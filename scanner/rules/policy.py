@@ -36,7 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
-from scanner.rules.baselines import BaselineError, _explain, _where, shipped
+from scanner.rules.baseline_model import BaselineError
+from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
 
 WAIVER_RULE = "waiver-expired"
