@@ -36,19 +36,19 @@ def settings(**kw: object) -> ScanSettings:
 
 def test_name_resolving_outside_scope_is_refused_with_exit_2() -> None:
     # localhost resolves without DNS (the resolver's own rule / nss), to loopback.
-    r = run("scan", "localhost", "--scope", "10.0.0.0/8", "-p", "9", "-q")
+    r = run("scan", "localhost", "--scope", "198.18.0.0/16", "-p", "9", "-q")
     assert r.returncode == 2, r.stderr
     assert "localhost resolves to 127.0.0.1" in r.stderr
-    assert "outside --scope 10.0.0.0/8" in r.stderr
+    assert "outside --scope 198.18.0.0/16" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_name_resolving_to_a_public_address_is_refused() -> None:
     with pytest.raises(TargetError, match="public"):
         build_targets(["pacs.example"], resolver=lambda name: ["8.8.8.8"])
-    with pytest.raises(TargetError, match=r"pacs.example resolves to 10.1.2.3"):
-        build_targets(["pacs.example"], scope=["192.168.0.0/16"],
-                      resolver=lambda name: ["10.1.2.3"])
+    with pytest.raises(TargetError, match=r"pacs.example resolves to 198.19.2.3"):
+        build_targets(["pacs.example"], scope=["198.18.0.0/16"],
+                      resolver=lambda name: ["198.19.2.3"])
 
 
 def test_ranges_and_files_are_scoped_like_the_command_line(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_ranges_and_files_are_scoped_like_the_command_line(tmp_path: Path) -> No
 
 def test_size_guard_counts_the_whole_list_and_needs_an_explicit_raise(tmp_path: Path) -> None:
     # A /16 and a /17: each alone is under the default limit, together over it.
-    r = run("scan", "10.0.0.0/16", "10.1.0.0/17", "-p", "9", "--plan")
+    r = run("scan", "198.18.0.0/16", "198.19.0.0/17", "-p", "9", "--plan")
     assert r.returncode == 2
     assert "more than 65536" in r.stderr and "--max-addresses" in r.stderr
     r = run("scan", "127.0.0.0/29", "--max-addresses", "4", "-p", "9", "--plan")
@@ -73,12 +73,12 @@ def test_size_guard_counts_the_whole_list_and_needs_an_explicit_raise(tmp_path: 
 
 def test_the_job_rechecks_scope_public_and_size() -> None:
     with pytest.raises(TargetError, match="outside the job's scope"):
-        guard_addresses(["127.0.0.1"], False, ["10.0.0.0/8"])
+        guard_addresses(["127.0.0.1"], False, ["198.18.0.0/16"])
     with pytest.raises(TargetError, match="public"):
         guard_addresses(["8.8.8.8"], False)
     with pytest.raises(TargetError, match="more than 1"):
         guard_addresses(["127.0.0.1", "127.0.0.2"], False, max_addresses=1)
-    job = ScanJob(settings(scope=["10.0.0.0/8"]))
+    job = ScanJob(settings(scope=["198.18.0.0/16"]))
     with pytest.raises(TargetError):
         asyncio.run(job.run())
 
@@ -87,17 +87,17 @@ def test_the_job_rechecks_scope_public_and_size() -> None:
 
 def test_exclude_file_entries_and_reasons(tmp_path: Path) -> None:
     entries = read_exclude_file(
-        "# site list\n10.0.0.5 CT console, vendor forbids\n10.0.1.0/24\n"
+        "# site list\n198.18.0.5 CT console, vendor forbids\n198.18.1.0/24\n"
         "00-11-22-AA-BB-CC  MR console\nct1.radiology\n", "dnp.txt")
     kinds = [(e.entry, e.kind.value, e.reason, e.source) for e in entries]
     assert kinds == [
-        ("10.0.0.5", "address", "CT console, vendor forbids", "dnp.txt:2"),
-        ("10.0.1.0/24", "network", "listed in dnp.txt", "dnp.txt:3"),
+        ("198.18.0.5", "address", "CT console, vendor forbids", "dnp.txt:2"),
+        ("198.18.1.0/24", "network", "listed in dnp.txt", "dnp.txt:3"),
         ("00:11:22:aa:bb:cc", "mac", "MR console", "dnp.txt:4"),
         ("ct1.radiology", "name", "listed in dnp.txt", "dnp.txt:5"),
     ]
     bad = tmp_path / "bad.txt"
-    bad.write_text("10.0.0.0/33 nope\n")
+    bad.write_text("198.18.0.0/33 nope\n")
     r = run("scan", "127.0.0.1", "--exclude-file", str(bad), "-p", "9", "--plan")
     assert r.returncode == 2 and "bad.txt:1" in r.stderr and "Traceback" not in r.stderr
 
@@ -144,9 +144,9 @@ def test_nmap_gets_the_do_not_probe_networks_as_exclude() -> None:
     from scanner.engine.nmap_engine import fence_args
 
     s = settings(max_rate=20, do_not_probe=[
-        make_entry("10.0.0.5", "a", "t"), make_entry("10.1.0.0/16", "b", "t"),
+        make_entry("198.18.0.5", "a", "t"), make_entry("198.19.0.0/16", "b", "t"),
         make_entry("fd00::5", "c", "t"), make_entry("00:11:22:33:44:55", "d", "t")])
-    assert fence_args(s, six=False) == ["--exclude", "10.0.0.5,10.1.0.0/16",
+    assert fence_args(s, six=False) == ["--exclude", "198.18.0.5,198.19.0.0/16",
                                         "--max-rate", "20"]
     assert fence_args(s, six=True)[:2] == ["--exclude", "fd00::5"]
 
