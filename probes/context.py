@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import (
@@ -27,11 +28,32 @@ from scanner.model import (
 from scanner.model.observations import NmapService, Observation
 from scanner.model.vendor import VendorIdentity
 
+Pace = Callable[[], Awaitable[None]]
+
+
+class ConnectionWatch(TypingProtocol):
+    """The engine's watch on a host's health: it may delay a new connection (back-off) or
+    refuse it (the host was stopped, raising OSError), and hears how each one went."""
+
+    async def before(self) -> None: ...
+
+    def after(self, error: BaseException | None) -> None: ...
+
 
 class HostGate:
-    """Caps simultaneous connections to one host and spaces their starts."""
+    """Caps simultaneous connections to one host and spaces their starts; ``pace`` (the
+    scan's global rate cap, given by the engine) is awaited last before each start."""
 
-    def __init__(self, global_slots: asyncio.Semaphore, cap: int, spacing: float) -> None:
+    def __init__(
+        self,
+        global_slots: asyncio.Semaphore,
+        cap: int,
+        spacing: float,
+        pace: Pace | None = None,
+        watch: ConnectionWatch | None = None,
+    ) -> None:
+        self._pace = pace
+        self.watch = watch
         self._global = global_slots
         self._host = asyncio.Semaphore(cap)
         self._spacing = spacing
@@ -39,16 +61,23 @@ class HostGate:
         self._next_start = 0.0
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, watched: bool = True) -> AsyncIterator[None]:
+        """``watched=False`` only for the engine's own health checks of a stopped host."""
+        if watched and self.watch is not None:
+            await self.watch.before()  # back-off waits hold no slot
         # Host first, then global: a host at its cap must not hold global slots while waiting.
         async with self._host, self._global:
             if self._spacing:
+                # One start at a time per host, spaced from the previous *actual* start: a
+                # wait for the global rate must not let the next start crowd this one.
                 async with self._lock:
-                    now = time.monotonic()
-                    wait = self._next_start - now
-                    self._next_start = max(now, self._next_start) + self._spacing
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                    while (wait := self._next_start - time.monotonic()) > 0:
+                        await asyncio.sleep(wait)
+                    if self._pace is not None:
+                        await self._pace()
+                    self._next_start = time.monotonic() + self._spacing
+            elif self._pace is not None:
+                await self._pace()
             yield
 
 
@@ -130,7 +159,15 @@ class ProbeContext:
     async def connect(self, port: int) -> AsyncIterator[OpenConnection]:
         """A new connection inside the host's gate. Raises OSError or TimeoutError."""
         async with self.gate.slot():
-            conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            watch = self.gate.watch
+            try:
+                conn = await open_stream(self.host, port, self.settings.timeouts.connect)
+            except (OSError, TimeoutError) as exc:
+                if watch is not None:
+                    watch.after(exc)
+                raise
+            if watch is not None:
+                watch.after(None)
             try:
                 yield conn
             finally:

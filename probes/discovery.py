@@ -239,9 +239,11 @@ async def tcp_ping(
     take_over: TakeOver,
     ports: Sequence[int] = TCP_PING_PORTS,
     on_alive: OnReply | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, HostDiscovery]:
-    """TCP "ping" every address on ``ports``, within the profile's connection limits;
-    every connection that opens goes to ``take_over`` before it is closed."""
+    """TCP "ping" every address on ``ports``, within the profile's connection limits and
+    the scan's rate cap (``pace``); every connection that opens goes to ``take_over``
+    before it is closed."""
     everyone = asyncio.Semaphore(max_concurrency)
 
     async def host(address: str) -> tuple[str, HostDiscovery | None]:
@@ -251,6 +253,8 @@ async def tcp_ping(
         async def slot() -> AsyncIterator[None]:
             # Host first, then global, as the engine's HostGate does.
             async with mine, everyone:
+                if pace is not None:
+                    await pace()
                 yield
 
         hit = await _tcp_ping_host(address, ports, timeout, slot, take_over)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 _MAX_HEAD = 16384
 _MAX_BODY = 4096
+_NO_BODY = (204, 304)  # answers without a body (RFC 9110 6.4.1): whole as they stand
 _SKIP = ("dicom", "dicom-tls")  # never send HTTP to a port that answered DICOM
 
 _TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -172,6 +173,7 @@ async def http_get(
             await asyncio.wait_for(_read(reader, answer), timeouts.dicom)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             answer.detail = answer.detail or f"no complete answer: {type(exc).__name__}"
+            answer.complete = False
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
@@ -243,6 +245,7 @@ def _check(
         with_credentials=with_credentials,
         detail=answer.detail,
         elapsed_ms=answer.elapsed_ms,
+        body_complete=answer.complete if answer.status is not None else None,
     )
 
 
@@ -256,6 +259,8 @@ class Identity:
 def _signature_matches(sig: WebSignature, path: str, answer: Answer) -> Identity | None:
     if answer.status not in sig.status:
         return None
+    if not sig.headers and not answer.complete and answer.status not in _NO_BODY:
+        return None  # a status alone, on a body that never ended: a catch-all, not a product
     for name, pattern in sig.headers.items():
         if not re.search(pattern, answer.headers.get(name, "")):
             return None

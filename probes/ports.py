@@ -58,6 +58,10 @@ async def probe_port(
         state, reason = PortState.FILTERED, "no answer within timeout"
     except ConnectionRefusedError:
         state, reason = PortState.CLOSED, "connection refused"
+    except ConnectionResetError:
+        # A refusal is an RST to the SYN (ECONNREFUSED); a reset means the handshake was
+        # completed and the peer then reset it: open, whatever the timing.
+        state, reason = PortState.OPEN, "connected, then reset by the peer"
     except OSError as exc:
         if exc.errno in _UNREACHABLE:
             state, reason = PortState.FILTERED, f"unreachable ({exc.strerror})"

@@ -19,6 +19,24 @@ an A-ASSOCIATE-RQ, unless said otherwise):
 - ``abort``: an A-ABORT, source 0 (service-user), reason 0, then closes.
 - ``reject``: an A-ASSOCIATE-RJ, rejected-permanent, source 1 (service-user), reason 7
   (called AE title not recognised), then closes.
+- ``rst``: resets each connection (SO_LINGER 0) as soon as it is accepted.
+- ``rj-1byte``: an A-ASSOCIATE-RJ whose body is one byte, then closes.
+- ``http-endless``: a catch-all web server: ``200 OK`` to anything, a JSON body that is
+  begun and never ended (no length, the connection held open).
+
+DICOM-speaking behaviours accept every association (every proposed context, Implicit VR
+LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
+
+- ``status-missing`` / ``status-short`` / ``status-odd``: a C-ECHO-RSP whose Status element
+  is left out, 1 byte long or 3 bytes long.
+- ``pdv-overrun``: a P-DATA whose PDV declares 4 KiB more than its PDU holds.
+- ``tiny-pdu``: the A-ASSOCIATE-AC announces a maximum PDU length of 4 bytes.
+- ``fragments``: command fragments (never the last) of 16 KiB each, as fast as they go,
+  until the client leaves.
+- ``markup``: the A-ASSOCIATE-AC's version name is rich markup; its implementation
+  class UID carries an OSC sequence.
+- ``one-shot``: speaks DICOM (Status success) on the first connection only; every later
+  connection is closed at once, as by a device that serves one association and stops.
 """
 
 from __future__ import annotations
@@ -32,13 +50,28 @@ import threading
 import time
 from collections.abc import Iterator
 
-BEHAVIOURS = ("garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject")
+from tests import hostile_pdus as pdus
+
+DICOM_BEHAVIOURS = (
+    "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
+    "markup", "one-shot",
+)
+BEHAVIOURS = (
+    "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
+    "rj-1byte", "http-endless", *DICOM_BEHAVIOURS,
+)
+# Shown in a table cell, a peer's version name must not become markup or terminal control.
+# pynetdicom refuses control characters in a version name; the OSC rides in the UID.
+MARKUP_VERSION = b"fo-dicom [/x]"
+MARKUP_UID = b"1.2.3\x1b]0;pwned\x07"
+_STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00"}
 
 _digest = hashlib.sha512(b"dicomscan hostile peer").digest()
 # 64 bytes; the top bit on the first byte keeps it off every PDU type (0x01-0x07).
 GARBAGE = bytes([_digest[0] | 0x80]) + _digest[1:]
 HUGE_AC = b"\x02\x00\xff\xff\xff\xf0" + b"\x00\x01\x00\x00" + b"ORTHANC".ljust(16)
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nServer: hostile-test\r\nContent-Length: 0\r\n\r\n"
+HTTP_ENDLESS = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[{"00100020": '
 A_ABORT = bytes.fromhex("07 00 00000004 00 00 00 00")
 A_ASSOCIATE_RJ = bytes.fromhex("03 00 00000004 00 01 01 07")
 # Header, protocol version, reserved, called and calling AE, 32 reserved bytes, then the
@@ -55,7 +88,10 @@ SLOW_AC = (
 )
 
 _TICK = 0.1  # how often blocked threads look at the stop flag
-_ANSWERS = {"garbage": GARBAGE, "http": HTTP_400, "abort": A_ABORT, "reject": A_ASSOCIATE_RJ}
+_ANSWERS = {
+    "garbage": GARBAGE, "http": HTTP_400, "abort": A_ABORT, "reject": A_ASSOCIATE_RJ,
+    "rj-1byte": pdus.ONE_BYTE_RJ,
+}
 
 
 class HostilePeer:
@@ -163,6 +199,14 @@ class HostilePeer:
         behaviour = self.behaviour
         if behaviour == "close":
             return
+        if behaviour == "rst":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        if behaviour == "one-shot" and index > 0:
+            return
+        if behaviour in DICOM_BEHAVIOURS:
+            self._speak_dicom(conn, index)
+            return
         if behaviour == "silent":
             self._drain(conn, index)
             return
@@ -172,6 +216,9 @@ class HostilePeer:
             conn.sendall(_ANSWERS[behaviour])
             # FIN rather than RST: the client reads the whole answer before seeing the end.
             conn.shutdown(socket.SHUT_WR)
+            self._drain(conn, index)
+        elif behaviour == "http-endless":
+            conn.sendall(HTTP_ENDLESS)
             self._drain(conn, index)
         elif behaviour == "huge-ac":
             conn.sendall(HUGE_AC)
@@ -209,6 +256,51 @@ class HostilePeer:
             if self._recv_once(conn, index) is False:
                 return False
         return False
+
+    def _next_pdu(self, conn: socket.socket, index: int, cursor: int) -> bytes | None:
+        """The whole next PDU from ``cursor`` on in what this connection received."""
+        while not self._stop.is_set():
+            data = self.received[index][cursor:]
+            if len(data) >= 6:
+                end = 6 + int.from_bytes(data[2:6], "big")
+                if len(data) >= end:
+                    return data[:end]
+            if self._recv_once(conn, index) is False:
+                return None
+        return None
+
+    def _speak_dicom(self, conn: socket.socket, index: int) -> None:
+        behaviour, cursor = self.behaviour, 0
+        while (pdu := self._next_pdu(conn, index, cursor)) is not None:
+            cursor += len(pdu)
+            if pdu[0] == 0x01:
+                conn.sendall(pdus.associate_ac(
+                    pdu,
+                    max_pdu=4 if behaviour == "tiny-pdu" else 16384,
+                    version_name=MARKUP_VERSION if behaviour == "markup" else b"HOSTILE_1",
+                    uid=MARKUP_UID if behaviour == "markup" else pdus.HOSTILE_UID,
+                ))
+            elif pdu[0] == 0x04:
+                self._answer_pdata(conn, pdus.context_of(pdu))
+            elif pdu[0] == 0x05:
+                conn.sendall(pdus.RELEASE_RP)
+                return
+            else:
+                return
+
+    def _answer_pdata(self, conn: socket.socket, cid: int) -> None:
+        behaviour = self.behaviour
+        if behaviour in _STATUS:
+            conn.sendall(pdus.pdata(cid, 0x03, pdus.echo_rsp(_STATUS[behaviour])))
+        elif behaviour == "pdv-overrun":
+            conn.sendall(pdus.pdata_overrun(cid, pdus.echo_rsp(b"\x00\x00")))
+        elif behaviour == "fragments":
+            chunk = pdus.pdata(cid, 0x01, bytes(16384))
+            conn.settimeout(2.0)
+            while not self._stop.is_set():
+                conn.sendall(chunk)  # the client leaving ends this with an OSError
+        else:
+            conn.sendall(pdus.pdata(cid, 0x03, pdus.echo_rsp(b"\x00\x00")))
 
     def _trickle(self, conn: socket.socket, index: int) -> None:
         sent = 0

@@ -19,16 +19,9 @@ import pytest
 
 from scanner.model import Host, PortObservation, PortState, ScanResult, Service, Severity
 from scanner.model.observations import Association, AssociationOutcome, Fingerprint, PeerIdentity
+from scanner.rules.baseline_model import REMOTE_ACCESS_PORTS, BaselineError
 from scanner.rules.baseline_rules import baseline_findings, select
-from scanner.rules.baselines import (
-    REMOTE_ACCESS_PORTS,
-    BaselineError,
-    load_files,
-    parse_baseline,
-    resolve,
-    shipped,
-    shipped_files,
-)
+from scanner.rules.baselines import load_files, parse_baseline, resolve, shipped, shipped_files
 from scanner.rules.catalogue import load_catalogue
 from tests.conftest import needs_dcmtk, needs_orthanc, plain_listener
 

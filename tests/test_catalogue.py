@@ -33,7 +33,7 @@ RULE_DIR = ROOT / "scanner" / "rules"
 RULE_MODULES = [RULE_DIR / "evaluate.py", *sorted(RULE_DIR.glob("*_rules.py"))]
 SCANS = sorted((ROOT / "fixtures" / "scans").glob("*.json"))
 RULE_SHAPED = re.compile(
-    r"^(?:dicom|tls|software|port|http|remote|waiver|baseline|smb|rdp|snmp)-[a-z0-9-]+$"
+    r"^(?:dicom|tls|software|port|http|remote|waiver|baseline|smb|rdp|snmp|device)-[a-z0-9-]+$"
 )
 # Functions whose first argument is a rule ID.
 FINDING_CALLS = {"make_finding", "finding"}

@@ -11,8 +11,8 @@ import pytest
 from scanner.engine import discovery_plan as discovery
 from scanner.identify.oui import mac_vendor, medical_family, normalise_mac
 from scanner.model import DiscoveryMethod, Host
+from scanner.rules.baseline_model import Match
 from scanner.rules.baseline_rules import host_facts, match_reasons
-from scanner.rules.baselines import Match
 
 M = DiscoveryMethod
 

@@ -41,3 +41,10 @@ def test_baseline_is_part_of_a_findings_identity() -> None:
     one = finding_id("port-not-allowed", "d", 23, "generic-modality")
     assert one != finding_id("port-not-allowed", "d", 23, "orthanc")
     assert one != finding_id("port-not-allowed", "d", 24, "generic-modality")
+
+
+def test_other_rules_keep_their_id_when_judged_against_another_baseline() -> None:
+    # A device identified differently next time must not see all its findings "resolved"
+    # and "new" again: only the port verdicts are relative to a baseline.
+    assert finding_id("dicom-echo-open", "d", 104, "dcmtk") == \
+        finding_id("dicom-echo-open", "d", 104, "generic-pacs")

@@ -18,8 +18,9 @@ import yaml
 from scanner.identify.vendor import identify_vendors, vendor_table
 from scanner.model import Host, PortObservation, PortState, Service
 from scanner.model.observations import Association, AssociationOutcome, PeerIdentity
+from scanner.rules.baseline_model import EXPECTED_RULE, BaselineError
 from scanner.rules.baseline_rules import select
-from scanner.rules.baselines import EXPECTED_RULE, BaselineError, parse_baseline, shipped
+from scanner.rules.baselines import parse_baseline, shipped
 from scanner.rules.evaluate import evaluate
 from tests.conftest import run_scan
 

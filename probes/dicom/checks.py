@@ -7,6 +7,7 @@ the answers to the others. Every check records an observation; none judges.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -66,11 +67,15 @@ async def _with_association(
             )
             position = len(svc.observations)  # the association is listed before its operations
             if session is not None:
-                for op in work:
-                    svc.observations.append(await _operation(ctx, svc, session, op))
-                    if session.closed:
-                        break
-                obs = obs.model_copy(update={"released": await session.release()})
+                try:
+                    for op in work:
+                        svc.observations.append(await _operation(ctx, svc, session, op))
+                        if session.closed:
+                            break
+                    obs = obs.model_copy(update={"released": await session.release()})
+                except asyncio.CancelledError:
+                    session.abort_now()  # interrupted: the peer is told, not left waiting
+                    raise
     except (OSError, TimeoutError) as exc:
         ctx.state.errors.append(f"port {svc.port}: {purpose} connection failed: {exc!s}")
         return None

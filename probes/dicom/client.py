@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,8 @@ from scanner.model.observations import (
     PeerIdentity,
     RejectInfo,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,6 +87,15 @@ class Session:
             pass
         await self.abort()
         return False
+
+    def abort_now(self) -> None:
+        """A-ABORT without waiting, for a scan being interrupted: the transport sends it
+        ahead of the FIN when the connection is closed."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            self.writer.write(ABORT_RQ)
 
     async def abort(self) -> None:
         if self.closed:
@@ -223,9 +236,15 @@ async def _classify(
 ) -> tuple[Association, Session | None]:
     if pdu.type == 0x02:
         try:
-            primitive = decode_ac(pdu)
-            results, accepted, transfer = _contexts(primitive, contexts)
-            identity = _identity(primitive)
+            # pydicom warns (to stderr) on odd values, such as a UID with control
+            # characters: peer data, so kept for the debug log instead.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                primitive = decode_ac(pdu)
+                results, accepted, transfer = _contexts(primitive, contexts)
+                identity = _identity(primitive)
+            for w in caught:
+                log.debug("peer A-ASSOCIATE-AC: %s", w.message)
         except Exception as exc:  # pynetdicom raises assorted errors on malformed items
             writer.write(ABORT_RQ)
             return done(
@@ -242,7 +261,9 @@ async def _classify(
         try:
             result, source, reason = decode_rj(pdu)
         except PeerProtocolError as exc:
-            return done(AssociationOutcome.ERROR, detail=str(exc)), None
+            # Still a DICOM header: the evidence keeps the port DICOM (no ClientHello later).
+            first = pdu.encoded()[:FIRST_BYTES].hex()
+            return done(AssociationOutcome.ERROR, detail=str(exc), first_bytes_hex=first), None
         reject = RejectInfo(
             result=result,
             result_text=codes.REJECT_RESULT.get(result, f"unknown result {result}"),
@@ -300,6 +321,10 @@ async def detect_association(
         timeout=settings.timeouts.dicom,
     )
     if session is not None:
-        released = await session.release()
+        try:
+            released = await session.release()
+        except asyncio.CancelledError:
+            session.abort_now()  # interrupted: the peer is told, not left waiting
+            raise
         obs = obs.model_copy(update={"released": released})
     return obs

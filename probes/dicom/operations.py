@@ -17,13 +17,14 @@ from pydicom.dataset import Dataset
 from pynetdicom import dimse_messages as _msgs
 from pynetdicom import dimse_primitives as _dimse
 from pynetdicom import status as _status
-from pynetdicom.dsutils import decode as _decode_ds
 from pynetdicom.dsutils import encode as _encode_ds
 
 from probes.dicom import codes
 from probes.dicom.client import Session
+from probes.dicom.command import NO_DATA_SET, CommandBuffer, response_status
 from probes.dicom.pdu import (
     MAX_DATA_PDU,
+    MIN_PEER_PDU,
     PeerClosed,
     PeerProtocolError,
     decode_pdata,
@@ -70,13 +71,20 @@ def _is_authorised(operation: str, code: int) -> bool:
 
 
 async def _send_message(session: Session, message: Any, context_id: int) -> None:
+    if session.peer_max_pdu < MIN_PEER_PDU:
+        # pynetdicom's encoder cannot split a message into PDUs that small (and divides by
+        # the length less 6); no real peer announces it, so nothing is sent.
+        raise PeerProtocolError(
+            f"peer announced a maximum PDU length of {session.peer_max_pdu} bytes, "
+            f"under the {MIN_PEER_PDU} a request needs; nothing sent"
+        )
     for p_data in message.encode_msg(context_id, session.peer_max_pdu):
         await session.send(encode_pdata(p_data))
 
 
 async def _read_command(session: Session) -> Dataset:
     """The next DIMSE command set. Dataset fragments are dropped unread."""
-    command = bytearray()
+    command = CommandBuffer()
     deadline = time.monotonic() + session.timeout
     while True:
         left = deadline - time.monotonic()
@@ -92,10 +100,9 @@ async def _read_command(session: Session) -> Dataset:
             control = value[0] if value else 0
             if not control & 0x01:
                 raise _DatasetReturned
-            command += value[1:]
+            command.add(value[1:])
             if control & 0x02:
-                ds: Dataset = _decode_ds(BytesIO(bytes(command)), True, True)
-                return ds
+                return command.decode()
 
 
 async def run_operation(
@@ -121,10 +128,8 @@ async def run_operation(
         await _send_message(session, message, context_id)
         while True:
             command = await _read_command(session)
-            code = int(getattr(command, "Status", -1))
-            if code < 0:
-                raise PeerProtocolError("response without a Status")
-            if int(getattr(command, "CommandDataSetType", 0x0101)) != 0x0101:
+            code, data_set_type = response_status(command)
+            if data_set_type != NO_DATA_SET:
                 raise _DatasetReturned
             if _status.code_to_category(code) != _status.STATUS_PENDING:
                 break

@@ -34,6 +34,9 @@ OUR_MAX_PDU = 65536
 # contexts is a few KiB. Anything beyond this is a hostile or broken peer.
 MAX_CONTROL_PDU = 256 * 1024
 MAX_DATA_PDU = 4 * 1024 * 1024
+# The smallest maximum PDU length we send to: pynetdicom's encoder needs more than 6 + 7
+# bytes per PDU and divides by the length less 6; 64 still carries a command in ~10 PDUs.
+MIN_PEER_PDU = 64
 HEADER = struct.Struct(">BBL")
 VALID_TYPES = range(1, 8)
 FIRST_BYTES = 64
@@ -217,10 +220,24 @@ def decode_abort(raw: RawPDU) -> tuple[int, int]:
 
 
 def decode_pdata(raw: RawPDU) -> list[tuple[int, bytes]]:
-    """Presentation data values: (context id, control header + fragment)."""
-    pdu = _pdu.P_DATA_TF()
-    pdu.decode(raw.encoded())
-    values: list[tuple[int, bytes]] = pdu.to_primitive().presentation_data_value_list
+    """Presentation data values: (context id, control header + fragment).
+
+    Parsed here rather than by pynetdicom, whose decoder asserts (an AssertionError) on a
+    PDV that overruns its PDU; each PDV must fit in what is left of the PDU body."""
+    values: list[tuple[int, bytes]] = []
+    body, pos = raw.body, 0
+    while pos < len(body):
+        if pos + 4 > len(body):
+            raise PeerProtocolError("P-DATA ends inside a PDV length")
+        length = int.from_bytes(body[pos : pos + 4], "big")
+        if length < 2 or pos + 4 + length > len(body):
+            raise PeerProtocolError(
+                f"PDV declares {length} bytes, {len(body) - pos - 4} left in its P-DATA"
+            )
+        values.append((body[pos + 4], bytes(body[pos + 5 : pos + 4 + length])))
+        pos += 4 + length
+    if not values:
+        raise PeerProtocolError("P-DATA without a PDV")
     return values
 
 

@@ -18,6 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from scanner.model.tls_observations import TlsCertificate
 
 EXPIRY_WARNING = timedelta(days=30)
+MAX_CHAIN = 16  # certificates described per chain; a real chain has 2-4
+# What ``cryptography`` raises on a certificate it parses but will not interpret: an
+# unknown key or signature algorithm, a duplicated extension, a malformed field.
+REFUSED = (
+    ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType
+)
+
+
+class CertificateRefused(ValueError):
+    """The server's certificate does not parse; the message says why."""
 
 
 def load_bundle(path: str) -> list[x509.Certificate]:
@@ -66,7 +76,10 @@ def chains_to(chain: list[x509.Certificate], bundle: list[x509.Certificate]) -> 
 
 
 def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except REFUSED:
+        return "unsupported", 0, None
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, None
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -83,7 +96,7 @@ def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
 def _sans(cert: x509.Certificate) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, *REFUSED):
         return []
     labels: tuple[tuple[type[x509.GeneralName], str], ...] = (
         (x509.DNSName, "DNS"),
@@ -98,8 +111,35 @@ def _sans(cert: x509.Certificate) -> list[str]:
     return out
 
 
+def _chains(chain: list[x509.Certificate], bundle: list[x509.Certificate]) -> bool | None:
+    try:
+        return chains_to(chain, bundle)
+    except REFUSED:
+        return None  # could not be checked: never reported as a chain that holds
+
+
 def _self_signed(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject and _issued_by(cert, cert)
+    try:
+        return cert.issuer == cert.subject and _issued_by(cert, cert)
+    except REFUSED:
+        return False
+
+
+def _name(read: object) -> str:
+    """A distinguished name in RFC 4514 form, or a placeholder when it will not parse."""
+    try:
+        return str(read.rfc4514_string())  # type: ignore[attr-defined]
+    except REFUSED:
+        return "(unreadable name)"
+
+
+def load_chain(der_chain: list[bytes]) -> list[x509.Certificate]:
+    """The certificates, capped at ``MAX_CHAIN``. Raises ``CertificateRefused`` when one
+    does not parse (bad DER, an X.509 version other than 1 or 3)."""
+    try:
+        return [x509.load_der_x509_certificate(d) for d in der_chain[:MAX_CHAIN]]
+    except (x509.InvalidVersion, *REFUSED) as exc:
+        raise CertificateRefused(f"{type(exc).__name__}: {exc}"[:200]) from exc
 
 
 def describe(
@@ -110,20 +150,26 @@ def describe(
 ) -> TlsCertificate:
     """The leaf certificate (first in the chain) as an observation. Raises ValueError on
     DER that does not parse."""
-    chain = [x509.load_der_x509_certificate(d) for d in der_chain]
+    chain = load_chain(der_chain)
     leaf = chain[0]
     now = now or datetime.now(UTC)
-    not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    try:
+        not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    except REFUSED as exc:
+        raise CertificateRefused(f"validity unreadable: {type(exc).__name__}") from exc
     key_type, key_bits, curve = _key(leaf)
-    sig_hash = leaf.signature_hash_algorithm
+    try:
+        sig_hash = leaf.signature_hash_algorithm
+    except REFUSED:  # an algorithm cryptography does not know: named by its OID below
+        sig_hash = None
     try:
         sig_name = leaf.signature_algorithm_oid._name
     except AttributeError:  # pragma: no cover - private attribute, keep the dotted OID then
         sig_name = leaf.signature_algorithm_oid.dotted_string
     return TlsCertificate(
         source=source,
-        subject=leaf.subject.rfc4514_string(),
-        issuer=leaf.issuer.rfc4514_string(),
+        subject=_name(leaf.subject),
+        issuer=_name(leaf.issuer),
         serial=f"{leaf.serial_number:x}",
         sans=_sans(leaf),
         not_before=not_before,
@@ -141,6 +187,6 @@ def describe(
         sha256_fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
         sha1_fingerprint=leaf.fingerprint(hashes.SHA1()).hex(),
         chain_length=len(chain),
-        chain_subjects=[c.subject.rfc4514_string() for c in chain[1:]],
-        ca_verified=None if bundle is None else chains_to(chain, bundle),
+        chain_subjects=[_name(c.subject) for c in chain[1:]],
+        ca_verified=None if bundle is None else _chains(chain, bundle),
     )

@@ -27,6 +27,7 @@ from probes.tls.clienthello import SSL3, TLS10, TLS11, TLS12, TLS13, ServerAnswe
 from probes.tls.profiles import assess
 from probes.tls.versions import Counter, VersionScan, detect, scan_version
 from probes.tls_client import client_context
+from scanner.model.observations import ProbeError
 from scanner.model.tls_observations import (
     HandshakeOutcome,
     TlsCertificate,
@@ -73,10 +74,13 @@ def _not_tls(ans: ServerAnswer, counter: Counter, started: float) -> TlsSummary:
 
 
 def _certificates(
-    scans: list[VersionScan], leaf13: bytes | None, bundle: list[x509.Certificate] | None
+    scans: list[VersionScan],
+    leaf13: bytes | None,
+    bundle: list[x509.Certificate] | None,
+    refused: list[ProbeError],
 ) -> list[TlsCertificate]:
     """Leaf certificates seen, once each: the clear TLS <= 1.2 one, and the TLS 1.3 one
-    when it differs or is the only one."""
+    when it differs or is the only one. One that does not parse goes to ``refused``."""
     out: list[TlsCertificate] = []
     seen: set[str] = set()
     newest_first = sorted(scans, key=lambda s: s.observation.version, reverse=True)
@@ -88,11 +92,40 @@ def _certificates(
             continue
         try:
             cert = certificate.describe(chain, source, bundle)
-        except ValueError:
+        except ValueError as exc:
+            error = ProbeError(
+                probe="tls-certificate", exception=type(exc).__name__, message=str(exc)[:200]
+            )
+            if error not in refused:
+                refused.append(error)
             continue
         if cert.sha256_fingerprint not in seen:
             seen.add(cert.sha256_fingerprint)
             out.append(cert)
+    return out
+
+
+def _unanswered(scan: VersionScan) -> bool:
+    obs = scan.observation
+    return obs.outcome is VersionOutcome.NO_ANSWER or obs.detail.startswith(
+        "enumeration stopped: timeout"
+    )
+
+
+async def _ask_again(
+    ctx: ProbeContext, port: int, scans: list[VersionScan], counter: Counter
+) -> list[VersionScan]:
+    """A server that serves one connection at a time leaves the hellos queued behind
+    another connection unanswered. Once everything else is done, each version left
+    unanswered (or whose enumeration went silent) is asked again, one at a time; the new
+    answer is kept when it is one."""
+    out: list[VersionScan] = []
+    for version, scan in zip(_VERSIONS, scans, strict=True):
+        if _unanswered(scan):
+            again = await scan_version(ctx, port, version, counter)
+            if not _unanswered(again):
+                scan = again
+        out.append(scan)
     return out
 
 
@@ -159,12 +192,15 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
     scans, hs = await asyncio.gather(
         all_versions(), _handshakes(ctx, svc, options, requested, counter)
     )
+    scans = await _ask_again(ctx, svc.port, scans, counter)
     versions = [s.observation for s in scans]
-    certs = _certificates(scans, hs[0].leaf_der, bundle)
+    refused: list[ProbeError] = []
+    certs = _certificates(scans, hs[0].leaf_der, bundle, refused)
     summary = _summary(versions, certs, hs, counter, started, detail)
     svc.observations.append(summary)
     svc.observations.extend(versions)
     svc.observations.extend(certs)
+    svc.observations.extend(refused)
     for result in hs:
         svc.observations.append(result.observation)
         if result.association is not None:

@@ -152,10 +152,32 @@ _CHECKS: tuple[Callable[[_Facts], ProfileCheck], ...] = (
 
 def assess(
     versions: list[TlsVersion], cert: TlsCertificate | None, negotiated: str | None
-) -> tuple[list[ProfileCheck], str | None, bool]:
-    """(every profile check, the best conforming profile, whether B.12 is met)."""
+) -> tuple[list[ProfileCheck], str | None, bool | None]:
+    """(every profile check, the best conforming profile, whether B.12 is met: None when
+    it holds on what was measured but something it depends on was not)."""
     facts = _Facts(versions, cert, negotiated)
+    gaps = unmeasured(versions)
     checks = [check(facts) for check in _CHECKS]
+    if gaps:  # a profile is only claimed on a complete measurement
+        checks = [c.model_copy(update={"conforms": False, "unmeasured": gaps}) for c in checks]
     best = next((c.profile for c in checks if c.conforms), None)
-    meets_b12 = next(c.conforms for c in checks if c.profile == "B.12")
+    b12 = next(c for c in checks if c.profile == "B.12")
+    meets_b12 = None if gaps and not b12.reasons else b12.conforms
     return checks, best, meets_b12
+
+
+_UNSURE = (VersionOutcome.NO_ANSWER, VersionOutcome.ERROR)
+
+
+def unmeasured(versions: list[TlsVersion]) -> list[str]:
+    """Versions or suite lists the observations leave open: a version that got no answer
+    (or an error), an accepted version whose suite enumeration was cut short or found none."""
+    gaps: list[str] = []
+    for v in versions:
+        if v.outcome in _UNSURE:
+            gaps.append(f"{v.version} not answered ({v.outcome.value})")
+        elif v.outcome is VersionOutcome.ACCEPTED and not v.suites:
+            gaps.append(f"{v.version} accepted but no suite enumerated")
+        elif v.outcome is VersionOutcome.ACCEPTED and not v.enumeration_complete:
+            gaps.append(f"{v.version} suite enumeration cut short")
+    return gaps

@@ -73,7 +73,8 @@ def load_saved(path: str) -> ScanResult:
 
 def _rejudge(result: ScanResult, opts: dict[str, Any]) -> ScanResult:
     """Judge a saved scan again with --baseline and --policy, as of the scan's date."""
-    from scanner.rules.baselines import BaselineError, resolve
+    from scanner.rules.baseline_model import BaselineError
+    from scanner.rules.baselines import resolve
     from scanner.rules.evaluate import evaluate
     from scanner.rules.policy import PolicyError, read_policy
 

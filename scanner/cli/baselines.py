@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from scanner.rules.baselines import Baseline
+    from scanner.rules.baseline_model import Baseline
 
 EXIT_USAGE = 2
 
 
 def _shipped() -> dict[str, Baseline]:
-    from scanner.rules.baselines import BaselineError, shipped
+    from scanner.rules.baseline_model import BaselineError
+    from scanner.rules.baselines import shipped
 
     try:
         return dict(shipped())
@@ -45,7 +46,7 @@ def list_baselines() -> None:
 
 def _plain(value: Any) -> Any:
     """Port ranges back to the form they are written in (23, "5900-5910")."""
-    from scanner.rules.baselines import show_ports
+    from scanner.rules.baseline_model import show_ports
 
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -85,7 +86,8 @@ def validate(files: tuple[str, ...]) -> None:
     """
     from pathlib import Path
 
-    from scanner.rules.baselines import BaselineError, load_files
+    from scanner.rules.baseline_model import BaselineError
+    from scanner.rules.baselines import load_files
 
     problems: list[str] = []
     texts: list[tuple[str, str]] = []

@@ -34,7 +34,7 @@ Exit codes:
   4    an output could not be written or sent (-o, --syslog); every other output
        was still written, and a file's results were kept in a temporary file
        whose path is printed
-  130  interrupted (Ctrl-C); what was found so far is still written
+  130  interrupted (Ctrl-C or SIGTERM); what was found so far is still written
 """
 
 

@@ -11,11 +11,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from scanner.cli.common import EXIT_FAILED, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from scanner.cli.common import (
+    EXIT_FAILED,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+    check_syslog,
+)
 
 if TYPE_CHECKING:
     from scanner.history.store import HistoryStore, StoredScan
     from scanner.model import ScanResult, ScanSettings
+    from scanner.model.drift import Drift
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +34,12 @@ HISTORY_HELP = ("History store: a SQLite file path or a database URL "
 
 def history_option(func: F) -> F:
     return click.option("--history", "history", metavar="PATH|URL", help=HISTORY_HELP)(func)
+
+
+def _check_syslog(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        check_syslog({"syslog": value})
+    return value
 
 
 def _check_kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -41,9 +55,12 @@ FAIL_ON_DRIFT_HELP = ("Exit 1 when a change of these kinds is found: comma-separ
 
 def scan_history_options(func: F) -> F:
     """The scan command's history options: where to store, and drift since the last scan."""
-    func = click.option("--drift-output", type=click.Path(dir_okay=False), metavar="FILE",
+    func = click.option("--drift-output", type=click.Path(dir_okay=False),
+                        metavar="[FORMAT:]FILE",
                         help="With --job: write the drift since the job's previous complete "
-                             "scan here as JSON Lines events (event_type: drift).")(func)
+                             "scan here as events: jsonl (event_type: drift), ocsf or cef; "
+                             "FORMAT: or the ending (.ocsf.json, .cef) chooses, else jsonl. "
+                             "With --syslog the drift is also sent there as CEF.")(func)
     func = click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
                         help="With --job: " + FAIL_ON_DRIFT_HELP)(func)
     return history_option(func)
@@ -92,34 +109,38 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
 
 
 def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
-                     opts: dict[str, Any]) -> int:
-    """Store the result, then the drift since the job's previous complete scan (events
-    file, --fail-on-drift). Returns 1 when drift of a failing kind was found, else 0.
+                     opts: dict[str, Any]) -> tuple[ScanResult, int]:
+    """Store the result, then the drift since the job's previous complete scan (drift
+    outputs, --fail-on-drift). Returns the result with first and last seen from the
+    history (for every output), and 1 when drift of a failing kind was found, else 0.
     If the store fails the report is still written (the scan stays 'running', i.e.
     partial, in the history) and the failure is said on stderr."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from scanner.history.timeline import with_seen
+
     if store is None:
-        return EXIT_OK
+        return result, EXIT_OK
     try:
         store.record(result, opts.get("job"), interrupted)
+        result = with_seen(store, result, opts.get("job"))
         if interrupted or result.scan.interrupted or not opts.get("job"):
-            return EXIT_OK
-        return _drift_after_scan(store, result.scan.id, opts)
+            return result, EXIT_OK
+        return result, _drift_after_scan(store, result.scan.id, opts)
     except SQLAlchemyError as exc:
         click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
                    err=True)
-        return EXIT_OK
+        return result, EXIT_OK
     finally:
         store.close()
 
 
 def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -> int:
     from scanner.history.timeline import stored_drift
-    from scanner.outputs.drift_events import drift_to_jsonl
+    from scanner.outputs.registry import DRIFT_WRITERS, drift_file
 
     kinds, output = _kinds(opts.get("fail_on_drift")), opts.get("drift_output")
-    if not kinds and not output:
+    if not kinds and not output and not opts.get("syslog"):
         return EXIT_OK
     now = store.find(scan_id)
     earlier = [s for s in store.scans(opts["job"], complete_only=True)
@@ -130,13 +151,30 @@ def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -
         return EXIT_OK
     drift = stored_drift(store, earlier[0].scan_id, scan_id, opts["job"])
     if output:
-        write_text(drift_to_jsonl(drift), output)
+        fmt, path = drift_file(output)
+        write_text(DRIFT_WRITERS[fmt](drift), path)
     click.echo(f"dicomscan: drift since {earlier[0].scan_id[:8]}: {len(drift.changes)} "
                "change(s)", err=True)
+    sent = send_drift_syslog(drift, opts.get("syslog"), opts.get("syslog_ca"))
     found = {c.kind.value for c in drift.changes} & kinds
     if found:
         click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
-    return EXIT_FINDINGS if found else EXIT_OK
+    return EXIT_FINDINGS if found else EXIT_OK if sent else EXIT_OUTPUT
+
+
+def send_drift_syslog(drift: Drift, url: str | None, ca_file: str | None) -> bool:
+    """Each change as CEF over syslog, if a URL is given; False (said) when it failed."""
+    if not url or not drift.changes:
+        return True
+    from scanner.outputs.syslog import SyslogError, send_drift
+
+    try:
+        sent = send_drift(drift, url, ca_file=ca_file)
+    except SyslogError as exc:
+        click.echo(f"dicomscan: syslog: {exc}; drift not sent", err=True)
+        return False
+    click.echo(f"dicomscan: syslog: sent {sent} drift event(s) to {url}", err=True)
+    return True
 
 
 # --- history list | show -------------------------------------------------------------------
@@ -240,6 +278,7 @@ Exit codes:
   0    no drift of the kinds in --fail-on-drift (or none given)
   1    drift of at least one of those kinds
   2    usage error: unknown scan, not two complete scans, bad store
+  4    --syslog could not be reached (the drift was still written)
 """
 
 
@@ -264,19 +303,26 @@ def _kinds(value: str | None) -> set[str]:
 @click.argument("new", required=False)
 @history_option
 @click.option("--job", help="Whose scans to compare (default: the last two complete ones).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]),
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "ocsf", "cef"]),
               default="table", show_default=True,
-              help="jsonl: one 'event_type: drift' event per change, for a SIEM.")
+              help="For a SIEM, one event per change: jsonl ('event_type: drift'), ocsf "
+                   "(OCSF 1.8.0: 5001 for inventory changes, 2003 for findings) or cef.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @click.option("--fail-on-drift", metavar="KINDS", callback=_check_kinds,
               help=FAIL_ON_DRIFT_HELP)
+@click.option("--syslog", metavar="URL", callback=_check_syslog,
+              help="Also send each change as CEF in an RFC 5424 syslog message (MSGID "
+                   "drift): udp://, tcp:// or tls://HOST:PORT.")
+@click.option("--syslog-ca", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle that signed the syslog receiver's certificate (tls://).")
 def diff(old: str | None, new: str | None, history: str | None, job: str | None, fmt: str,
-         output: str | None, fail_on_drift: str | None) -> None:
+         output: str | None, fail_on_drift: str | None, syslog: str | None,
+         syslog_ca: str | None) -> None:
     """What changed between two stored scans: OLD and NEW (IDs or unique prefixes), or the
     last two complete scans of --job (or of the whole history)."""
     from scanner.history.store import HistoryError
     from scanner.history.timeline import stored_drift
-    from scanner.outputs.drift_events import DRIFT_WRITERS
+    from scanner.outputs.registry import DRIFT_WRITERS
 
     kinds = _kinds(fail_on_drift)
     if old is not None and new is None:
@@ -295,7 +341,8 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     write_text(DRIFT_WRITERS[fmt](drift), output)
+    sent = send_drift_syslog(drift, syslog, syslog_ca)
     found = {c.kind.value for c in drift.changes} & kinds
     if found:
         click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
-    sys.exit(EXIT_FINDINGS if found else EXIT_OK)
+    sys.exit(EXIT_FINDINGS if found else EXIT_OK if sent else EXIT_OUTPUT)

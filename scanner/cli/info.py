@@ -24,6 +24,8 @@ def profiles() -> None:
         t = p.timeouts
         click.echo(
             f"{p.name.value:7} {p.summary}\n        max {p.max_concurrency} connections, "
+            f"{p.per_host_connections} per host, {p.probe_spacing:g}s spacing, "
+            f"max rate {p.max_rate:g} new connections/s,\n        "
             f"timeouts connect {t.connect:g}s dicom {t.dicom:g}s dimse {t.dimse:g}s "
             f"host {t.host:g}s"
         )

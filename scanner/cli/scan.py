@@ -51,6 +51,14 @@ from scanner.cli.site import apply_site_config, site_options
     help="Address, network or range never to touch (repeatable).",
 )
 @click.option(
+    "--exclude-file",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Do-not-probe list: one address, network, host name or MAC a line, then its "
+    "reason. Never sent a packet in any phase (repeatable).",
+)
+@click.option(
     "--scope",
     multiple=True,
     metavar="CIDR",
@@ -60,6 +68,27 @@ from scanner.cli.site import apply_site_config, site_options
     "--allow-public",
     is_flag=True,
     help="Allow globally routable addresses. Off: public targets are refused.",
+)
+@click.option(
+    "--max-addresses",
+    type=click.IntRange(1, 16_777_216),
+    default=None,
+    metavar="N",
+    help="Refuse a scan of more than N addresses. Default 65536.",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(0.1, 100_000),
+    default=None,
+    metavar="N",
+    help="At most N new connections per second across the scan. Default: the "
+    "profile's (see 'dicomscan profiles').",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print what the scan would do (hosts, ports, probes, limits, skipped devices) "
+    "and send nothing.",
 )
 @click.option(
     "--profile",
@@ -135,6 +164,9 @@ from scanner.cli.site import apply_site_config, site_options
               help="With --engine nmap: nmap -sV service detection, folded into the "
                    "observations (sends non-DICOM probes to open ports).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log what the scan does on stderr (secrets such as the client key's path "
+                   "are redacted).")
 @site_options
 @scan_history_options
 def scan(**opts: Any) -> None:
@@ -156,6 +188,15 @@ def scan(**opts: Any) -> None:
     writer_options(opts)
     check_syslog(opts)
     settings = build_settings(opts)
+    if opts["plan"]:
+        from scanner.cli.plan import print_plan
+
+        print_plan(settings, opts["fmt"])
+        sys.exit(0)
+    if opts["verbose"]:
+        from scanner.cli.verbose import enable
+
+        enable(settings)
     store = begin_recording(opts, settings)
     show = not opts["quiet"] and sys.stderr.isatty()
     try:
@@ -163,7 +204,7 @@ def scan(**opts: Any) -> None:
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
         click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    drift_code = finish_recording(store, result, interrupted, opts)
+    result, drift_code = finish_recording(store, result, interrupted, opts)
     written = emit(result, plan, opts)
     say_discovery(result, opts["quiet"])
     if interrupted:

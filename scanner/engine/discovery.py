@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from probes.discovery import (
     TakeOver,
@@ -51,6 +51,7 @@ async def run_discovery(
     addresses: Sequence[str],
     on_alive: OnAlive | None = None,
     take_over: TakeOver | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[DiscoveryInfo, dict[str, HostDiscovery] | None]:
     """Discover live hosts. The dict is None when every target is to be port-scanned.
 
@@ -74,7 +75,8 @@ async def run_discovery(
             found.update(await asyncio.to_thread(nmap_discover, p, settings))
         else:
             found.update(
-                await _embedded(p, settings, notify, take_over or identify_and_drop(settings))
+                await _embedded(p, settings, notify, take_over or identify_and_drop(settings),
+                                pace)
             )
     info = DiscoveryInfo(
         requested=p.requested,
@@ -89,7 +91,8 @@ async def run_discovery(
 
 
 async def _embedded(
-    p: Plan, settings: ScanSettings, notify: OnAlive, take_over: TakeOver
+    p: Plan, settings: ScanSettings, notify: OnAlive, take_over: TakeOver,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, HostDiscovery]:
     # A quarter of the connect timeout: fast 0.25 s, normal 0.5 s, safe 0.75 s.
     wait = min(SWEEP_WAIT, settings.timeouts.connect / 4)
@@ -110,7 +113,8 @@ async def _embedded(
         jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread))
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
-                             settings.max_concurrency, take_over, on_alive=announce))
+                             settings.max_concurrency, take_over, on_alive=announce,
+                             pace=pace))
     for part in await asyncio.gather(*jobs):
         found.update(part)
     return found

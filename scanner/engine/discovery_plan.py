@@ -43,9 +43,10 @@ def plan(requested: DiscoveryMethod, addresses: Sequence[str], raw: bool) -> Pla
     if all(_is_loopback(a) for a in addresses):
         return Plan(requested, M.NONE, "loopback targets need no discovery")
     local = [a for a in addresses if is_local_address(a)]
-    addresses = [a for a in addresses if a not in set(local)]
+    mine = set(local)  # built once: a /16 sweep must not be quadratic
+    addresses = [a for a in addresses if a not in mine]
     v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
-    v6 = [a for a in addresses if a not in set(v4)]
+    v6 = [a for a in addresses if ipaddress.ip_address(a).version == 6]
     links = {a: onlink_interface(a) for a in v4}
     used, notes = requested, []
     if requested is M.AUTO:

@@ -20,6 +20,15 @@ from collections.abc import Callable
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
 from probes.udp import udp_phase
+from scanner.engine.containment import (
+    contained_probe,
+    finish_host,
+    port_order,
+    service_order,
+)
+from scanner.engine.do_not_probe import Fence
+from scanner.engine.health import Watch
+from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
@@ -71,6 +80,8 @@ class ScanJob:
         self._handoff: dict[tuple[str, int], tuple[PortObservation, ServiceState]] = {}
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
+        self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
+        self._rate = RateCap(settings.max_rate)
 
     def _tick(self, what: str) -> None:
         self._done += 1
@@ -80,7 +91,8 @@ class ScanJob:
     async def run(self) -> ScanResult:
         from scanner.engine.targets import guard_addresses
 
-        guard_addresses(self.settings.targets, self.settings.allow_public)
+        s = self.settings
+        guard_addresses(s.targets, s.allow_public, s.scope, s.max_addresses)
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
         try:
@@ -96,7 +108,9 @@ class ScanJob:
         listed, so an interrupted scan never shows unprobed hosts."""
         from scanner.engine.discovery import run_discovery
 
-        targets, self._hosts = self._hosts, {}
+        allowed = set(self._fence.before_discovery(list(self._hosts)))
+        targets = {a: h for a, h in self._hosts.items() if a in allowed}
+        self._hosts = {}
         self._total = 0
         stream = self.settings.engine is EngineName.EMBEDDED
         scans: list[asyncio.Future[None]] = []
@@ -106,6 +120,9 @@ class ScanJob:
             if state is None:
                 return
             state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
+            mac = state.discovery.mac if state.discovery is not None else None
+            if not self._fence.allows(address, mac, "after discovery"):
+                return
             if address not in self._hosts:
                 self._hosts[address] = state
                 self._total += len(self.settings.ports)
@@ -113,7 +130,7 @@ class ScanJob:
                     scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
 
         self._discovery, found = await run_discovery(
-            self.settings, list(targets), alive, self._take_over
+            self.settings, list(targets), alive, self._take_over, self._rate.wait
         )
         for address in targets if found is None else found:
             alive(address, None if found is None else found[address])
@@ -130,6 +147,8 @@ class ScanJob:
         probe would, and keep the result so the port is not connected to again."""
         from scanner.engine.registry import identify_service
 
+        if not self._fence.allows(conn.host, None, "after the TCP ping"):
+            return  # its MAC is listed: closed without a single byte sent
         obs = PortObservation(
             port=conn.port,
             state=PortState.OPEN,
@@ -143,10 +162,12 @@ class ScanJob:
 
     async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
         s = self.settings
-        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing)
+        watch = Watch()  # device health: back-off, and stop when it fails
+        gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait,
+                        watch)
         ctx = ProbeContext(state.address, s, gate, state)
         try:
-            await asyncio.wait_for(self._host_pipeline(ctx), s.timeouts.host)
+            await asyncio.wait_for(self._host_pipeline(ctx, watch), s.timeouts.host)
         except TimeoutError:
             state.errors.append(
                 f"host time limit of {s.timeouts.host:g} s reached; results partial"
@@ -155,20 +176,30 @@ class ScanJob:
             msg = f"internal error while scanning: {type(exc).__name__}: {exc}"
             state.errors.append(msg)
             self._errors.append(ScanError(host=state.address, message=msg))
+        else:
+            return
+        from scanner.engine.registry import HOST_ANALYSES
 
-    async def _host_pipeline(self, ctx: ProbeContext) -> None:
+        # Cut short: what was found still gets its analysis (and so its findings).
+        finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
+
+    async def _host_pipeline(self, ctx: ProbeContext, watch: Watch) -> None:
+        from scanner.engine.health import after_probes, before_probes, still_answering
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
 
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
         else:
-            await asyncio.gather(*(self._one_port(ctx, p) for p in ctx.settings.ports))
+            await asyncio.gather(*(self._one_port(ctx, p) for p in port_order(ctx.settings.ports)))
         await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
+        services = service_order(ctx.state.services.values())
+        await before_probes(ctx)
         for probe in follow_up_probes(ctx.settings):
-            await asyncio.gather(*(probe(ctx, svc) for svc in list(ctx.state.services.values())))
-        fill_mac(ctx.state)
-        for analyse in HOST_ANALYSES:
-            analyse(ctx.state)
+            if not await still_answering(ctx, watch):
+                break  # the device stopped answering: no further probes to it
+            await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
+        await after_probes(ctx, watch)
+        finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         from scanner.engine.registry import identify_service
@@ -223,6 +254,8 @@ class ScanJob:
             errors=list(self._errors),
             engine=self.settings.engine,
             discovery=self._discovery,
+            skipped=self._fence.skipped,
+            max_rate=self.settings.max_rate or None,
         )
         return ScanResult(
             scan=meta,

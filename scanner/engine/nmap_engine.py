@@ -59,7 +59,21 @@ def _scanner() -> Any:
     return nmap.PortScanner()
 
 
-def _run(addresses: Sequence[str], args: list[str]) -> list[tuple[Any, str]]:
+def fence_args(settings: ScanSettings, six: bool) -> list[str]:
+    """nmap's own fences: do-not-probe addresses and networks of the family as
+    ``--exclude`` (a second fence: the job already removed them) and the rate cap."""
+    from scanner.engine.do_not_probe import nmap_excludes
+
+    nets = [n for n in nmap_excludes(settings.do_not_probe) if (":" in n) == six]
+    out = ["--exclude", ",".join(nets)] if nets else []
+    if settings.max_rate:
+        out += ["--max-rate", f"{settings.max_rate:g}"]
+    return out
+
+
+def _run(
+    addresses: Sequence[str], args: list[str], settings: ScanSettings | None = None
+) -> list[tuple[Any, str]]:
     """One nmap run per address family (nmap needs -6 for IPv6): (scanner, XML) each."""
     runs = []
     for family in ([a for a in addresses if ":" not in a], [a for a in addresses if ":" in a]):
@@ -69,7 +83,9 @@ def _run(addresses: Sequence[str], args: list[str]) -> list[tuple[Any, str]]:
         six = ["-6"] if ":" in family[0] else []
         # Root without CAP_NET_RAW (a container) must not let nmap try raw sockets.
         unpriv = [] if raw_sockets_allowed() else ["--unprivileged"]
-        nm.scan(hosts=" ".join(family), arguments=" ".join(["-n", *six, *unpriv, *args]),
+        fences = fence_args(settings, bool(six)) if settings is not None else []
+        nm.scan(hosts=" ".join(family),
+                arguments=" ".join(["-n", *six, *unpriv, *fences, *args]),
                 sudo=False)
         raw = nm.get_nmap_last_output()
         runs.append((nm, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)))
@@ -94,7 +110,8 @@ def nmap_discover(p: Plan, settings: ScanSettings) -> dict[str, HostDiscovery]:
         return {}
     found: dict[str, HostDiscovery] = {}
     up = [(nm, host) for nm, _ in _run(addresses, [*discovery_args(p),
-                                                   *_TIMING[settings.profile][:1]])
+                                                   *_TIMING[settings.profile][:1]],
+                                           settings)
           for host in nm.all_hosts()]
     for nm, host in up:
         info = nm[host]
@@ -140,7 +157,7 @@ async def nmap_port_scan(settings: ScanSettings, hosts: dict[str, HostState]) ->
         args += ["-sV", "--version-light"]  # the lighter probe set: fewer bytes at devices
     reports: dict[str, dict[int, dict[str, Any]]] = {}
     unlisted: dict[str, dict[int, PortState]] = {}
-    for nm, xml in await asyncio.to_thread(_run, list(hosts), args):
+    for nm, xml in await asyncio.to_thread(_run, list(hosts), args, settings):
         reports.update({h: dict(nm[h].get("tcp", {})) for h in nm.all_hosts()})
         unlisted.update(_unlisted_states(xml))
     method = "nmap-syn" if syn else "nmap-connect"

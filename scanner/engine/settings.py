@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scanner.model import ScanSettings
+from scanner.model import DoNotProbe, ScanSettings
 
 
 class SettingsError(ValueError):
@@ -55,7 +55,8 @@ def _wordlist(opts: dict[str, Any]) -> list[str]:
 
 def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
     if opts.get("baseline"):
-        from scanner.rules.baselines import BaselineError, resolve
+        from scanner.rules.baseline_model import BaselineError
+        from scanner.rules.baselines import resolve
 
         try:
             resolve(opts["baseline"])
@@ -71,11 +72,33 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
         raise SettingsError(str(exc), param="--policy") from None
 
 
+def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[DoNotProbe]:
+    """Entries from --exclude-file and the policy's do_not_probe list."""
+    from scanner.engine.do_not_probe import DoNotProbeError, make_entry, read_exclude_file
+
+    out: list[DoNotProbe] = []
+    try:
+        for path in opts.get("exclude_file") or ():
+            out += read_exclude_file(read_text(path, "exclude file"), path)
+        for i, item in enumerate((policy or {}).get("do_not_probe") or ()):
+            entry = next(item[k] for k in ("host", "cidr", "mac") if item.get(k))
+            where = f"{policy['origin'] if policy else 'policy'} do_not_probe[{i}]"
+            out.append(make_entry(entry, item["reason"], where))
+    except DoNotProbeError as exc:
+        raise SettingsError(str(exc), param="--exclude-file") from None
+    return out
+
+
 def build_settings(opts: dict[str, Any]) -> ScanSettings:
     """Turn scan options into a checked, serialisable scan job."""
     from scanner.engine.portspec import PortSpecError, parse_port_spec
     from scanner.engine.profiles import PROFILES
-    from scanner.engine.targets import TargetError, build_targets, read_targets_file
+    from scanner.engine.targets import (
+        MAX_ADDRESSES,
+        TargetError,
+        build_targets,
+        read_targets_file,
+    )
     from scanner.model import DiscoveryMethod, EngineName, ProfileName
 
     specs = list(opts["targets"])
@@ -83,8 +106,10 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         specs += read_targets_file(read_text(opts["targets_file"], "targets file"))
     if not specs:
         raise SettingsError("no targets: give TARGET arguments or --targets-file", usage=True)
+    limit = opts.get("max_addresses") or MAX_ADDRESSES
     try:
-        targets = build_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"])
+        targets = build_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"],
+                                max_addresses=limit)
     except TargetError as exc:
         raise SettingsError(str(exc), param="TARGET") from None
     try:
@@ -102,6 +127,8 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     if opts.get("timeout"):
         timeouts = timeouts.model_copy(update={"dicom": opts["timeout"], "dimse": opts["timeout"]})
     policy = _policy(opts)
+    do_not_probe = _do_not_probe(opts, policy)
+    max_rate = profile.max_rate if opts.get("max_rate") is None else opts["max_rate"]
     if opts.get("connect_timeout"):
         timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
     engine = EngineName(opts.get("engine") or "embedded")
@@ -134,6 +161,10 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
         ae_wordlist=wordlist,
         intrusive=opts["intrusive"],
         allow_public=opts["allow_public"],
+        scope=list(opts["scope"]),
+        max_addresses=limit,
+        do_not_probe=do_not_probe,
+        max_rate=max_rate,
         client_cert=opts.get("client_cert"),
         client_key=opts.get("client_key"),
         ca=opts.get("ca"),

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# A single spec may not expand past this; a /16 is the largest sane imaging VLAN sweep.
+# A scan may not cover more addresses than this unless the user raises it explicitly
+# (--max-addresses); a /16 is the largest sane imaging VLAN sweep.
 MAX_ADDRESSES = 65536
 
 
@@ -56,7 +57,14 @@ def _looks_like_hostname(spec: str) -> bool:
     return all(0 < len(lab) <= 63 and set(lab.lower()) <= allowed for lab in labels)
 
 
-def _range(spec: str) -> list[IPAddress]:
+def _too_many(what: str, count: int, limit: int) -> TargetError:
+    return TargetError(
+        f"{what} has {count} addresses, more than {limit} (the size limit); split it or "
+        "raise the limit explicitly with --max-addresses N"
+    )
+
+
+def _range(spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
     start_text, _, end_text = spec.partition("-")
     try:
         start = ipaddress.ip_address(start_text.strip())
@@ -75,8 +83,8 @@ def _range(spec: str) -> list[IPAddress]:
         raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}") from None
     if end.version != start.version or int(end) < int(start):
         raise TargetError(f"invalid range {spec!r}: the end comes before the start")
-    if int(end) - int(start) + 1 > MAX_ADDRESSES:
-        raise TargetError(f"range {spec!r} has more than {MAX_ADDRESSES} addresses")
+    if int(end) - int(start) + 1 > limit:
+        raise _too_many(f"range {spec!r}", int(end) - int(start) + 1, limit)
     cls = type(start)
     return [cls(n) for n in range(int(start), int(end) + 1)]
 
@@ -88,29 +96,29 @@ def _network(spec: str) -> IPNetwork:
         raise TargetError(f"invalid network {spec!r}: {exc}") from None
 
 
-def _hosts_of(net: IPNetwork, spec: str) -> list[IPAddress]:
-    if net.num_addresses > MAX_ADDRESSES:
-        raise TargetError(f"network {spec!r} has more than {MAX_ADDRESSES} addresses; split it")
+def _hosts_of(net: IPNetwork, spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
+    if net.num_addresses > limit:
+        raise _too_many(f"network {spec!r}", net.num_addresses, limit)
     if net.num_addresses <= 2:
         return list(net)
     return list(net.hosts())
 
 
 def expand_spec(
-    spec: str, resolver: Resolver = resolve_forward
+    spec: str, resolver: Resolver = resolve_forward, limit: int = MAX_ADDRESSES
 ) -> tuple[list[IPAddress], str | None]:
     """Expand one target spec into addresses; the second value is the host name, if any."""
     spec = spec.strip()
     if not spec:
         raise TargetError("empty target")
     if "/" in spec:
-        return _hosts_of(_network(spec), spec), None
+        return _hosts_of(_network(spec), spec, limit), None
     try:
         return [ipaddress.ip_address(spec)], None
     except ValueError:
         pass
     if "-" in spec and (spec[0].isdigit() or ":" in spec):
-        return _range(spec), None
+        return _range(spec, limit), None
     if _looks_like_hostname(spec):
         return [ipaddress.ip_address(a) for a in resolver(spec)], spec
     raise TargetError(f"not an address, network, range or host name: {spec!r}")
@@ -151,8 +159,10 @@ def build_targets(
     scope: Iterable[str] = (),
     allow_public: bool = False,
     resolver: Resolver = resolve_forward,
+    max_addresses: int = MAX_ADDRESSES,
 ) -> TargetSet:
-    """Expand, deduplicate, exclude and check every target. Raises TargetError."""
+    """Expand, deduplicate, exclude and check every target, names after resolution.
+    Raises TargetError."""
     excluded = [net for spec in exclude for net in _exclusion(spec)]
     scopes = [_network(s.strip()) for s in scope]
     ordered: dict[IPAddress, None] = {}
@@ -160,12 +170,12 @@ def build_targets(
     public: list[str] = []
     out_of_scope: list[str] = []
     for spec in specs:
-        addrs, name = expand_spec(spec, resolver)
+        addrs, name = expand_spec(spec, resolver, max_addresses)
         for addr in addrs:
             if any(addr.version == net.version and addr in net for net in excluded):
                 continue
-            if scopes and not any(addr.version == n.version and addr in n for n in scopes):
-                out_of_scope.append(f"{addr} ({spec})")
+            if scopes and not _in_scope(addr, scopes):
+                out_of_scope.append(f"{spec} resolves to {addr}" if name else f"{addr} ({spec})")
                 continue
             if is_public(addr) and not allow_public:
                 public.append(f"{addr} ({spec})")
@@ -173,9 +183,11 @@ def build_targets(
             ordered[addr] = None
             if name:
                 names[str(addr)] = name
+        if len(ordered) > max_addresses:
+            raise _too_many("the target list", len(ordered), max_addresses)
     if out_of_scope:
         raise TargetError(
-            "targets outside --scope: "
+            f"refusing targets outside --scope {', '.join(map(str, scopes))}: "
             + ", ".join(out_of_scope[:5])
             + (f" and {len(out_of_scope) - 5} more" if len(out_of_scope) > 5 else "")
         )
@@ -191,11 +203,24 @@ def build_targets(
     return TargetSet(addresses=[str(a) for a in ordered], hostnames=names)
 
 
-def guard_addresses(addresses: Iterable[str], allow_public: bool) -> None:
-    """Last check before any packet leaves: a job never scans a public address unless allowed.
+def _in_scope(addr: IPAddress, scopes: Sequence[IPNetwork]) -> bool:
+    return any(addr.version == n.version and addr in n for n in scopes)
+
+
+def guard_addresses(
+    addresses: Sequence[str],
+    allow_public: bool,
+    scope: Sequence[str] = (),
+    max_addresses: int = MAX_ADDRESSES,
+) -> None:
+    """Last check before any packet leaves: a job never scans a public address unless
+    allowed, nor outside its scope, nor more addresses than its limit.
 
     Jobs may come from elsewhere (a file, a task queue), not only from ``build_targets``.
     """
+    if len(addresses) > max_addresses:
+        raise _too_many("the job", len(addresses), max_addresses)
+    scopes = [_network(s) for s in scope]
     for text in addresses:
         try:
             addr = ipaddress.ip_address(text)
@@ -203,3 +228,5 @@ def guard_addresses(addresses: Iterable[str], allow_public: bool) -> None:
             raise TargetError(f"job target {text!r} is not an IP address") from None
         if is_public(addr) and not allow_public:
             raise TargetError(f"refusing public address {addr} (allow_public is off)")
+        if scopes and not _in_scope(addr, scopes):
+            raise TargetError(f"refusing {addr}: outside the job's scope {', '.join(scope)}")

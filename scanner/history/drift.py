@@ -69,7 +69,8 @@ def _service_changes(host: Host, old: Service, new: Service) -> Iterable[DriftCh
     for group, kind in _FACT_KIND.items():
         for key in sorted(set(before[group]) & set(after[group])):
             was, now = before[group][key], after[group][key]
-            if was != now:
+            # Only measured values are compared: a value unknown on one side is no change.
+            if was is not None and now is not None and was != now:
                 yield DriftChange(
                     kind=kind, device_id=host.device_id, address=host.address, port=new.port,
                     field=f"{group}.{key}", before=was, after=now,

@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from scanner.history.drift import compute_drift
+from scanner.history.drift import compute_drift, device_seen
 from scanner.history.schema import FindingRow, HostRow, ScanRow
 from scanner.history.store import HistoryError, HistoryStore, ScanStatus, StoredScan, _utc
-from scanner.model import FindingStatus
+from scanner.model import FindingStatus, ScanResult
 from scanner.model.drift import Drift
 
 Seen = dict[str, tuple[datetime, datetime]]
@@ -103,3 +103,26 @@ def stored_drift(store: HistoryStore, old_ref: str | None = None, new_ref: str |
         changes.append(c if seen is None else
                        c.model_copy(update={"first_seen": seen[0], "last_seen": seen[1]}))
     return drift.model_copy(update={"changes": changes})
+
+
+def with_seen(store: HistoryStore, result: ScanResult, job: str | None,
+              until: datetime | None = None) -> ScanResult:
+    """The result with first and last seen on each device that answered and each finding
+    that failed, from the finished scans of ``job`` up to ``until`` (default: this scan's
+    start). The scan itself counts once it is stored; others keep None."""
+    until = until or result.scan.started_at
+    hosts = [h for h in result.hosts if device_seen(h)]
+    failed = [f for f in result.findings if f.status is FindingStatus.FAIL]
+    dseen = devices_seen(store, (h.device_id for h in hosts), job=job, until=until)
+    fseen = findings_seen(store, (f.finding_id for f in failed), job=job, until=until)
+
+    def seen(table: Seen, key: str) -> dict[str, datetime]:
+        first_last = table.get(key)
+        return {} if first_last is None else {"first_seen": first_last[0],
+                                               "last_seen": first_last[1]}
+
+    return result.model_copy(update={
+        "hosts": [h.model_copy(update=seen(dseen, h.device_id)) for h in result.hosts],
+        "findings": [f.model_copy(update=seen(fseen, f.finding_id))
+                     if f.status is FindingStatus.FAIL else f for f in result.findings],
+    })

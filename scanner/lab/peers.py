@@ -143,8 +143,10 @@ def start_storescp(
     *,
     host: str = LOOPBACK,
     timeout: float = DEFAULT_TIMEOUT,
+    port: int | None = None,
 ) -> RunningPeer:
-    """DCMTK's storescp: ``storescp --aetitle AET ARGS... -od TMP/incoming PORT``.
+    """DCMTK's storescp: ``storescp --aetitle AET ARGS... -od TMP/incoming PORT`` (a free
+    port unless given: the same port again shows a peer changed between two scans).
 
     ``args`` go to storescp as they are, e.g. ``["--refuse"]``, ``["--reject"]`` or
     ``["+tls", KEY, CERT, "--profile-bcp195", "-ic"]``. It answers to any called AE title.
@@ -153,7 +155,7 @@ def start_storescp(
     tmpdir = _tmpdir("storescp")
     incoming = tmpdir / "incoming"
     incoming.mkdir()
-    port = free_port(host)
+    port = port or free_port(host)
     argv = [str(STORESCP_BIN), "--aetitle", aet, *args, "-od", str(incoming), str(port)]
     return launch(
         name="storescp",

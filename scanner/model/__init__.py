@@ -22,9 +22,12 @@ from scanner.model.results import (
     ScanResult,
     Service,
     Severity,
+    SkippedTarget,
 )
 from scanner.model.settings import (
     DiscoveryMethod,
+    DoNotProbe,
+    DoNotProbeKind,
     EngineName,
     ProfileName,
     ScanSettings,
@@ -35,6 +38,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "DiscoveryInfo",
     "DiscoveryMethod",
+    "DoNotProbe",
+    "DoNotProbeKind",
     "EngineName",
     "Finding",
     "FindingStatus",
@@ -52,6 +57,7 @@ __all__ = [
     "ScanSettings",
     "Service",
     "Severity",
+    "SkippedTarget",
     "Timeouts",
     "utcnow",
 ]

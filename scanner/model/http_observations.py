@@ -43,6 +43,10 @@ class HttpCheck(_Frozen):
     )
     detail: str = ""
     elapsed_ms: float = 0.0
+    body_complete: bool | None = Field(
+        default=None,
+        description="the body arrived whole (false: it never ended, or outgrew the read cap)",
+    )
 
     @property
     def answered_2xx(self) -> bool:

@@ -4,8 +4,10 @@ history can follow one device or one finding over time.
 - ``device_id``: from the MAC address where it is known (a device keeps it when its
   address changes), else from the IP address.
 - ``finding_id``: from what makes a finding the same finding in the next scan: the rule,
-  the device, the port, and the baseline it was judged against where there is one. Not
-  the status: a finding that passes today and fails tomorrow keeps its ID.
+  the device, the port, and, for the port verdicts only, the baseline whose port list
+  they apply. Not the status: a finding that passes today and fails tomorrow keeps its
+  ID; nor the baseline of other rules, so a device identified differently next time (and
+  judged against another baseline) keeps its findings' IDs.
 
 Both are the first 32 hex digits of a SHA-256 over a fixed, documented text, so anyone
 can recompute them.
@@ -29,6 +31,13 @@ def device_id(address: str, mac: str | None = None) -> str:
     return _digest(device_basis(address, mac))
 
 
+# Rules whose verdict is relative to a baseline's port list: there the baseline matters.
+BASELINE_RELATIVE_RULES = frozenset({"port-not-allowed", "remote-access-exposed"})
+
+
 def finding_id(rule_id: str, device: str, port: int | None, baseline: str | None) -> str:
-    """Hash of ``rule_id|device_id|port|baseline`` (empty where there is none)."""
+    """Hash of ``rule_id|device_id|port|baseline`` (empty where there is none; the
+    baseline only for ``BASELINE_RELATIVE_RULES``)."""
+    if rule_id not in BASELINE_RELATIVE_RULES:
+        baseline = None
     return _digest(f"{rule_id}|{device}|{port if port is not None else ''}|{baseline or ''}")

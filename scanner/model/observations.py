@@ -158,6 +158,16 @@ class NmapService(_Frozen):
     reason: str = Field(default="", description="nmap's reason for the port state")
 
 
+class ProbeError(_Frozen):
+    """A probe or host analysis that failed unexpectedly on this service. The other probes
+    still ran; the failure is evidence about the peer (or a scanner bug), never a verdict."""
+
+    kind: Literal["probe-error"] = "probe-error"
+    probe: str = Field(description="the probe or analysis that failed")
+    exception: str = Field(description="the exception type")
+    message: str = Field(description="a short message (at most 200 characters)")
+
+
 from scanner.model.http_observations import (  # noqa: E402  (kept beside the union it extends)
     HttpCheck,
     HttpSummary,
@@ -175,6 +185,35 @@ from scanner.model.tls_observations import (  # noqa: E402  (kept beside the uni
     TlsVersion,
 )
 
+
+class HealthPhase(StrEnum):
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class HealthCheck(_Frozen):
+    """Was the device answering, before its probes and after them: a C-ECHO in an
+    association of its own, or a TCP connect where the echo was refused."""
+
+    kind: Literal["health-check"] = "health-check"
+    phase: HealthPhase
+    method: Literal["c-echo", "tcp-connect"]
+    answered: bool
+    detail: str
+    at: str = Field(description="UTC time of the check (ISO 8601)")
+
+
+class ConnectionBackoff(_Frozen):
+    """Connections to a device that had answered started failing (refused, reset, timed
+    out): the scanner backed off and, at the limit, stopped sending to it."""
+
+    kind: Literal["connection-backoff"] = "connection-backoff"
+    failures: int
+    waited_s: float = Field(description="total back-off wait")
+    stopped: bool = Field(description="the failure limit was reached: no further probes")
+    events: list[str] = Field(description="timeline: UTC time, then what happened")
+
+
 Observation = Annotated[
     Banner
     | Association
@@ -191,6 +230,9 @@ Observation = Annotated[
     | NmapService
     | SmbNegotiation
     | RdpNegotiation
-    | SnmpObservation,
+    | SnmpObservation
+    | ProbeError
+    | HealthCheck
+    | ConnectionBackoff,
     Field(discriminator="kind"),
 ]

@@ -87,6 +87,11 @@ class Service(Frozen):
     observations: list[Observation] = Field(default_factory=list)
 
 
+def _absent(value: Any) -> bool:
+    # Seen times exist only with a history: left out, not null, so saved scans round-trip.
+    return value is None
+
+
 class Host(Frozen):
     address: str
     device_id: str = Field(
@@ -109,6 +114,12 @@ class Host(Frozen):
     ports: list[PortObservation] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    first_seen: datetime | None = Field(
+        default=None, exclude_if=_absent,
+        description="start of the first stored scan (of the same job) in which the device "
+        "answered; only when the scan is stored in or read from a history")
+    last_seen: datetime | None = Field(
+        default=None, exclude_if=_absent, description="start of the last such scan up to this one")
 
     @model_validator(mode="before")
     @classmethod
@@ -123,8 +134,8 @@ class Finding(Frozen):
     finding_id: str = Field(
         default="",
         description="stable across scans: SHA-256 (first 32 hex digits) of "
-        "'rule_id|device_id|port|baseline' (empty parts where there is none); the status "
-        "is not part of it",
+        "'rule_id|device_id|port|baseline' (empty parts where there is none; the baseline "
+        "only for port-not-allowed and remote-access-exposed); the status is not part of it",
     )
     device_id: str = Field(default="", description="the device_id of the host it is about")
     rule_id: str
@@ -137,6 +148,13 @@ class Finding(Frozen):
     remediation: str = ""
     references: list[str] = Field(default_factory=list)
     confidence: Confidence = Confidence.CONFIRMED
+    first_seen: datetime | None = Field(
+        default=None, exclude_if=_absent,
+        description="start of the first stored scan (of the same job) in which this finding "
+        "failed; only when the scan is stored in or read from a history, and absent for a "
+        "finding that never failed")
+    last_seen: datetime | None = Field(
+        default=None, exclude_if=_absent, description="start of the last such scan up to this one")
 
     @model_validator(mode="before")
     @classmethod
@@ -180,6 +198,16 @@ class DiscoveryInfo(Frozen):
     elapsed_ms: float
 
 
+class SkippedTarget(Frozen):
+    """An address the scan left alone because a do-not-probe entry covers it."""
+
+    address: str
+    entry: str = Field(description="the do-not-probe entry that matched")
+    reason: str
+    source: str
+    when: str = Field(description="before discovery, or once discovery learned its MAC")
+
+
 class ScanMeta(Frozen):
     id: str
     tool: str = "dicomscan"
@@ -194,6 +222,10 @@ class ScanMeta(Frozen):
     errors: list[ScanError] = Field(default_factory=list)
     engine: EngineName = EngineName.EMBEDDED
     discovery: DiscoveryInfo | None = None
+    skipped: list[SkippedTarget] = Field(
+        default_factory=list, description="do-not-probe targets left alone, and why"
+    )
+    max_rate: float | None = Field(default=None, description="new connections/s cap used")
 
 
 class ScanResult(Frozen):

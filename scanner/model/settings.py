@@ -35,6 +35,22 @@ class EngineName(StrEnum):
     NMAP = "nmap"
 
 
+class DoNotProbeKind(StrEnum):
+    ADDRESS = "address"
+    NETWORK = "network"
+    NAME = "name"
+    MAC = "mac"
+
+
+class DoNotProbe(Frozen):
+    """A device the site says must never receive a packet from the scanner."""
+
+    entry: str = Field(description="address, CIDR network, host name or MAC address")
+    kind: DoNotProbeKind
+    reason: str = Field(min_length=1)
+    source: str = Field(description="where the entry came from (file or policy)")
+
+
 class Timeouts(Frozen):
     """Per-phase timeouts in seconds."""
 
@@ -82,6 +98,17 @@ class ScanSettings(Frozen):
     client_key: str | None = Field(default=None, description="its key file (never logged)")
     ca: str | None = Field(default=None, description="CA bundle to check server certificates")
     allow_public: bool = False
+    scope: list[str] = Field(
+        default_factory=list, description="networks every target must lie in (checked again "
+        "by the job before any packet)"
+    )
+    max_addresses: int = Field(default=65536, gt=0, description="size guard on the targets")
+    do_not_probe: list[DoNotProbe] = Field(
+        default_factory=list, description="never sent a packet, in any phase"
+    )
+    max_rate: float = Field(
+        default=0, ge=0, description="new connections per second across the scan; 0: no cap"
+    )
     baseline: str | None = Field(
         default=None, description="baseline forced on every host instead of selection"
     )

@@ -128,6 +128,10 @@ class ProfileCheck(_Frozen):
     conforms: bool
     reasons: list[str] = Field(default_factory=list, description="why it does not conform")
     notes: list[str] = Field(default_factory=list, description="SHOULD-level deviations")
+    unmeasured: list[str] = Field(
+        default_factory=list,
+        description="what the profile depends on but was not measured; never claimed then",
+    )
 
 
 class TlsSummary(_Frozen):

@@ -13,12 +13,15 @@ only real failures. ``outcome`` says which (fail, pass, waived, not-checked).
 Extension keys: rt (scan end, epoch ms), dst (address), dpt (port), externalId
 (finding_id), outcome, cat (rule family), msg (title), cs1 deviceId, cs2 scanId,
 cs3 ruleSeverity, cs4 evidence (compact JSON; past 2000 characters cut and marked
-``...[truncated]``), cs5 remediation.
+``...[truncated]``), cs5 remediation; deviceCustomDate1 firstSeen and deviceCustomDate2
+lastSeen (epoch ms, when the finding failed first and last) where the scan was stored in
+a history.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from scanner.model import Finding, FindingStatus, ScanResult, Severity
 
@@ -42,6 +45,16 @@ def cef_severity(f: Finding) -> int:
     return _SEVERITY[f.severity] if f.status is FindingStatus.FAIL else 0
 
 
+def seen_fields(first: datetime | None, last: datetime | None) -> list[tuple[str, str]]:
+    """First and last seen from the history, as CEF custom dates (epoch ms)."""
+    if first is None or last is None:
+        return []
+    return [("deviceCustomDate1Label", "firstSeen"),
+            ("deviceCustomDate1", str(int(first.timestamp() * 1000))),
+            ("deviceCustomDate2Label", "lastSeen"),
+            ("deviceCustomDate2", str(int(last.timestamp() * 1000)))]
+
+
 def to_cef(result: ScanResult, f: Finding) -> str:
     evidence = json.dumps(f.evidence, separators=(",", ":"), sort_keys=True,
                           ensure_ascii=False)
@@ -60,6 +73,7 @@ def to_cef(result: ScanResult, f: Finding) -> str:
         ("cs3Label", "ruleSeverity"), ("cs3", f.severity.value),
         ("cs4Label", "evidence"), ("cs4", evidence),
         ("cs5Label", "remediation"), ("cs5", f.remediation),
+        *seen_fields(f.first_seen, f.last_seen),
     ]
     header = "|".join(escape_header(v) for v in (
         "dicomscan", "dicomscan", result.scan.tool_version, f.rule_id, f.title))

@@ -15,7 +15,7 @@ from scanner import __version__
 from scanner.model.drift import Drift, DriftChange
 
 
-def _event_id(drift: Drift, change: DriftChange) -> str:
+def event_id(drift: Drift, change: DriftChange) -> str:
     parts = (drift.old.scan_id, drift.new.scan_id, change.kind.value, change.device_id,
              "" if change.port is None else str(change.port), change.finding_id or "",
              change.field or "")
@@ -28,7 +28,7 @@ def drift_events(drift: Drift) -> list[dict[str, Any]]:
     for change in drift.changes:
         event: dict[str, Any] = {
             "event_type": "drift",
-            "event_id": _event_id(drift, change),
+            "event_id": event_id(drift, change),
             "time": when,
             "tool": "dicomscan",
             "tool_version": __version__,
@@ -63,5 +63,3 @@ def drift_to_table(drift: Drift) -> str:
     lines.append(f"{len(drift.changes)} change(s)")
     return "\n".join(lines) + "\n"
 
-
-DRIFT_WRITERS = {"table": drift_to_table, "json": drift_to_json, "jsonl": drift_to_jsonl}

@@ -59,6 +59,9 @@ def inventory_event(host: Host) -> dict[str, Any]:
             for s in host.services
         ],
         "products": sorted({s.product for s in host.services if s.product}),
+        # From the scan history; None for a scan that was not stored.
+        "first_seen": host.first_seen.isoformat() if host.first_seen else None,
+        "last_seen": host.last_seen.isoformat() if host.last_seen else None,
     }
 
 

@@ -15,6 +15,9 @@ fail -> Fail (3) / New (1); pass -> Pass (1) / New (1); waived -> Fail (3) / Sup
 ``severity_id`` is the rule's severity (info 1 ... critical 5) where the check failed,
 was waived or could not be made; a check that passed is Informational (1).
 ``time`` is the scan's end in milliseconds since the epoch (OCSF ``timestamp_t``).
+First and last seen (``finding_info.*_seen_time``, ``device.*_seen_time``) come from the
+scan history when the scan was stored; without one a finding's are this scan's time and a
+device has none.
 
 Built as plain dicts by typed functions rather than with py-ocsf-models: its latest
 release models OCSF 1.5.0 and has no Vulnerability Finding (2002) or Device Inventory
@@ -25,6 +28,7 @@ against the official 1.8.0 JSON Schema in the tests (tests/test_ocsf.py).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -50,8 +54,12 @@ _STATUS: dict[FindingStatus, tuple[int, str, int, str]] = {
 _SERVER_ROLES = {"pacs", "worklist"}  # OCSF device type Server (1); others Unknown (0)
 
 
+def _ms_of(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 def _ms(result: ScanResult) -> int:
-    return int(result.scan.finished_at.timestamp() * 1000)
+    return _ms_of(result.scan.finished_at)
 
 
 def _metadata(result: ScanResult, uid: str, log_name: str) -> dict[str, Any]:
@@ -88,11 +96,14 @@ def _device(host: Host | None, address: str, device_uid: str) -> dict[str, Any]:
         optional = {"hostname": host.hostname, "mac": host.mac, "mac_vendor": host.mac_vendor,
                     "vendor_name": host.mac_vendor}
         device.update({k: v for k, v in optional.items() if v})
+        if host.first_seen and host.last_seen:  # only from a history: no guess otherwise
+            device["first_seen_time"] = _ms_of(host.first_seen)
+            device["last_seen_time"] = _ms_of(host.last_seen)
     return device
 
 
 @cache
-def _standards(rule_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def rule_standards(rule_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The frameworks that map a rule, and their requirements (``framework:requirement``)."""
     standards: list[str] = []
     requirements: list[str] = []
@@ -123,8 +134,9 @@ def _finding_common(result: ScanResult, f: Finding, host: Host | None,
             "title": f.title,
             "types": [f.rule_id],
             "analytic": {"uid": f.rule_id, "name": f.rule_id, "type_id": 1, "type": "Rule"},
-            "first_seen_time": _ms(result),
-            "last_seen_time": _ms(result),
+            # From the history where the scan was stored, else this scan alone.
+            "first_seen_time": _ms_of(f.first_seen) if f.first_seen else _ms(result),
+            "last_seen_time": _ms_of(f.last_seen) if f.last_seen else _ms(result),
         },
         "device": _device(host, f.host, f.device_id),
         "resources": [{"uid": f.device_id, "ip": f.host, "type": "device",
@@ -147,7 +159,7 @@ def _finding_common(result: ScanResult, f: Finding, host: Host | None,
 def compliance_finding(result: ScanResult, f: Finding, host: Host | None) -> dict[str, Any]:
     event = _finding_common(result, f, host, 2003)
     compliance_id, compliance_name, _, _ = _STATUS[f.status]
-    standards, requirements = _standards(f.rule_id)
+    standards, requirements = rule_standards(f.rule_id)
     compliance: dict[str, Any] = {"control": f.rule_id, "status_id": compliance_id,
                                   "status": compliance_name, "status_code": f.status.value}
     if standards:

@@ -10,7 +10,10 @@ from enum import StrEnum
 from typing import Any
 
 from scanner.model import ScanResult
+from scanner.model.drift import Drift
 from scanner.outputs.csv_report import to_csv
+from scanner.outputs.drift_events import drift_to_json, drift_to_jsonl, drift_to_table
+from scanner.outputs.drift_siem import drift_to_cef, drift_to_ocsf
 from scanner.outputs.html_report import to_html
 from scanner.outputs.json_report import to_json
 from scanner.outputs.jsonl import EventType, to_jsonl
@@ -42,6 +45,30 @@ WRITERS: dict[str, Writer] = {
     "csv": lambda r, o: to_csv(r),
     "html": lambda r, o: to_html(r),
 }
+
+# Drift between two stored scans (diff --format, scan --drift-output [FORMAT:]PATH).
+DRIFT_WRITERS: dict[str, Callable[[Drift], str]] = {
+    "table": drift_to_table,
+    "json": drift_to_json,
+    "jsonl": drift_to_jsonl,
+    "ocsf": lambda d: drift_to_ocsf(d),
+    "cef": lambda d: drift_to_cef(d),
+}
+# Formats of a drift events file (--drift-output), and the endings that choose them.
+DRIFT_FILE_FORMATS = ("jsonl", "ocsf", "cef")
+
+
+def drift_file(spec: str) -> tuple[str, str]:
+    """(format, path) of ``[FORMAT:]PATH``: FORMAT jsonl, ocsf or cef, else the ending
+    (``.ocsf``, ``.ocsf.json``, ``.ocsf.jsonl``: ocsf; ``.cef``: cef), else jsonl."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in DRIFT_FILE_FORMATS and rest:
+        return prefix, rest
+    lower = spec.lower()
+    if lower.endswith((".ocsf", ".ocsf.json", ".ocsf.jsonl")):
+        return "ocsf", spec
+    return ("cef" if lower.endswith(".cef") else "jsonl"), spec
+
 
 # File name endings that choose a format when -o gives no explicit one.
 EXTENSIONS: dict[str, str] = {

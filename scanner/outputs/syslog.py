@@ -1,4 +1,5 @@
-"""``--syslog URL``: send each finding as CEF inside an RFC 5424 syslog message.
+"""``--syslog URL``: send each finding (MSGID ``finding``) and, for a job's scan or ``diff``,
+each drift change (MSGID ``drift``) as CEF inside an RFC 5424 syslog message.
 
 - ``udp://HOST:PORT``: one message per datagram (RFC 5426);
 - ``tcp://HOST:PORT``: octet-counting framing, ``LEN SP MSG`` (RFC 6587 §3.4.1), so a
@@ -25,8 +26,11 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from scanner import __version__
 from scanner.model import Finding, FindingStatus, ScanResult, Severity
+from scanner.model.drift import Drift
 from scanner.outputs.cef import to_cef
+from scanner.outputs.drift_siem import drift_to_cef_line, rule_severity
 
 FACILITY = 20  # local4
 ATTEMPTS = 3
@@ -54,13 +58,28 @@ def parse_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
-def message(result: ScanResult, f: Finding, hostname: str) -> bytes:
-    """One RFC 5424 message (without framing)."""
-    severity = _SEVERITY[f.severity] if f.status is FindingStatus.FAIL else 6
+def frame(severity: int, msgid: str, cef: str, hostname: str) -> bytes:
+    """One RFC 5424 message (without framing) carrying one CEF record."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     host = "".join(c for c in hostname if 33 <= ord(c) <= 126)[:255] or "-"
-    header = f"<{FACILITY * 8 + severity}>1 {stamp} {host} dicomscan {os.getpid()} finding -"
-    return f"{header} {to_cef(result, f)}".encode()
+    header = f"<{FACILITY * 8 + severity}>1 {stamp} {host} dicomscan {os.getpid()} {msgid} -"
+    return f"{header} {cef}".encode()
+
+
+def message(result: ScanResult, f: Finding, hostname: str) -> bytes:
+    severity = _SEVERITY[f.severity] if f.status is FindingStatus.FAIL else 6
+    return frame(severity, "finding", to_cef(result, f), hostname)
+
+
+def drift_messages(drift: Drift, hostname: str) -> list[bytes]:
+    """One message per change, MSGID ``drift``; a finding failing (again) at its rule's
+    syslog severity, any other change informational (6)."""
+    out = []
+    for change in drift.changes:
+        severity = rule_severity(change)
+        out.append(frame(_SEVERITY[severity] if severity else 6, "drift",
+                         drift_to_cef_line(drift, change, __version__), hostname))
+    return out
 
 
 def _connect(transport: str, host: str, port: int, ca_file: str | None) -> socket.socket:
@@ -92,9 +111,21 @@ def _send_all(sock: socket.socket, transport: str, messages: list[bytes]) -> Non
 def send_findings(result: ScanResult, url: str, ca_file: str | None = None,
                   attempts: int = ATTEMPTS) -> int:
     """Send every finding; the number sent. ``SyslogError`` after ``attempts`` failures."""
-    transport, host, port = parse_url(url)
     hostname = socket.gethostname()
-    messages = [message(result, f, hostname) for f in result.findings]
+    return send(url, [message(result, f, hostname) for f in result.findings], ca_file,
+                attempts)
+
+
+def send_drift(drift: Drift, url: str, ca_file: str | None = None,
+               attempts: int = ATTEMPTS) -> int:
+    """Send every drift change; the number sent (the CEF externalId is the event_id)."""
+    return send(url, drift_messages(drift, socket.gethostname()), ca_file, attempts)
+
+
+def send(url: str, messages: list[bytes], ca_file: str | None = None,
+         attempts: int = ATTEMPTS) -> int:
+    """Send framed messages; their number. ``SyslogError`` after ``attempts`` failures."""
+    transport, host, port = parse_url(url)
     last: Exception | None = None
     for attempt in range(attempts):
         if attempt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from scanner.model import FindingStatus, PortState, Protocol, ScanResult, Severity
+from scanner.outputs.escape import for_rich as esc
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -40,7 +41,7 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         services = ", ".join(
             f"{s.port}{'/udp' if s.protocol is Protocol.UDP else ''}/{s.name}"
             f"{'+tls' if s.tls else ''}"
-            + (f" ({' '.join(filter(None, (s.product, s.version)))})" if s.product else "")
+            + (f" ({esc(' '.join(filter(None, (s.product, s.version))))})" if s.product else "")
             for s in host.services
         )
         ports_text = ", ".join(
@@ -55,12 +56,12 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
             if host.role and host.role_confidence
             else ""
         )
-        address = host.address + (f"\n{host.mac_vendor}" if host.mac_vendor else "")
+        address = esc(host.address) + (f"\n{esc(host.mac_vendor)}" if host.mac_vendor else "")
         if host.vendors:
             v = host.vendors[0]
-            address += f"\n{v.vendor}" + (f" {v.family}" if v.family else "")
-            address += f" ({v.confidence})"
-        hosts.add_row(address, role, ports_text, services or "-")
+            address += f"\n{esc(v.vendor)}" + (f" {esc(v.family)}" if v.family else "")
+            address += f" ({esc(v.confidence)})"
+        hosts.add_row(address, esc(role), ports_text, services or "-")
     console.print(hosts)
     failed = sorted(
         (f for f in result.findings if f.status is FindingStatus.FAIL),
@@ -72,10 +73,10 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
     for f in failed:
         findings.add_row(
             f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
-            f.host,
+            esc(f.host),
             str(f.port or ""),
-            f.rule_id,
-            f.title,
+            esc(f.rule_id),
+            esc(f.title),
             f.confidence.value,
         )
     console.print(findings)
@@ -86,5 +87,5 @@ def to_table(result: ScanResult, color: bool = False, width: int = 120) -> str:
         + (f"; {len(meta.errors)} scan errors" if meta.errors else "")
     )
     for err in meta.errors:
-        console.print(f"  error: {err.host or ''} {err.message}")
+        console.print(f"  error: {esc(err.host or '')} {esc(err.message)}")
     return buffer.getvalue()

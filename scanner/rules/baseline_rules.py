@@ -18,16 +18,8 @@ from scanner.identify.vendor import identify_vendors
 from scanner.model import Finding, FindingStatus, Host, PortObservation, PortState
 from scanner.model.http_observations import ServiceBannerInfo
 from scanner.model.observations import Association, Banner, Fingerprint
-from scanner.rules.baselines import (
-    DEFAULT_BASELINE,
-    ROLE_DEFAULTS,
-    Match,
-    Resolved,
-    port_in,
-    resolve,
-    shipped,
-    show_ports,
-)
+from scanner.rules.baseline_model import DEFAULT_BASELINE, ROLE_DEFAULTS, Match, port_in, show_ports
+from scanner.rules.baselines import Resolved, resolve, shipped
 from scanner.rules.catalogue import make_finding
 
 F, P, N = FindingStatus.FAIL, FindingStatus.PASS, FindingStatus.NOT_CHECKED

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from probes.dicom import codes
 from scanner.model import Finding, FindingStatus, Host, Service
 from scanner.model.observations import (
     AeTitleGuess,
@@ -56,6 +57,24 @@ def _unknown_calling(svc: Service) -> list[Association]:
 
 def _ops(svc: Service, *operations: str) -> list[Operation]:
     return [o for o in svc.observations if isinstance(o, Operation) and o.operation in operations]
+
+
+# The abstract syntaxes each operation is sent on (probes/dicom/checks.py picks from these).
+_CONTEXTS: dict[str, tuple[str, ...]] = {
+    "C-ECHO": (codes.VERIFICATION,),
+    "C-FIND": (codes.PATIENT_FIND, codes.STUDY_FIND, codes.WORKLIST_FIND),
+    "C-GET": (codes.PATIENT_GET, codes.STUDY_GET),
+    "C-MOVE": (codes.PATIENT_MOVE, codes.STUDY_MOVE),
+}
+
+
+def _accepted_contexts(svc: Service, operations: tuple[str, ...]) -> list[str]:
+    """Names of contexts for ``operations`` that any association of ours had accepted."""
+    wanted = {uid for op in operations for uid in _CONTEXTS.get(op, ())}
+    return sorted({
+        c.name for o in svc.observations if isinstance(o, Association)
+        for c in o.contexts if c.accepted and c.abstract_syntax in wanted
+    })  # fmt: skip
 
 
 def _assoc_evidence(a: Association) -> dict[str, Any]:
@@ -150,6 +169,13 @@ def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
         if not _unknown_calling(svc):
             return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
         if not ops:
+            if accepted := _accepted_contexts(svc, operations):
+                # The peer took the context but the request never went (it stopped taking
+                # connections, or the scan ran out of time): unknown, never a pass.
+                return N, {
+                    "reason": f"{' or '.join(operations)} was never sent, though an "
+                    f"association accepted {', '.join(accepted)}",
+                }, Confidence.CONFIRMED
             return (
                 P,
                 {"reason": "no presentation context for this operation was accepted"},
@@ -172,7 +198,7 @@ def store(svc: Service) -> Verdict:
         return F, _op_evidence(ops), Confidence.INFERRED
     if _unknown_peer_refused(svc):
         return P, {"reason": "unknown calling AE titles cannot associate"}, Confidence.CONFIRMED
-    if _assocs(svc, "calling-ae"):
+    if any(a.outcome is AssociationOutcome.ACCEPTED for a in _assocs(svc, "calling-ae")):
         return (
             P,
             {"reason": "no storage context accepted from an unknown peer"},

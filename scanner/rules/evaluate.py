@@ -13,6 +13,7 @@ from typing import Any
 from scanner.model import Finding, Host, utcnow
 from scanner.rules.baseline_rules import baseline_findings, has_open_port, select
 from scanner.rules.dicom_rules import dicom_findings
+from scanner.rules.health_rules import health_findings
 from scanner.rules.http_rules import http_findings
 from scanner.rules.judge import apply_baseline_expectations
 from scanner.rules.legacy_rules import legacy_findings
@@ -28,6 +29,7 @@ RULE_FAMILIES: tuple[HostRules, ...] = (
     http_findings,
     software_findings,
     baseline_findings,
+    health_findings,
     legacy_findings,
 )
 # Emitted by scanner.rules.policy.apply_policy after the families run (listed for the

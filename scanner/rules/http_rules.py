@@ -28,9 +28,22 @@ def service_findings(
     host: Host, port: int, summary: HttpSummary, checks: list[HttpCheck]
 ) -> list[Finding]:
     anonymous = [c for c in checks if c.purpose in API_PURPOSES and not c.with_credentials]
-    exposed = [c for c in anonymous if c.answered_2xx]
+    # A 2xx whose body never ended proves nothing: a catch-all server answers that way.
+    exposed = [c for c in anonymous if c.answered_2xx and c.body_complete is not False]
+    stalled = [c for c in anonymous if c.answered_2xx and c.body_complete is False]
     guarded = [c for c in anonymous if c.refused_auth]
     if summary.product is None and not exposed and not guarded:
+        if stalled:
+            paths = ", ".join(c.path for c in stalled)
+            ev: dict[str, Any] = {
+                "scheme": summary.scheme,
+                "reason": f"API endpoints answered 2xx but no body ended: {paths}",
+            }
+            return [
+                make_finding(
+                    "http-unauthenticated", FindingStatus.NOT_CHECKED, host.address, port, ev
+                )
+            ]
         return []
     base: dict[str, Any] = {"scheme": summary.scheme, "product": summary.product}
     if summary.version:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from scanner.model import Finding, FindingStatus, Host
-from scanner.rules.baselines import EXPECTED_RULE, Resolved
+from scanner.rules.baseline_model import EXPECTED_RULE
+from scanner.rules.baselines import Resolved
 from scanner.rules.catalogue import make_finding
 
 # The expectation keys behind each DICOM rule; dicom-retrieve-open rests on two (GET, MOVE).

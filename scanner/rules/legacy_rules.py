@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from scanner.model import Finding, FindingStatus, Host, Service
 from scanner.model.legacy_observations import RdpNegotiation, SmbNegotiation, SnmpObservation
-from scanner.rules.baselines import port_in
+from scanner.rules.baseline_model import port_in
 from scanner.rules.catalogue import make_finding
 
 if TYPE_CHECKING:

@@ -9,6 +9,9 @@ the key)::
         baseline: generic-modality
       - host: 10.20.0.5
         baseline: orthanc
+    do_not_probe:                   # never a packet, in any phase (host, cidr or mac)
+      - mac: 00:11:22:33:44:55
+        reason: CT console, vendor forbids scanning
     waivers:
       - host: 10.20.0.5             # or cidr:
         rule: port-not-allowed
@@ -33,7 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
-from scanner.rules.baselines import BaselineError, _explain, _where, shipped
+from scanner.rules.baseline_model import BaselineError
+from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
 
 WAIVER_RULE = "waiver-expired"
@@ -132,11 +136,35 @@ class Waiver(_Scope):
         }
 
 
+class NoProbe(_Strict):
+    """A ``do_not_probe`` entry: exactly one of host, cidr and mac, and why."""
+
+    host: str | None = Field(default=None, description="an address or the name scanned")
+    cidr: str | None = None
+    mac: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
+    reason: str = Field(min_length=1)
+
+    _network = field_validator("cidr")(_Scope._network.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _one(self) -> NoProbe:
+        if sum(v is not None for v in (self.host, self.cidr, self.mac)) != 1:
+            raise ValueError("give exactly one of 'host', 'cidr' and 'mac'")
+        return self
+
+    @property
+    def entry(self) -> str:
+        return next(v for v in (self.host, self.cidr, self.mac) if v is not None)
+
+
 class SitePolicy(_Strict):
     title: str | None = None
     origin: str = Field(default="policy", description="the file it was read from")
     baselines: list[Pin] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
+    do_not_probe: list[NoProbe] = Field(
+        default_factory=list, description="devices never to send a packet to, with reasons"
+    )
 
     def pin_for(self, host: Host) -> Pin | None:
         hits = [(p.prefix(host), i, p) for i, p in enumerate(self.baselines)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from probes.tls.profiles import unmeasured
 from scanner.model import Finding, FindingStatus, Host, Service, Severity
 from scanner.model.observations import Confidence
 from scanner.model.tls_observations import (
@@ -73,11 +74,10 @@ def _legacy(s: _Service) -> Finding:
     untested = [
         v.version for v in s.versions if v.version in LEGACY_VERSIONS and v.outcome in _UNSURE
     ]
-    if not legacy and untested:
+    if not legacy and untested:  # unknown is never a pass
         evidence["not_answered"] = untested
-        return s.finding(
-            "tls-legacy-protocol", FindingStatus.PASS, evidence, confidence=Confidence.INFERRED
-        )
+        evidence["reason"] = f"{', '.join(untested)} not answered: legacy support unknown"
+        return s.finding("tls-legacy-protocol", FindingStatus.NOT_CHECKED, evidence)
     status = FindingStatus.FAIL if legacy else FindingStatus.PASS
     severity = Severity.CRITICAL if any(v.version == "SSLv3" for v in legacy) else None
     return s.finding("tls-legacy-protocol", status, evidence, severity=severity)
@@ -115,9 +115,12 @@ def _weak_cipher(s: _Service) -> Finding:
     }
     if incomplete:
         evidence["enumeration_incomplete"] = incomplete
-    confidence = Confidence.INFERRED if incomplete and not bad else Confidence.CONFIRMED
+    gaps = unmeasured(s.versions)
+    if not bad and gaps:  # a suite not enumerated may be a weak one: unknown is never a pass
+        evidence["reason"] = "; ".join(gaps)
+        return s.finding("tls-weak-cipher", FindingStatus.NOT_CHECKED, evidence)
     status = FindingStatus.FAIL if bad else FindingStatus.PASS
-    return s.finding("tls-weak-cipher", status, evidence, severity=worst, confidence=confidence)
+    return s.finding("tls-weak-cipher", status, evidence, severity=worst)
 
 
 def _client_cert(s: _Service) -> Finding:

@@ -173,3 +173,14 @@ def test_bad_locations_are_clear_errors(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(HistoryError, match="cannot create the folder"):
         HistoryStore.open(str(blocker / "sub" / "h.sqlite"))
+
+
+def test_a_version_measured_on_one_side_only_is_no_change() -> None:
+    """Over TLS a product may stay unidentified: unknown is not a change to a value."""
+    a = "198.18.0.2"
+    unknown = dicom(104).model_copy(update={"product": None, "version": None})
+    old = scan(1, [host(a, [104], [unknown])])
+    new = scan(2, [host(a, [104], [dicom(104)])])
+    assert compute_drift(old, new).changes == []
+    newer = scan(3, [host(a, [104], [dicom(104, version="3.6.8")])])
+    assert kinds(compute_drift(new, newer)) == [("service-changed", a, 104)]

@@ -1,0 +1,56 @@
+"""``dicomscan scan --plan``: the engine's plan of a scan, printed; nothing is sent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from scanner.engine.plan import ScanPlan
+    from scanner.model import ScanSettings
+
+
+def _text(p: ScanPlan) -> str:
+    lines = [f"Plan (nothing sent): engine {p.engine}, profile {p.profile}",
+             f"Hosts: {len(p.targets)}"]
+    shown = p.targets[:50]
+    for a in shown:
+        lines.append(f"  {a}" + (f" ({p.hostnames[a]})" if a in p.hostnames else ""))
+    if len(p.targets) > len(shown):
+        lines.append(f"  ... and {len(p.targets) - len(shown)} more")
+    lines.append(f"Skipped (do not probe): {len(p.skipped)}")
+    lines += [f"  {s.address}: {s.reason} [{s.entry}, {s.source}]" for s in p.skipped]
+    split = ", ".join(f"{k} {v}" for k, v in p.discovery_split.items() if v)
+    lines.append(f"Discovery: {p.discovery} ({p.discovery_why})" + (f": {split}" if split else ""))
+    lines += [f"  note: {n}" for n in p.discovery_notes]
+    lines.append(f"Ports ({len(p.ports)}): {','.join(map(str, p.ports))}")
+    lines.append("Probes, in order:")
+    lines += [f"  {s.name}: {s.sends}" for s in p.probes]
+    bound = str(p.max_connections_per_host) if p.max_connections_per_host else "unbounded"
+    lines += [
+        "Limits:",
+        f"  per host: at most {p.per_host_connections} connections at once, "
+        f"{p.probe_spacing:g} s between connection starts",
+        f"  per host: at most {bound} connection starts in its {p.host_time_limit:g} s "
+        f"time limit; {p.max_discovery_packets_per_host} discovery packet (ARP/ICMP)",
+        f"  whole scan: at most {p.max_concurrency} connections at once, "
+        + (f"{p.max_rate:g} new connections/s" if p.max_rate else "no rate cap"),
+    ]
+    lines += [f"Note: {n}" for n in p.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _json(p: ScanPlan) -> str:
+    doc: dict[str, Any] = {**asdict(p), "skipped": [s.model_dump() for s in p.skipped]}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def print_plan(settings: ScanSettings, fmt: str) -> None:
+    """On stdout: JSON with ``--format json`` or ``jsonl``, else text. No file is written."""
+    from scanner.engine.plan import build_plan
+
+    plan = build_plan(settings)
+    click.echo(_json(plan) if fmt in ("json", "jsonl") else _text(plan), nl=False)

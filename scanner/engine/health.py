@@ -1,0 +1,181 @@
+"""Device health before and after a host's probes, and back-off when it starts failing.
+
+Each cleartext DICOM service gets a C-ECHO in an association of its own before its
+follow-up probes and again after them (a TCP connect counts where the association or
+the echo is refused: the device still answered). A device that answered before and not
+after is left alone from then on; the rule ``device-unresponsive-after-scan`` judges
+the two observations.
+
+While the probes run, connections to ports already found open that are refused, reset
+or time out mean the device is struggling: each failure in a row doubles a wait before
+the next connection (bounded), and at the limit the host is stopped, so no further
+probe connects to it. Both are recorded as observations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from probes.context import ProbeContext, ServiceState
+from probes.dicom import codes
+from probes.dicom.client import first_called_ae, request_association
+from probes.dicom.operations import echo_message, run_operation
+from probes.ports import open_stream
+from scanner.model import utcnow
+from scanner.model.observations import (
+    AssociationOutcome,
+    ConnectionBackoff,
+    HealthCheck,
+    HealthPhase,
+    OperationOutcome,
+)
+
+LOG = logging.getLogger("dicomscan")
+BACKOFF_FIRST = 0.5  # seconds after the first failure; doubles with each one in a row
+BACKOFF_MAX = 8.0
+FAILURE_LIMIT = 4  # failures in a row before the host is stopped
+_FAILURES = (ConnectionRefusedError, ConnectionResetError, TimeoutError)
+
+
+class HostStopped(ConnectionAbortedError):
+    """The host was stopped: this connection was never attempted."""
+
+
+class Watch:
+    """A host's connection health (the ``ConnectionWatch`` its gate consults)."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+        self.failures = 0
+        self.waited = 0.0
+        self.stopped: str | None = None
+        self.events: list[str] = []
+        self._delay = 0.0
+
+    def _event(self, text: str) -> None:
+        self.events.append(f"{utcnow().isoformat()} {text}")
+        LOG.info("health: %s", text)
+
+    async def before(self) -> None:
+        if self.stopped:
+            raise HostStopped(f"host stopped ({self.stopped}): connection not attempted")
+        delay, self._delay = self._delay, 0.0
+        if delay:
+            self.waited += delay
+            await asyncio.sleep(delay)
+
+    def after(self, error: BaseException | None) -> None:
+        if error is None:
+            self.in_a_row = 0
+            return
+        if not isinstance(error, _FAILURES):
+            return
+        self.in_a_row += 1
+        self.failures += 1
+        if self.in_a_row >= FAILURE_LIMIT:
+            self.stop(f"{self.in_a_row} connection failures in a row")
+            return
+        self._delay = min(BACKOFF_FIRST * 2 ** (self.in_a_row - 1), BACKOFF_MAX)
+        self._event(f"{type(error).__name__}: backing off {self._delay:g} s")
+
+    def stop(self, why: str) -> None:
+        if self.stopped is None:
+            self.stopped = why
+            self._event(f"stopped: {why}; no further connections to this host")
+
+    def observation(self) -> ConnectionBackoff | None:
+        if not self.failures and self.stopped is None:
+            return None
+        return ConnectionBackoff(failures=self.failures, waited_s=round(self.waited, 3),
+                                 stopped=self.stopped is not None, events=list(self.events))
+
+
+async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> HealthCheck:
+    """One health check: a C-ECHO, or what the TCP connect showed where it was refused."""
+    s = ctx.settings
+    at = utcnow().isoformat()
+
+    def seen(method: str, answered: bool, detail: str) -> HealthCheck:
+        return HealthCheck.model_validate({"phase": phase, "method": method,
+                                           "answered": answered, "detail": detail, "at": at})
+
+    try:
+        async with ctx.gate.slot(watched=False):
+            conn = await open_stream(ctx.host, svc.port, s.timeouts.connect)
+            try:
+                assoc, session = await request_association(
+                    conn.reader, conn.writer, purpose="health", calling_ae=s.calling_ae,
+                    called_ae=first_called_ae(s), contexts=(codes.VERIFICATION,),
+                    timeout=s.timeouts.dicom)
+                if session is None:
+                    refused = assoc.outcome in (AssociationOutcome.REJECTED,
+                                                AssociationOutcome.ABORTED)
+                    return seen("tcp-connect", refused,
+                                f"connected; association {assoc.outcome.value}")
+                op = await run_operation(session, "C-ECHO", codes.VERIFICATION,
+                                         echo_message(), "C-ECHO-RQ")
+                await session.release()
+                if op.outcome is OperationOutcome.AUTHORISED:
+                    return seen("c-echo", True, "C-ECHO answered: success")
+                return seen("tcp-connect", True, f"connected; C-ECHO {op.outcome.value}")
+            finally:
+                await conn.close()
+    except (OSError, TimeoutError) as exc:
+        return seen("tcp-connect", False, f"connect failed: {type(exc).__name__}")
+
+
+def _dicom_services(ctx: ProbeContext) -> list[ServiceState]:
+    return [svc for _, svc in sorted(ctx.state.services.items())
+            if svc.name == "dicom" and not svc.tls]
+
+
+async def before_probes(ctx: ProbeContext) -> None:
+    for svc in _dicom_services(ctx):
+        seen = await check(ctx, svc, HealthPhase.BEFORE)
+        LOG.info("health %s:%d before: %s", ctx.host, svc.port, seen.detail)
+        svc.observations.append(seen)
+
+
+def _answered_before(svc: ServiceState) -> bool | None:
+    before = [o.answered for o in svc.observations
+              if isinstance(o, HealthCheck) and o.phase is HealthPhase.BEFORE]
+    return before[-1] if before else None
+
+
+def _checked_after(svc: ServiceState) -> bool:
+    return any(isinstance(o, HealthCheck) and o.phase is HealthPhase.AFTER
+               for o in svc.observations)
+
+
+async def _check_after(ctx: ProbeContext, watch: Watch) -> None:
+    for svc in _dicom_services(ctx):
+        if _answered_before(svc) is None or _checked_after(svc):
+            continue
+        after = await check(ctx, svc, HealthPhase.AFTER)
+        LOG.info("health %s:%d after: %s", ctx.host, svc.port, after.detail)
+        svc.observations.append(after)
+        if _answered_before(svc) and not after.answered:
+            watch.stop(f"port {svc.port} answered before the probes and not after")
+
+
+async def still_answering(ctx: ProbeContext, watch: Watch) -> bool:
+    """Between probe stages: after a failed connection, check at once (the check after)
+    rather than send the next stage to a device that may be down."""
+    if watch.stopped is None and watch.in_a_row:
+        await _check_after(ctx, watch)
+    return watch.stopped is None
+
+
+async def after_probes(ctx: ProbeContext, watch: Watch) -> None:
+    """The checks after (one connection each, even to a stopped host: the confirmation),
+    then the host is stopped for good if a service answered before and not after."""
+    await _check_after(ctx, watch)
+    backoff = watch.observation()
+    if backoff is not None:
+        services = _dicom_services(ctx)
+        where = services or [svc for _, svc in sorted(ctx.state.services.items())]
+        if where:
+            where[0].observations.append(backoff)
+        else:
+            ctx.state.errors.append("connection back-off: " + "; ".join(backoff.events))
