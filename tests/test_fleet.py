@@ -355,3 +355,20 @@ def test_job_that_could_not_be_queued_is_failed_not_left_queued(tmp_path: Path) 
         assert len(rows) == 1 and rows[0].state is JobState.FAILED
     finally:
         server.stop(proc)
+
+
+def test_do_not_probe_list_travels_with_the_job(fleet: Fleet, storescp: RunningPeer,
+                                                tmp_path: Path) -> None:
+    """--exclude-file is read at central and enforced by the sensor's engine."""
+    never = tmp_path / "never.txt"
+    never.write_text("127.0.0.1 the test's own peer: do not touch\n")
+    job_id = fleet.submit("alpha", "127.0.0.1", "127.0.0.2", "-p", str(storescp.info.port),
+                          "--discovery", "none", "--exclude-file", str(never))
+    row = fleet.wait_job(job_id)
+    assert row.state is JobState.DONE, row
+    from scanner.history.store import HistoryStore
+
+    store = HistoryStore.open(fleet.dir / "history.sqlite")
+    result = store.load(row.scan_id or "")
+    store.close()
+    assert "127.0.0.1" not in {h.address for h in result.hosts if h.ports}

@@ -14,11 +14,12 @@ from scanner.cli.scan import scan
 from scanner.cli.site import apply_site_config
 
 # The scan's own options that make sense on another machine: no local file paths of
-# client certificates, no outputs (the result goes to the central history).
+# client certificates, no outputs (the result goes to the central history). Files that
+# are read here (--exclude-file, --policy, --ae-wordlist) travel as their content.
 _KEEP = {"targets", "targets_file", "ports", "exclude", "scope", "allow_public", "profile",
          "calling_ae", "ae_title", "ae_guess", "ae_wordlist", "intrusive", "timeout",
          "connect_timeout", "baseline", "policy", "discovery", "engine", "service_version",
-         "config", "job"}
+         "config", "job", "exclude_file", "max_addresses", "max_rate"}
 _SCAN_PARAMS = [p for p in scan.params if p.name in _KEEP]
 
 
