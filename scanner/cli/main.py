@@ -11,13 +11,16 @@ import click
 from scanner import __version__
 from scanner.cli.audit import audit
 from scanner.cli.baselines import baselines
+from scanner.cli.central import central
 from scanner.cli.common import EXIT_CODES_HELP
 from scanner.cli.demo import demo
 from scanner.cli.history import diff, history
 from scanner.cli.info import profiles, schema
+from scanner.cli.jobs import jobs, submit_command
 from scanner.cli.report import report
 from scanner.cli.rules import rules
 from scanner.cli.scan import scan
+from scanner.cli.sensor import sensor
 from scanner.cli.site import config_group, schedule
 
 
@@ -42,5 +45,5 @@ def main() -> None:
 
 
 for command in (scan, schema, profiles, demo, rules, baselines, audit, report, history, diff,
-                config_group, schedule):
+                config_group, schedule, central, sensor, submit_command, jobs):
     main.add_command(command)

@@ -1,0 +1,219 @@
+"""What ``central init`` and ``central add-sensor`` write, and reading it back.
+
+A central directory holds ``central.json`` (this file's ``CentralConfig``), the CA and
+certificates under ``pki/``, the ``nats-server.conf`` rendered from the configuration,
+the server's state under ``nats/``, the job ledger ``jobs.sqlite`` and, unless the store
+URL says otherwise, the history ``history.sqlite``. Each sensor's bundle is a directory
+``sensors/NAME/`` with its certificate, key, the CA and ``sensor.json``: everything a
+sensor needs, copied to the sensor's host as it is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from scanner.fleet import pki
+from scanner.model.base import Frozen
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+CENTRAL_USER = "central"
+# Subjects and streams: jobs.<sensor>, results.<sensor>.<job>, progress.<sensor>.<job>.
+JOBS, RESULTS, PROGRESS, EVENTS = "JOBS", "RESULTS", "PROGRESS", "JOBEVENTS"
+MAX_DELIVERIES_SUBJECT = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.*"
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
+class FleetError(Exception):
+    """A central directory or bundle that is missing, unreadable or inconsistent."""
+
+
+class SensorEntry(Frozen):
+    scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
+
+
+class CentralConfig(Frozen):
+    listen_host: str
+    listen_port: int = Field(gt=0, lt=65536)
+    addresses: list[str] = Field(description="names/addresses sensors dial (server cert SANs)")
+    store: str = Field(description="history store: a path or a database URL")
+    ack_wait: float = Field(gt=0, description="seconds a job lease lasts without progress")
+    max_deliver: int = Field(gt=0, description="deliveries before a job is failed")
+    sensors: dict[str, SensorEntry] = Field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        host = self.addresses[0]
+        return f"tls://[{host}]:{self.listen_port}" if ":" in host else \
+            f"tls://{host}:{self.listen_port}"
+
+
+class SensorBundle(Frozen):
+    name: str
+    servers: list[str]
+    tls_hostname: str
+    scope: list[str]
+    ack_wait: float
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name) or name == CENTRAL_USER:
+        raise FleetError(f"bad sensor name {name!r}: 1-32 of a-z, 0-9 and '-', starting with "
+                         f"a letter or digit, and not {CENTRAL_USER!r}")
+    return name
+
+
+def check_scope(scope: list[str]) -> list[str]:
+    if not scope:
+        raise FleetError("a sensor needs at least one --scope network")
+    out = []
+    for spec in scope:
+        try:
+            out.append(str(ipaddress.ip_network(spec.strip(), strict=False)))
+        except ValueError:
+            raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None
+    return out
+
+
+def write_json(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class CentralDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pki = root / "pki"
+        self.nats = root / "nats"
+        self.config_file = root / "central.json"
+        self.server_conf = root / "nats-server.conf"
+        self.pid_file = self.nats / "nats-server.pid"
+        self.log_file = self.nats / "nats-server.log"
+        self.ledger = root / "jobs.sqlite"
+
+    def bundle(self, name: str) -> Path:
+        return self.root / "sensors" / name
+
+    def load(self) -> CentralConfig:
+        try:
+            return CentralConfig.model_validate_json(self.config_file.read_text("utf-8"))
+        except FileNotFoundError:
+            raise FleetError(f"{self.root} is not a central directory (no central.json; "
+                             "run 'dicomscan central init' first)") from None
+        except (OSError, ValidationError) as exc:
+            raise FleetError(f"cannot read {self.config_file}: {exc}") from None
+
+    def save(self, config: CentralConfig) -> None:
+        write_json(self.config_file, config.model_dump_json(indent=2))
+        write_public_conf(self, config)
+
+    def store_location(self, config: CentralConfig) -> str:
+        return config.store if "://" in config.store else str(self.root / config.store)
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)  # nats-server's config takes JSON-style quoted strings
+
+
+def sensor_permissions(name: str) -> str:
+    """Only its own work: fetch from and ack on its consumer, publish its results and
+    progress, and receive on its own inbox prefix (pull deliveries and publish acks go to
+    the requester's inbox, so a shared ``_INBOX.>`` would leak other sensors' jobs)."""
+    publish = [f"$JS.API.CONSUMER.MSG.NEXT.{JOBS}.{name}", f"$JS.ACK.{JOBS}.{name}.>",
+               f"results.{name}.>", f"progress.{name}.>"]
+    subscribe = [f"_INBOX_{name}.>"]
+    return ("permissions: { publish: { allow: [" + ", ".join(map(_q, publish)) + "] }, "
+            "subscribe: { allow: [" + ", ".join(map(_q, subscribe)) + "] } }")
+
+
+def render_server_conf(d: CentralDir, config: CentralConfig) -> str:
+    users = [f"    {{ user: {_q(pki.identity(CENTRAL_USER))} }}"]
+    users += [f"    {{ user: {_q(pki.identity(n))}, {sensor_permissions(n)} }}"
+              for n in sorted(config.sensors)]
+    host = config.listen_host
+    listen = f"[{host}]:{config.listen_port}" if ":" in host else f"{host}:{config.listen_port}"
+    return "\n".join([
+        "# Written by 'dicomscan central'; edits are overwritten by add-sensor.",
+        f"server_name: {_q('dicomscan_central')}",
+        f"listen: {_q(listen)}",
+        f"max_payload: {MAX_PAYLOAD}",
+        f"jetstream {{ store_dir: {_q(str(d.nats / 'js'))} }}",
+        "tls {",
+        f"  cert_file: {_q(str(d.pki / 'server.pem'))}",
+        f"  key_file: {_q(str(d.pki / 'server.key'))}",
+        f"  ca_file: {_q(str(d.pki / 'ca.pem'))}",
+        "  verify_and_map: true  # the client certificate's e-mail SAN is the user",
+        "  timeout: 5",
+        "}",
+        "authorization {",
+        "  users = [",
+        ",\n".join(users),
+        "  ]",
+        "}",
+        "",
+    ])
+
+
+def write_public_conf(d: CentralDir, config: CentralConfig) -> None:
+    write_json(d.server_conf, render_server_conf(d, config))
+
+
+def init_central(root: Path, listen_host: str, listen_port: int, addresses: list[str],
+                 store: str | None, ack_wait: float, max_deliver: int) -> CentralConfig:
+    d = CentralDir(root)
+    if d.config_file.exists():
+        raise FleetError(f"{root} already holds a central configuration")
+    if not addresses:
+        raise FleetError("give --address: the name or address sensors dial")
+    root.mkdir(parents=True, exist_ok=True)
+    d.pki.mkdir(mode=0o700, exist_ok=True)
+    d.nats.mkdir(exist_ok=True)
+    pki.make_ca(d.pki)
+    pki.issue(d.pki, d.pki / "server.pem", d.pki / "server.key", addresses[0],
+              server_hosts=addresses)
+    pki.issue(d.pki, d.pki / "central.pem", d.pki / "central.key", CENTRAL_USER,
+              client_name=CENTRAL_USER)
+    config = CentralConfig(listen_host=listen_host, listen_port=listen_port,
+                           addresses=addresses, store=store or "history.sqlite",
+                           ack_wait=ack_wait, max_deliver=max_deliver)
+    d.save(config)
+    return config
+
+
+def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, Path]:
+    d = CentralDir(root)
+    config = d.load()
+    check_name(name)
+    scope = check_scope(scope)
+    if name in config.sensors:
+        raise FleetError(f"sensor {name!r} already exists")
+    bundle = d.bundle(name)
+    bundle.mkdir(parents=True, mode=0o700)
+    pki.issue(d.pki, bundle / "sensor.pem", bundle / "sensor.key", name, client_name=name)
+    pki.write_public(bundle / "ca.pem", (d.pki / "ca.pem").read_bytes())
+    info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
+                        scope=scope, ack_wait=config.ack_wait)
+    write_json(bundle / "sensor.json", info.model_dump_json(indent=2))
+    config = config.model_copy(update={"sensors": {**config.sensors,
+                                                   name: SensorEntry(scope=scope)}})
+    d.save(config)
+    return config, bundle
+
+
+def load_bundle(folder: Path) -> SensorBundle:
+    try:
+        bundle = SensorBundle.model_validate_json((folder / "sensor.json").read_text("utf-8"))
+    except FileNotFoundError:
+        raise FleetError(f"{folder} is not a sensor bundle (no sensor.json)") from None
+    except (OSError, ValidationError) as exc:
+        raise FleetError(f"cannot read {folder / 'sensor.json'}: {exc}") from None
+    for part in ("sensor.pem", "sensor.key", "ca.pem"):
+        if not (folder / part).is_file():
+            raise FleetError(f"sensor bundle {folder} lacks {part}")
+    return bundle

@@ -1,0 +1,159 @@
+"""The job ledger: every submitted job's state, in SQLite beside the central config.
+
+``submit`` writes a job as queued; the central process moves it to running (progress),
+done (its result stored in the history) or failed (refused by the sensor, or no result
+after the maximum deliveries). ``done`` is set once: a later result for the same job is
+a duplicate and is never stored again, whatever the stream's duplicate window.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+
+from scanner.model.base import Frozen
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINAL = (JobState.DONE, JobState.FAILED)
+
+_meta = MetaData()
+jobs = Table(
+    "jobs", _meta,
+    Column("job_id", String(64), primary_key=True),
+    Column("sensor", String(64), nullable=False),
+    Column("name", String(200)),
+    Column("state", String(16), nullable=False),
+    Column("seq", Integer),  # JOBS stream sequence, to match the max-deliveries advisory
+    Column("targets", Text, nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("picked_at", Float),
+    Column("finished_at", Float),
+    Column("delivery", Integer, nullable=False, default=0),
+    Column("done", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=False, default=0),
+    Column("scan_id", String(64)),
+    Column("reason", Text),
+    Column("duplicates", Integer, nullable=False, default=0),
+)
+
+
+class JobRow(Frozen):
+    job_id: str
+    sensor: str
+    name: str | None
+    state: JobState
+    seq: int | None
+    targets: str
+    submitted_at: float
+    picked_at: float | None
+    finished_at: float | None
+    delivery: int
+    done: int
+    total: int
+    scan_id: str | None
+    reason: str | None
+    duplicates: int
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.engine: Engine = create_engine(f"sqlite:///{path}",
+                                            connect_args={"timeout": 60})
+
+        @event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # submit and central write at once
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        _meta.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def add(self, job_id: str, sensor: str, name: str | None, targets: list[str],
+            submitted_at: float) -> None:
+        with self.engine.begin() as c:
+            c.execute(jobs.insert().values(
+                job_id=job_id, sensor=sensor, name=name, state=JobState.QUEUED.value,
+                targets=" ".join(targets), submitted_at=submitted_at, delivery=0, done=0,
+                total=0, duplicates=0))
+
+    def set_seq(self, job_id: str, seq: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(jobs).where(jobs.c.job_id == job_id).values(seq=seq))
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+        return JobRow.model_validate(dict(row)) if row else None
+
+    def find(self, ref: str) -> JobRow | None:
+        """By ID or a unique prefix of at least 4 characters."""
+        if len(ref) < 4:
+            return None
+        with self.engine.connect() as c:
+            rows = list(c.execute(select(jobs).where(jobs.c.job_id.startswith(ref)).limit(2))
+                        .mappings())
+        return JobRow.model_validate(dict(rows[0])) if len(rows) == 1 else None
+
+    def by_seq(self, seq: int) -> JobRow | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(jobs).where(jobs.c.seq == seq)).mappings().first()
+        return JobRow.model_validate(dict(row)) if row else None
+
+    def all(self, limit: int = 200) -> list[JobRow]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(jobs).order_by(jobs.c.submitted_at.desc()).limit(limit))
+            return [JobRow.model_validate(dict(r)) for r in rows.mappings()]
+
+    def progress(self, job_id: str, delivery: int, done: int, total: int, at: float) -> None:
+        """Running, unless already final (a late progress report changes nothing). One
+        conditional UPDATE: a read then a write would race with ``finish``."""
+        with self.engine.begin() as c:
+            c.execute(update(jobs).where(jobs.c.job_id == job_id, _not_final()).values(
+                state=JobState.RUNNING.value, delivery=delivery, done=done, total=total,
+                picked_at=func.coalesce(jobs.c.picked_at, at)))
+
+    def finish(self, job_id: str, state: JobState, at: float, scan_id: str | None = None,
+               reason: str | None = None) -> bool:
+        """Mark the job final; False (a duplicate counted) when it already was."""
+        done = {"done": jobs.c.total} if state is JobState.DONE else {}
+        with self.engine.begin() as c:
+            changed = c.execute(update(jobs).where(jobs.c.job_id == job_id, _not_final())
+                                .values(state=state.value, finished_at=at, scan_id=scan_id,
+                                        reason=reason, **done)).rowcount
+            if changed:
+                return True
+            c.execute(update(jobs).where(jobs.c.job_id == job_id)
+                      .values(duplicates=jobs.c.duplicates + 1))
+            return False
+
+
+def _not_final() -> Any:
+    return jobs.c.state.not_in([s.value for s in FINAL])
