@@ -16,7 +16,8 @@ class RateCap:
 
     def __init__(self, per_second: float) -> None:
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
+        self._next = 0.0  # the next free slot (reserved in turn: first come, first served)
+        self._last = -1e9  # the last start that really happened
 
     async def wait(self) -> None:
         if not self._interval:
@@ -27,3 +28,9 @@ class RateCap:
         self._next = start + self._interval
         while (left := start - time.monotonic()) > 0:
             await asyncio.sleep(left)  # the loop may wake a hair early; never start early
+        # A reserved slot is not enough: if the loop stalled (a first import, a large
+        # result), several reservations fall due at once. Space from the last real start.
+        while (left := self._last + self._interval - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        self._last = time.monotonic()
+        self._next = max(self._next, self._last + self._interval)
