@@ -212,7 +212,9 @@ class QuietHosts(Frozen):
     """Hosts of a large scan with nothing to report, counted instead of listed, so a sweep's
     memory and report do not grow with the empty addresses (scanner/engine/job.py)."""
 
-    hosts: int = Field(ge=0, description="scanned: no open port, service, error or discovery answer")
+    hosts: int = Field(
+        ge=0, description="scanned: no open port, service, error or discovery answer"
+    )
     refused: int = Field(
         ge=0, description="of those, hosts that refused a connection (so something answered)"
     )
