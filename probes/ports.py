@@ -15,8 +15,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scanner.model import PortObservation, PortState, utcnow
+
+if TYPE_CHECKING:
+    from probes.connector import Connector
 
 METHOD = "tcp-connect"
 
@@ -42,13 +46,7 @@ class OpenConnection:
 async def open_stream(host: str, port: int, timeout: float) -> OpenConnection:
     """Open a TCP connection or raise OSError / TimeoutError. The streams are made only
     once connected, so a refused or silent port costs a bare socket (``connect_socket``)."""
-    sock = await connect_socket(host, port, timeout)
-    try:
-        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-    except BaseException:
-        sock.close()
-        raise
-    return OpenConnection(reader, writer, host, port)
+    return await _streams(await connect_socket(host, port, timeout), host, port)
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
@@ -88,15 +86,28 @@ async def connect_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+async def _streams(sock: socket.socket, host: str, port: int) -> OpenConnection:
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    except BaseException:
+        sock.close()
+        raise
+    return OpenConnection(reader, writer, host, port)
+
+
 async def probe_port(
-    host: str, port: int, timeout: float
+    host: str, port: int, timeout: float, connector: Connector | None = None
 ) -> tuple[PortObservation, OpenConnection | None]:
     """Connect once. Returns the observation and, when open, the live connection (nothing
-    has been sent on it: the next probe's bytes are the first)."""
+    has been sent on it: the next probe's bytes are the first). ``connector``: the scan's
+    bulk connector (its own timeout), for sweeps."""
     started = time.perf_counter()
     conn: OpenConnection | None = None
     try:
-        conn = await open_stream(host, port, timeout)
+        if connector is None:
+            conn = await open_stream(host, port, timeout)
+        else:
+            conn = await _streams(await connector.connect(host, port), host, port)
         state, reason = PortState.OPEN, "connected"
     except TimeoutError:
         state, reason = PortState.FILTERED, "no answer within timeout"

@@ -17,6 +17,7 @@ import contextlib
 import resource
 from collections.abc import Callable
 
+from probes import connector
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
 from probes.udp import udp_phase
@@ -89,6 +90,7 @@ class ScanJob:
         self._total = len(settings.targets) * len(settings.ports)
         self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
         self._rate = RateCap(settings.max_rate)
+        self._connector: connector.Connector | None = None  # the port phase's bulk connects
 
     def _tick(self, what: str) -> None:
         self._done += 1
@@ -102,10 +104,16 @@ class ScanJob:
         guard_addresses(s.targets, s.allow_public, s.scope, s.max_addresses)
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
+        if connector.AVAILABLE:
+            self._connector = connector.Connector(s.timeouts.connect)
         try:
             await self._discover_and_scan(global_slots)
         except asyncio.CancelledError:
             return self.result(interrupted=True)
+        finally:
+            if self._connector is not None:
+                self._connector.close()
+                self._connector = None
         return self.result(interrupted=False)
 
     async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
@@ -126,8 +134,12 @@ class ScanJob:
         # A host's state is made when a worker takes it: queued addresses cost a few bytes.
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         seen_by: dict[str, HostDiscovery] = {}  # discovery answers (live hosts only)
+        # As many hosts at once as fill the global slots with their port connections and no
+        # more: waiters on a contended asyncio.Semaphore cost O(waiters) per release.
+        per_host = max(1, min(len(s.ports), s.per_host_connections))
+        count = max(1, min(len(targets), s.max_concurrency // per_host))
         workers = [asyncio.ensure_future(self._worker(queue, seen_by, global_slots))
-                   for _ in range(min(len(targets), 2 * s.max_concurrency) or 1)]
+                   for _ in range(count)]
 
         def alive(address: str, seen: HostDiscovery | None) -> None:
             if address not in allowed:
@@ -289,7 +301,8 @@ class ScanJob:
             self._tick(f"{ctx.host}:{port}")
             return
         async with ctx.gate.slot():
-            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect,
+                                         self._connector)
             ctx.state.ports[port] = obs
             if conn is not None:
                 from scanner.engine.registry import identify_service
