@@ -4,6 +4,7 @@ Real scans (the CLI as a process) of loopback ranges, one real listener in the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -39,10 +40,8 @@ def listener() -> Iterator[int]:
                 continue
             with conn:
                 conn.settimeout(0.2)
-                try:
+                with contextlib.suppress(OSError):
                     conn.recv(4096)
-                except OSError:
-                    pass
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
