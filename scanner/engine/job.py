@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import resource
 from collections.abc import Callable
+from typing import Any
 
 from probes import connector
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
@@ -33,6 +34,8 @@ from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
+    Finding,
+    Host,
     HostDiscovery,
     PortObservation,
     PortState,
@@ -60,6 +63,15 @@ def fill_mac(state: HostState) -> None:
         state.mac = seen or neighbour_mac(state.address)
     if state.mac is not None:
         state.mac_vendor = mac_vendor(state.mac)
+
+
+def nothing_to_judge(hosts: list[Host], policy: dict[str, Any] | None) -> bool:
+    """True when no rule could give a verdict: every rule family judges services or open
+    ports (a host with no open port gets no baseline verdict), and only a site policy
+    speaks of hosts as such. Then the rules are not even loaded (start-up time)."""
+    return policy is None and not any(
+        h.services or any(p.state is PortState.OPEN for p in h.ports) for h in hosts
+    )
 
 
 def raise_fd_limit(wanted: int) -> None:
@@ -332,10 +344,13 @@ class ScanJob:
             self._tick(f"{ctx.host}:{port}")
 
     def result(self, interrupted: bool) -> ScanResult:
-        from scanner.rules.evaluate import evaluate
-
         order = {a: i for i, a in enumerate(self.settings.targets)}
         hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
+        findings: list[Finding] = []
+        if not nothing_to_judge(hosts, self.settings.policy):
+            from scanner.rules.evaluate import evaluate
+
+            findings = evaluate(hosts, self.settings.baseline, self.settings.policy)
         meta = ScanMeta(
             id=self.settings.scan_id,
             started_at=self._started,
@@ -356,5 +371,5 @@ class ScanJob:
         return ScanResult(
             scan=meta,
             hosts=hosts,
-            findings=evaluate(hosts, self.settings.baseline, self.settings.policy),
+            findings=findings,
         )
