@@ -4,6 +4,12 @@ A scan is one ``ScanJob``: settings in, ``ScanResult`` out, no module state, so
 a job can later be shipped to another site's scanner. Results accumulate on
 the job as they arrive, which is what lets Ctrl-C keep everything found so far.
 
+Live hosts wait in a queue as addresses and a fixed pool of workers scans them, so
+memory holds the hosts in flight and the hosts with something to report, not every
+address: in a scan of more than ``SUMMARISE_ABOVE`` addresses a host with nothing open,
+served, discovered or failed is counted in ``scan.quiet`` instead of listed. The port
+phase connects through one bulk ``probes.connector.Connector`` (one epoll, one timer).
+
 Per host the pipeline is: connect to every port (the connection that finds a
 port open goes straight on to service identification, which sends the DICOM
 A-ASSOCIATE-RQ first), then the follow-up probes registered in
