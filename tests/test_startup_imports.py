@@ -1,6 +1,7 @@
 """Start-up: a scan that finds nothing open loads none of the heavy machinery (pynetdicom,
 pydicom, numpy, cryptography, SQLAlchemy, the probes and the rules); a scan that finds a
-port open loads what it needs. Checked on the real command, in a fresh interpreter."""
+port open loads what it needs, and not numpy or requests through pydicom. Checked on the
+real command, in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def test_open_port_scan_loads_the_dicom_machinery() -> None:
     finally:
         srv.close()
     assert {"pynetdicom", "probes.dicom.client", "scanner.rules.evaluate"} <= loaded
+    # pydicom's pixel handlers and data downloader stay out (probes/dicom/__init__.py).
+    assert not {"numpy", "requests"} & loaded
 
 
 def test_rules_judge_nothing_on_hosts_without_open_ports_or_services() -> None:
