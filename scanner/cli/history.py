@@ -115,12 +115,12 @@ def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted
     history (for every output), and 1 when drift of a failing kind was found, else 0.
     If the store fails the report is still written (the scan stays 'running', i.e.
     partial, in the history) and the failure is said on stderr."""
+    if store is None:  # no history: none of its machinery is imported (start-up time)
+        return result, EXIT_OK
     from sqlalchemy.exc import SQLAlchemyError
 
     from scanner.history.timeline import with_seen
 
-    if store is None:
-        return result, EXIT_OK
     try:
         store.record(result, opts.get("job"), interrupted)
         result = with_seen(store, result, opts.get("job"))

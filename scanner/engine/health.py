@@ -18,9 +18,6 @@ import asyncio
 import logging
 
 from probes.context import ProbeContext, ServiceState
-from probes.dicom import codes
-from probes.dicom.client import first_called_ae, request_association
-from probes.dicom.operations import echo_message, run_operation
 from probes.ports import open_stream
 from scanner.model import utcnow
 from scanner.model.observations import (
@@ -93,6 +90,11 @@ class Watch:
 
 async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> HealthCheck:
     """One health check: a C-ECHO, or what the TCP connect showed where it was refused."""
+    # Imported here: only a host with an open DICOM port needs pynetdicom (start-up time).
+    from probes.dicom import codes
+    from probes.dicom.client import first_called_ae, request_association
+    from probes.dicom.operations import echo_message, run_operation
+
     s = ctx.settings
     at = utcnow().isoformat()
 

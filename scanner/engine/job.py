@@ -4,6 +4,12 @@ A scan is one ``ScanJob``: settings in, ``ScanResult`` out, no module state, so
 a job can later be shipped to another site's scanner. Results accumulate on
 the job as they arrive, which is what lets Ctrl-C keep everything found so far.
 
+Live hosts wait in a queue as addresses and a fixed pool of workers scans them, so
+memory holds the hosts in flight and the hosts with something to report, not every
+address: in a scan of more than ``SUMMARISE_ABOVE`` addresses a host with nothing open,
+served, discovered or failed is counted in ``scan.quiet`` instead of listed. The port
+phase connects through one bulk ``probes.connector.Connector`` (one epoll, one timer).
+
 Per host the pipeline is: connect to every port (the connection that finds a
 port open goes straight on to service identification, which sends the DICOM
 A-ASSOCIATE-RQ first), then the follow-up probes registered in
@@ -16,7 +22,9 @@ import asyncio
 import contextlib
 import resource
 from collections.abc import Callable
+from typing import Any
 
+from probes import connector
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection, probe_port
 from probes.udp import udp_phase
@@ -32,9 +40,12 @@ from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
     EngineName,
+    Finding,
+    Host,
     HostDiscovery,
     PortObservation,
     PortState,
+    QuietHosts,
     ScanError,
     ScanMeta,
     ScanResult,
@@ -43,6 +54,9 @@ from scanner.model import (
 )
 
 ProgressCallback = Callable[[int, int, str], None]
+# Scans of more addresses than this count their hosts with nothing to report instead of
+# listing them: a /16 sweep's memory stays flat. Smaller scans list every host.
+SUMMARISE_ABOVE = 256
 
 
 def fill_mac(state: HostState) -> None:
@@ -55,6 +69,15 @@ def fill_mac(state: HostState) -> None:
         state.mac = seen or neighbour_mac(state.address)
     if state.mac is not None:
         state.mac_vendor = mac_vendor(state.mac)
+
+
+def nothing_to_judge(hosts: list[Host], policy: dict[str, Any] | None) -> bool:
+    """True when no rule could give a verdict: every rule family judges services or open
+    ports (a host with no open port gets no baseline verdict), and only a site policy
+    speaks of hosts as such. Then the rules are not even loaded (start-up time)."""
+    return policy is None and not any(
+        h.services or any(p.state is PortState.OPEN for p in h.ports) for h in hosts
+    )
 
 
 def raise_fd_limit(wanted: int) -> None:
@@ -71,9 +94,12 @@ class ScanJob:
         self.settings = settings
         self._progress = progress
         self._started = utcnow()
-        self._hosts: dict[str, HostState] = {
-            a: HostState(a, settings.hostnames.get(a)) for a in settings.targets
-        }
+        # Hosts being scanned or kept for the report; a HostState is made when a host
+        # answers discovery (or is taken as live), not for every target up front.
+        self._hosts: dict[str, HostState] = {}
+        self._summarise = len(settings.targets) > SUMMARISE_ABOVE
+        self._quiet = 0  # hosts counted instead of listed (see _keep)
+        self._quiet_refused = 0
         self._errors: list[ScanError] = []
         self._discovery: DiscoveryInfo | None = None
         # Ports a discovery TCP ping found open and already identified on its connection.
@@ -82,6 +108,7 @@ class ScanJob:
         self._total = len(settings.targets) * len(settings.ports)
         self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
         self._rate = RateCap(settings.max_rate)
+        self._connector: connector.Connector | None = None  # the port phase's bulk connects
 
     def _tick(self, what: str) -> None:
         self._done += 1
@@ -95,10 +122,16 @@ class ScanJob:
         guard_addresses(s.targets, s.allow_public, s.scope, s.max_addresses)
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
         global_slots = asyncio.Semaphore(self.settings.max_concurrency)
+        if connector.AVAILABLE:
+            self._connector = connector.Connector(s.timeouts.connect)
         try:
             await self._discover_and_scan(global_slots)
         except asyncio.CancelledError:
             return self.result(interrupted=True)
+        finally:
+            if self._connector is not None:
+                self._connector.close()
+                self._connector = None
         return self.result(interrupted=False)
 
     async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
@@ -108,39 +141,91 @@ class ScanJob:
         listed, so an interrupted scan never shows unprobed hosts."""
         from scanner.engine.discovery import run_discovery
 
-        allowed = set(self._fence.before_discovery(list(self._hosts)))
-        targets = {a: h for a, h in self._hosts.items() if a in allowed}
-        self._hosts = {}
+        s = self.settings
+        targets = self._fence.before_discovery(list(s.targets))
+        allowed = set(targets)
+        started: set[str] = set()  # hosts taken as live (kept or already counted)
         self._total = 0
-        stream = self.settings.engine is EngineName.EMBEDDED
-        scans: list[asyncio.Future[None]] = []
+        stream = s.engine is EngineName.EMBEDDED
+        # A fixed pool of workers takes live hosts from a queue: memory holds the hosts in
+        # flight, not one task per address; the connection caps are the gate's, as before.
+        # A host's state is made when a worker takes it: queued addresses cost a few bytes.
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        seen_by: dict[str, HostDiscovery] = {}  # discovery answers (live hosts only)
+        # As many hosts at once as fill the global slots with their port connections and no
+        # more: waiters on a contended asyncio.Semaphore cost O(waiters) per release.
+        per_host = max(1, min(len(s.ports), s.per_host_connections))
+        count = max(1, min(len(targets), s.max_concurrency // per_host))
+        workers = [asyncio.ensure_future(self._worker(queue, seen_by, global_slots))
+                   for _ in range(count)]
 
         def alive(address: str, seen: HostDiscovery | None) -> None:
-            state = targets.get(address)
-            if state is None:
+            if address not in allowed:
                 return
-            state.discovery = seen or state.discovery  # a later, fuller answer (RTT) wins
-            mac = state.discovery.mac if state.discovery is not None else None
+            state = self._hosts.get(address)
+            discovery = seen or seen_by.get(address)  # a later, fuller answer (RTT) wins
+            if discovery is not None:
+                seen_by[address] = discovery
+                if state is not None:
+                    state.discovery = discovery
+            mac = discovery.mac if discovery is not None else None
             if not self._fence.allows(address, mac, "after discovery"):
                 return
-            if address not in self._hosts:
-                self._hosts[address] = state
-                self._total += len(self.settings.ports)
+            if address not in started:
+                started.add(address)
+                self._total += len(s.ports)
                 if stream:
-                    scans.append(asyncio.ensure_future(self._scan_host(state, global_slots)))
+                    queue.put_nowait(address)
 
-        self._discovery, found = await run_discovery(
-            self.settings, list(targets), alive, self._take_over, self._rate.wait
-        )
-        for address in targets if found is None else found:
-            alive(address, None if found is None else found[address])
-        if not stream:
-            from scanner.engine.nmap_engine import nmap_port_scan
+        try:
+            self._discovery, found = await run_discovery(
+                s, targets, alive, self._take_over, self._rate.wait
+            )
+            for address in targets if found is None else found:
+                alive(address, None if found is None else found[address])
+            if not stream:
+                from scanner.engine.nmap_engine import nmap_port_scan
 
-            await nmap_port_scan(self.settings, self._hosts)
-            scans = [asyncio.ensure_future(self._scan_host(h, global_slots))
-                     for h in self._hosts.values()]
-        await asyncio.gather(*scans)
+                # nmap scans the live hosts first; the workers then take them as usual.
+                for address in started:
+                    self._host(address, seen_by)
+                await nmap_port_scan(s, self._hosts)
+                for address in list(self._hosts):
+                    queue.put_nowait(address)
+            for _ in workers:
+                queue.put_nowait(None)  # no more hosts: each worker stops after its last
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    def _host(self, address: str, seen_by: dict[str, HostDiscovery]) -> HostState:
+        state = self._hosts.get(address)
+        if state is None:
+            state = HostState(address, self.settings.hostnames.get(address))
+            state.discovery = seen_by.get(address)
+            self._hosts[address] = state
+        return state
+
+    async def _worker(self, queue: asyncio.Queue[str | None], seen_by: dict[str, HostDiscovery],
+                      global_slots: asyncio.Semaphore) -> None:
+        while (address := await queue.get()) is not None:
+            state = self._host(address, seen_by)
+            await self._scan_host(state, global_slots)
+            self._keep(state)
+
+    def _keep(self, state: HostState) -> None:
+        """In a large scan, a host with nothing to report is counted, not kept (flat memory)."""
+        if not self._summarise or state.services or state.udp_services or state.errors:
+            return
+        if state.discovery is not None or state.mac is not None or state.role is not None:
+            return
+        if any(o.state is PortState.OPEN for o in (*state.ports.values(),
+                                                   *state.udp_ports.values())):
+            return
+        self._quiet += 1
+        self._quiet_refused += any(o.state is PortState.CLOSED for o in state.ports.values())
+        del self._hosts[state.address]
 
     async def _take_over(self, conn: OpenConnection, rtt_ms: float) -> None:
         """A discovery TCP ping's open connection: identify the service on it, as the port
@@ -167,7 +252,8 @@ class ScanJob:
                         watch)
         ctx = ProbeContext(state.address, s, gate, state)
         try:
-            await asyncio.wait_for(self._host_pipeline(ctx, watch), s.timeouts.host)
+            async with asyncio.timeout(s.timeouts.host):  # no extra task, unlike wait_for
+                await self._host_pipeline(ctx, watch)
         except TimeoutError:
             state.errors.append(
                 f"host time limit of {s.timeouts.host:g} s reached; results partial"
@@ -184,15 +270,25 @@ class ScanJob:
         finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _host_pipeline(self, ctx: ProbeContext, watch: Watch) -> None:
-        from scanner.engine.health import after_probes, before_probes, still_answering
         from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
 
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
         else:
-            await asyncio.gather(*(self._one_port(ctx, p) for p in port_order(ctx.settings.ports)))
+            await self._port_phase(ctx)
         await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
         services = service_order(ctx.state.services.values())
+        if not services and not ctx.state.udp_services:
+            # Nothing open to follow up or health-check; a quiet host of a large scan needs
+            # no analysis either (it is counted, see _keep).
+            if self._summarise and not ctx.state.errors and ctx.state.discovery is None:
+                return
+            finish_host(ctx.state, (fill_mac,), self._errors)
+            if ctx.state.mac is not None:  # no service and no MAC: nothing to analyse
+                finish_host(ctx.state, HOST_ANALYSES, self._errors)
+            return
+        from scanner.engine.health import after_probes, before_probes, still_answering
+
         await before_probes(ctx)
         for probe in follow_up_probes(ctx.settings):
             if not await still_answering(ctx, watch):
@@ -201,18 +297,34 @@ class ScanJob:
         await after_probes(ctx, watch)
         finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
-    async def _one_port(self, ctx: ProbeContext, port: int) -> None:
-        from scanner.engine.registry import identify_service
+    async def _port_phase(self, ctx: ProbeContext) -> None:
+        """Every TCP port of the host: the first one in this coroutine, the rest as tasks (a
+        sweep's two ports cost one task, not two plus a gather); the gate caps them."""
+        ports = port_order(ctx.settings.ports)
+        if len(ports) == 1:
+            await self._one_port(ctx, ports[0])
+            return
+        rest = [asyncio.ensure_future(self._one_port(ctx, p)) for p in ports[1:]]
+        try:
+            await self._one_port(ctx, ports[0])
+        finally:
+            await asyncio.gather(*rest, return_exceptions=True)
+        for task in rest:
+            task.result()  # a failure surfaces as it did with gather
 
+    async def _one_port(self, ctx: ProbeContext, port: int) -> None:
         found = self._handoff.pop((ctx.host, port), None)
         if found is not None:  # discovery's TCP ping already opened and identified it
             ctx.state.ports[port], ctx.state.services[port] = found
             self._tick(f"{ctx.host}:{port}")
             return
         async with ctx.gate.slot():
-            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect,
+                                         self._connector)
             ctx.state.ports[port] = obs
             if conn is not None:
+                from scanner.engine.registry import identify_service
+
                 try:
                     ctx.state.services[port] = await identify_service(conn, ctx.settings)
                 finally:
@@ -238,10 +350,13 @@ class ScanJob:
             self._tick(f"{ctx.host}:{port}")
 
     def result(self, interrupted: bool) -> ScanResult:
-        from scanner.rules.evaluate import evaluate
-
         order = {a: i for i, a in enumerate(self.settings.targets)}
         hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
+        findings: list[Finding] = []
+        if not nothing_to_judge(hosts, self.settings.policy):
+            from scanner.rules.evaluate import evaluate
+
+            findings = evaluate(hosts, self.settings.baseline, self.settings.policy)
         meta = ScanMeta(
             id=self.settings.scan_id,
             started_at=self._started,
@@ -256,9 +371,11 @@ class ScanJob:
             discovery=self._discovery,
             skipped=self._fence.skipped,
             max_rate=self.settings.max_rate or None,
+            quiet=QuietHosts(hosts=self._quiet, refused=self._quiet_refused)
+            if self._summarise else None,
         )
         return ScanResult(
             scan=meta,
             hosts=hosts,
-            findings=evaluate(hosts, self.settings.baseline, self.settings.policy),
+            findings=findings,
         )

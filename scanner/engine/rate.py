@@ -3,6 +3,13 @@
 A token bucket of depth one, which is the same as spacing every connection start
 across the scan by 1/rate: no burst can ever exceed the rate in any window, which is
 what a site's agreed rate means. It sits on top of the per-host cap and spacing.
+
+Each waiter reserves the next slot, first come, first served, and sleeps until it. The
+event loop wakes timers with about a millisecond's granularity, so starts due within
+``LATE`` of each other may go together (never more than the rate allows over that
+time). A waiter that wakes later than that (the loop stalled: a first import, a large
+result) would bunch with the others due meanwhile, so it takes a fresh slot after the
+latest one instead: a stall delays starts but never bunches them.
 """
 
 from __future__ import annotations
@@ -10,20 +17,29 @@ from __future__ import annotations
 import asyncio
 import time
 
+LATE = 0.002  # seconds: about the loop's timer granularity; later than this is a stall
+
 
 class RateCap:
-    """``await cap.wait()`` before each new connection; 0 means no cap."""
+    """``await cap.wait()`` right before each new connection; 0 means no cap."""
 
     def __init__(self, per_second: float) -> None:
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
+        self._late = max(self._interval, LATE)
+        self._next = 0.0  # the next free slot
 
     async def wait(self) -> None:
         if not self._interval:
             return
         # No await between reading and advancing _next: asyncio makes this atomic.
-        now = time.monotonic()
-        start = max(now, self._next)
+        start = max(time.monotonic(), self._next)
         self._next = start + self._interval
-        while (left := start - time.monotonic()) > 0:
-            await asyncio.sleep(left)  # the loop may wake a hair early; never start early
+        while True:
+            while (left := start - time.monotonic()) > 0:
+                await asyncio.sleep(left)  # the loop may wake a hair early; never start early
+            now = time.monotonic()
+            if now - start <= self._late:
+                return
+            # Woken late: the slots due meanwhile would all start now. Queue behind them.
+            start = max(now, self._next)
+            self._next = start + self._interval

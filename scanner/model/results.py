@@ -208,6 +208,18 @@ class SkippedTarget(Frozen):
     when: str = Field(description="before discovery, or once discovery learned its MAC")
 
 
+class QuietHosts(Frozen):
+    """Hosts of a large scan with nothing to report, counted instead of listed, so a sweep's
+    memory and report do not grow with the empty addresses (scanner/engine/job.py)."""
+
+    hosts: int = Field(
+        ge=0, description="scanned: no open port, service, error or discovery answer"
+    )
+    refused: int = Field(
+        ge=0, description="of those, hosts that refused a connection (so something answered)"
+    )
+
+
 class ScanMeta(Frozen):
     id: str
     tool: str = "dicomscan"
@@ -226,6 +238,9 @@ class ScanMeta(Frozen):
         default_factory=list, description="do-not-probe targets left alone, and why"
     )
     max_rate: float | None = Field(default=None, description="new connections/s cap used")
+    quiet: QuietHosts | None = Field(
+        default=None, description="large scans only: hosts with nothing to report, counted"
+    )
 
 
 class ScanResult(Frozen):

@@ -7,18 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scanner.model import ScanResult
-from scanner.model.drift import Drift
-from scanner.outputs.csv_report import to_csv
-from scanner.outputs.drift_events import drift_to_json, drift_to_jsonl, drift_to_table
-from scanner.outputs.drift_siem import drift_to_cef, drift_to_ocsf
-from scanner.outputs.html_report import to_html
-from scanner.outputs.json_report import to_json
-from scanner.outputs.jsonl import EventType, to_jsonl
-from scanner.outputs.ocsf import to_ocsf
-from scanner.outputs.table import to_table
+from scanner.outputs.jsonl import EventType
+
+if TYPE_CHECKING:
+    from scanner.model import ScanResult
+    from scanner.model.drift import Drift
 
 
 @dataclass(frozen=True)
@@ -35,24 +30,95 @@ class WriterOptions:
     extra_events: tuple[dict[str, Any], ...] = field(default=())
 
 
-Writer = Callable[[ScanResult, WriterOptions], str]
+Writer = Callable[["ScanResult", WriterOptions], str]
+
+# Each writer imports its module when it writes: a run loads only the formats it asked
+# for (rich, jinja2 and the catalogue cost start-up time otherwise).
+
+
+def _json(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.json_report import to_json
+
+    return to_json(r)
+
+
+def _jsonl(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.jsonl import to_jsonl
+
+    return to_jsonl(r, o.events, o.extra_events)
+
+
+def _table(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.table import to_table
+
+    return to_table(r, color=o.color)
+
+
+def _ocsf(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.ocsf import to_ocsf
+
+    return to_ocsf(r, array=o.ocsf_array)
+
+
+def _csv(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.csv_report import to_csv
+
+    return to_csv(r)
+
+
+def _html(r: ScanResult, o: WriterOptions) -> str:
+    from scanner.outputs.html_report import to_html
+
+    return to_html(r)
+
 
 WRITERS: dict[str, Writer] = {
-    "json": lambda r, o: to_json(r),
-    "jsonl": lambda r, o: to_jsonl(r, o.events, o.extra_events),
-    "table": lambda r, o: to_table(r, color=o.color),
-    "ocsf": lambda r, o: to_ocsf(r, array=o.ocsf_array),
-    "csv": lambda r, o: to_csv(r),
-    "html": lambda r, o: to_html(r),
+    "json": _json,
+    "jsonl": _jsonl,
+    "table": _table,
+    "ocsf": _ocsf,
+    "csv": _csv,
+    "html": _html,
 }
+
+
+def _drift_table(d: Drift) -> str:
+    from scanner.outputs.drift_events import drift_to_table
+
+    return drift_to_table(d)
+
+
+def _drift_json(d: Drift) -> str:
+    from scanner.outputs.drift_events import drift_to_json
+
+    return drift_to_json(d)
+
+
+def _drift_jsonl(d: Drift) -> str:
+    from scanner.outputs.drift_events import drift_to_jsonl
+
+    return drift_to_jsonl(d)
+
+
+def _drift_ocsf(d: Drift) -> str:
+    from scanner.outputs.drift_siem import drift_to_ocsf
+
+    return drift_to_ocsf(d)
+
+
+def _drift_cef(d: Drift) -> str:
+    from scanner.outputs.drift_siem import drift_to_cef
+
+    return drift_to_cef(d)
+
 
 # Drift between two stored scans (diff --format, scan --drift-output [FORMAT:]PATH).
 DRIFT_WRITERS: dict[str, Callable[[Drift], str]] = {
-    "table": drift_to_table,
-    "json": drift_to_json,
-    "jsonl": drift_to_jsonl,
-    "ocsf": lambda d: drift_to_ocsf(d),
-    "cef": lambda d: drift_to_cef(d),
+    "table": _drift_table,
+    "json": _drift_json,
+    "jsonl": _drift_jsonl,
+    "ocsf": _drift_ocsf,
+    "cef": _drift_cef,
 }
 # Formats of a drift events file (--drift-output), and the endings that choose them.
 DRIFT_FILE_FORMATS = ("jsonl", "ocsf", "cef")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.tls.profiles import unmeasured
 from scanner.model import Finding, FindingStatus, Host, Service, Severity
 from scanner.model.observations import Confidence
 from scanner.model.tls_observations import (
@@ -115,6 +114,9 @@ def _weak_cipher(s: _Service) -> Finding:
     }
     if incomplete:
         evidence["enumeration_incomplete"] = incomplete
+    # Here, not at import: probes.tls's package pulls in cryptography (start-up time).
+    from probes.tls.profiles import unmeasured
+
     gaps = unmeasured(s.versions)
     if not bad and gaps:  # a suite not enumerated may be a weak one: unknown is never a pass
         evidence["reason"] = "; ".join(gaps)

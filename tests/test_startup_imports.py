@@ -1,0 +1,78 @@
+"""Start-up: a scan that finds nothing open loads none of the heavy machinery (pynetdicom,
+pydicom, numpy, cryptography, SQLAlchemy, the probes and the rules); a scan that finds a
+port open loads what it needs, and not numpy or requests through pydicom. Checked on the
+real command, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from scanner.engine.job import nothing_to_judge
+from scanner.model import Host, PortObservation, PortState
+from scanner.rules.evaluate import evaluate
+
+HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "requests",
+         "probes.dicom.client", "probes.tls", "probes.identify", "scanner.rules.evaluate",
+         "scanner.identify.host_analysis", "scanner.outputs.html_report")
+
+RUN = """
+import json, sys
+from scanner.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write(json.dumps(sorted(m for m in sys.modules)))
+"""
+
+
+def loaded_by(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", RUN, "scan", *args, "--format", "json",
+                          "--fail-on", "never", "-q"], capture_output=True, text=True,
+                         timeout=120)
+    names: list[str] = json.loads(out.stderr.strip().splitlines()[-1])
+    return set(names)
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_closed_port_scan_loads_nothing_heavy() -> None:
+    loaded = loaded_by("127.0.0.1", "-p", str(closed_port()))
+    assert "scanner.engine.job" in loaded  # it did scan
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
+
+
+def test_open_port_scan_loads_the_dicom_machinery() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    try:
+        loaded = loaded_by("127.0.0.1", "-p", str(srv.getsockname()[1]), "--profile", "fast")
+    finally:
+        srv.close()
+    assert {"pynetdicom", "probes.dicom.client", "scanner.rules.evaluate"} <= loaded
+    # pydicom's pixel handlers and data downloader stay out (probes/dicom/__init__.py).
+    assert not {"numpy", "requests"} & loaded
+
+
+def test_rules_judge_nothing_on_hosts_without_open_ports_or_services() -> None:
+    """The assumption that lets the engine skip loading the rules."""
+    now = datetime.now(UTC)
+    hosts = [Host(address=f"127.0.0.{i}", ports=[
+        PortObservation(port=p, state=s, method="tcp-connect", reason="test", observed_at=now)
+        for p, s in ((22, PortState.CLOSED), (104, PortState.FILTERED), (3389, PortState.CLOSED))
+    ]) for i in (1, 2)]
+    assert nothing_to_judge(hosts, None)
+    assert evaluate(hosts) == []
+    assert not nothing_to_judge(hosts, {"waivers": []})
