@@ -301,6 +301,8 @@ class ScanJob:
         """Every TCP port of the host: the first one in this coroutine, the rest as tasks (a
         sweep's two ports cost one task, not two plus a gather); the gate caps them."""
         ports = port_order(ctx.settings.ports)
+        if not ports:  # a UDP-only scan (-p U:161)
+            return
         if len(ports) == 1:
             await self._one_port(ctx, ports[0])
             return

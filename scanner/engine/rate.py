@@ -7,9 +7,10 @@ what a site's agreed rate means. It sits on top of the per-host cap and spacing.
 Each waiter reserves the next slot, first come, first served, and sleeps until it. The
 event loop wakes timers with about a millisecond's granularity, so starts due within
 ``LATE`` of each other may go together (never more than the rate allows over that
-time). A waiter that wakes later than that (the loop stalled: a first import, a large
-result) would bunch with the others due meanwhile, so it takes a fresh slot after the
-latest one instead: a stall delays starts but never bunches them.
+time). A waiter that wakes later than that, or later than a quarter of a slot (the loop
+stalled: a first import, a large result), would bunch with the others due meanwhile, so
+it takes a fresh slot after the latest one instead: a stall delays starts but never
+bunches them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class RateCap:
 
     def __init__(self, per_second: float) -> None:
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._late = max(self._interval, LATE)
+        # Late by more than a quarter slot and the next start (due one slot after ours)
+        # would follow too closely: past that, queue again. Never below the loop's grain.
+        self._late = max(self._interval / 4, LATE)
         self._next = 0.0  # the next free slot
 
     async def wait(self) -> None:
