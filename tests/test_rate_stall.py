@@ -10,8 +10,9 @@ import time
 from scanner.engine.rate import RateCap
 
 
-def test_reservations_due_together_are_still_spaced() -> None:
-    rate = 20.0
+def gaps_after_stall(rate: float, waiters: int, settle: float, stall: float) -> list[float]:
+    """Start ``waiters`` on one cap, let the loop run ``settle`` s, block it for ``stall``
+    s, and return the gaps between the actual starts."""
     starts: list[float] = []
 
     async def one(cap: RateCap) -> None:
@@ -20,36 +21,27 @@ def test_reservations_due_together_are_still_spaced() -> None:
 
     async def main() -> None:
         cap = RateCap(rate)
-        tasks = [asyncio.ensure_future(one(cap)) for _ in range(6)]
-        await asyncio.sleep(0)  # every task has reserved its slot
-        time.sleep(0.4)  # the loop stalls past several reserved slots
+        tasks = [asyncio.ensure_future(one(cap)) for _ in range(waiters)]
+        await asyncio.sleep(settle)
+        time.sleep(stall)  # the loop stalls: no timer fires meanwhile
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
-    gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
-    assert len(starts) == 6
+    assert len(starts) == waiters
+    return [b - a for a, b in itertools.pairwise(sorted(starts))]
+
+
+def test_reservations_due_together_are_still_spaced() -> None:
+    # Every task has reserved its slot, then the loop stalls past several of them.
+    gaps = gaps_after_stall(20.0, 6, settle=0, stall=0.4)
     # Before the fix four starts came within a millisecond after the stall.
-    assert min(gaps) >= 0.9 / rate, gaps
+    assert min(gaps) >= 0.9 / 20.0, gaps
 
 
 def test_a_waiter_woken_late_within_one_slot_does_not_crowd_the_next() -> None:
-    # Slots at 0, 1/8 and 2/8 s; the loop stalls until just before the third. The second
-    # waiter wakes most of a slot late: starting then would put it milliseconds before
-    # the third (seen in CI: 4 ms apart under an 8/s cap). It must queue again.
-    rate = 8.0
-    starts: list[float] = []
-
-    async def one(cap: RateCap) -> None:
-        await cap.wait()
-        starts.append(time.monotonic())
-
-    async def main() -> None:
-        cap = RateCap(rate)
-        tasks = [asyncio.ensure_future(one(cap)) for _ in range(3)]
-        await asyncio.sleep(0.01)  # the first has started, the others sleep to their slots
-        time.sleep(0.23)  # stall until just before the third slot (0.25 s)
-        await asyncio.gather(*tasks)
-
-    asyncio.run(main())
-    gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
-    assert min(gaps) >= 0.25 / rate, gaps
+    # Slots at 0, 1/8 and 2/8 s; the first starts, then the loop stalls until just before
+    # the third. The second waiter wakes most of a slot late: starting then would put it
+    # milliseconds before the third (seen in CI: 4 ms apart under an 8/s cap). It must
+    # queue again.
+    gaps = gaps_after_stall(8.0, 3, settle=0.01, stall=0.23)
+    assert min(gaps) >= 0.25 / 8.0, gaps

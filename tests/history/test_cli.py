@@ -212,7 +212,7 @@ def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:
     cert.write_text("x")
     key = tmp_path / "c.key"
     key.write_text("x")
-    service, timer = _units(tmp_path, {"targets": ["10.20.0.0/24"], "discovery": "auto",
+    service, timer = _units(tmp_path, {"targets": ["198.18.0.0/24"], "discovery": "auto",
                                        "client_cert": "c.pem", "client_key": "c.key",
                                        "schedule": {"on_calendar": "Mon *-*-* 02:00:00"}})
     lines = set(service.splitlines())
@@ -222,11 +222,11 @@ def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:
     assert not any(x.startswith("ReadWritePaths") for x in lines)
     assert "--client-key %d/client_key" in service
     assert "OnCalendar=Mon *-*-* 02:00:00" in timer
-    service, _ = _units(tmp_path, {"targets": ["10.20.0.0/24"], "discovery": "tcp"})
+    service, _ = _units(tmp_path, {"targets": ["198.18.0.0/24"], "discovery": "tcp"})
     assert {"CapabilityBoundingSet=", "AmbientCapabilities="} <= set(service.splitlines())
     # an output outside the state directory could not be written under ProtectSystem=strict
     site = tmp_path / "site.yaml"
-    site.write_text(json.dumps({"jobs": {"night": {"targets": ["10.20.0.1"], "outputs": [
+    site.write_text(json.dumps({"jobs": {"night": {"targets": ["198.18.0.1"], "outputs": [
         {"format": "json", "path": "/srv/report.json"}]}}}))
     out = cli("schedule", "--print", "systemd", "--config", str(site))
     assert out.returncode == 2 and "outside /var/lib/dicomscan" in out.stderr
@@ -234,7 +234,7 @@ def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:
 
 def test_cron_line_runs_the_job(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
-    site.write_text("jobs:\n  night:\n    targets: [10.20.0.1]\n"
+    site.write_text("jobs:\n  night:\n    targets: [198.18.0.1]\n"
                     "    schedule: {cron: '30 1 * * 1-5'}\n")
     out = cli("schedule", "--print", "cron", "--config", str(site), "--exec", "/usr/bin/dicomscan")
     assert out.returncode == 0, out.stderr
