@@ -89,7 +89,7 @@ def parse_baseline(text: str, origin: str) -> Baseline:
     """One baseline from YAML text; raises BaselineError naming ``origin``, line and key."""
     try:
         root = yaml.compose(text)
-        raw: Any = yaml.safe_load(text)
+        raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
