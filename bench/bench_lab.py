@@ -19,6 +19,7 @@ route out. Then, each timed as the median of R runs after one warm-up:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -119,6 +120,14 @@ def nmap_up(xml: str) -> list[str]:
                   if h.find("status").get("state") == "up")  # type: ignore[union-attr]
 
 
+def compile_bytecode() -> None:
+    """Bytecode for the scanner's own modules, as an installed package has it: with
+    PYTHONDONTWRITEBYTECODE set (or a read-only tree) every timed run would otherwise
+    compile them from source again (about 0.4 s a scan on 2 CPUs)."""
+    for package in ("scanner", "probes"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def machine() -> dict[str, Any]:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                 .splitlines() if ln.startswith("model name")), "?")
@@ -140,6 +149,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the namespace lab needs root")
+    compile_bytecode()
     figures: dict[str, Any] = {"machine": machine()}
     print(json.dumps(figures["machine"]))
     scan = [sys.executable, "-m", "scanner", "scan", SUBNET, "--profile", "fast",
