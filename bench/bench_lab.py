@@ -19,7 +19,6 @@ route out. Then, each timed as the median of R runs after one warm-up:
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from measure import compile_bytecode  # noqa: E402  (bench/, the script's folder)
 
 from scanner import __version__  # noqa: E402
 from scanner.lab.netns import NetnsLab, running_lab  # noqa: E402
@@ -118,14 +119,6 @@ def nmap_up(xml: str) -> list[str]:
     return sorted(h.find("address").get("addr", "")  # type: ignore[union-attr]
                   for h in ET.fromstring(xml).iter("host")
                   if h.find("status").get("state") == "up")  # type: ignore[union-attr]
-
-
-def compile_bytecode() -> None:
-    """Bytecode for the scanner's own modules, as an installed package has it: with
-    PYTHONDONTWRITEBYTECODE set (or a read-only tree) every timed run would otherwise
-    compile them from source again (about 0.4 s a scan on 2 CPUs)."""
-    for package in ("scanner", "probes"):
-        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 def machine() -> dict[str, Any]:
