@@ -31,11 +31,11 @@ _FRAME = 42  # Ethernet header (14) + ARP for IPv4 over Ethernet (28)
 OnReply = Callable[[str, HostDiscovery], None]
 
 
-def source_address(iface: str, toward: str) -> bytes:
-    """The IPv4 address this host sends from on ``iface`` toward ``toward``: the kernel's
-    route lookup (connecting a UDP socket sends nothing)."""
+def source_address(toward: str) -> bytes:
+    """The IPv4 address this host sends from toward ``toward`` (on-link, so through the
+    interface the sweep uses): the kernel's route lookup; connecting a UDP socket sends
+    nothing. No SO_BINDTODEVICE: before Linux 5.7 it needs CAP_NET_ADMIN, not CAP_NET_RAW."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
         sock.connect((toward, 9))
         return socket.inet_aton(sock.getsockname()[0])
 
@@ -67,7 +67,7 @@ def arp_sweep(addresses: Sequence[str], iface: str, timeout: float,
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
         sock.bind((iface, ETH_P_ARP))
         mac = sock.getsockname()[4][:6]  # the interface's own hardware address
-        source_ip = source_address(iface, addresses[0])
+        source_ip = source_address(addresses[0])
         for address in addresses:
             sent_at[address] = time.time()
             sock.send(request(mac, source_ip, address))
