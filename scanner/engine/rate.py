@@ -31,6 +31,19 @@ class RateCap:
         self._late = max(self._interval / 4, LATE)
         self._next = 0.0  # the next free slot
 
+    def take(self, now: float) -> float:
+        """``wait`` for callers that cannot await (the sweep's connects): 0 when a start may
+        go at ``now`` (its slot is taken), else the seconds until the next free slot. Late
+        by up to the same margin, a start keeps its slot's place; later, it takes a fresh
+        one, as a late waiter does."""
+        if not self._interval:
+            return 0.0
+        if now < self._next:
+            return self._next - now
+        start = self._next if now - self._next <= self._late else now
+        self._next = start + self._interval
+        return 0.0
+
     async def wait(self) -> None:
         if not self._interval:
             return

@@ -1,0 +1,139 @@
+"""The embedded engine's TCP port phase: connects in batches, identification as each opens.
+
+Every live host's ports go to one ``probes.sweep.Sweep``, which connects without a
+coroutine per attempt. A port found open is identified at once on the connection that
+found it (its first bytes are the DICOM A-ASSOCIATE-RQ), holding that connection's scan
+and host slots until it is closed. When a host's last connect has finished it goes on to
+the rest of its pipeline (the engine's worker pool), unless it is quiet in a large scan:
+nothing open, nothing else to say of it; then it is only counted, never built.
+
+Where ``probes.sweep`` is not available (no epoll) each port is connected on its own
+through the host's gate (``connect_each``), as before the sweep existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from probes import sweep
+from probes.context import HostState, ProbeContext, ServiceState
+from probes.ports import adopt, probe_port
+from scanner.model import PortObservation, PortState, ScanSettings, utcnow
+
+METHOD = "tcp-connect"
+Handoff = dict[tuple[str, int], tuple[PortObservation, ServiceState]]
+
+
+def observation(port: int, state: PortState, reason: str, rtt: float | None) -> PortObservation:
+    return PortObservation(port=port, state=state, method=METHOD, reason=reason,
+                           rtt_ms=None if rtt is None else round(rtt, 3), observed_at=utcnow())
+
+
+class PortPhase:
+    """``add`` each live host; the host reaches ``ready`` (or ``quiet``) when its ports are
+    done; its pipeline then awaits ``identified``."""
+
+    def __init__(self, settings: ScanSettings, slots: sweep.Slots, pace: sweep.Pace, *,
+                 host: Callable[[str], HostState], handoff: Handoff,
+                 ready: Callable[[str], None], quiet: Callable[[str, bool], bool] | None,
+                 tick: Callable[[int, str], None]) -> None:
+        self._settings = settings
+        self._host = host  # the host's state, made on first use
+        self._handoff = handoff  # ports a discovery TCP ping already opened and identified
+        self._ready = ready
+        # quiet(host, refused): True when the host was only counted. None: every host is listed.
+        self._quiet = quiet
+        self._tick = tick
+        self._identifying: dict[str, list[asyncio.Task[None]]] = {}
+        self._port_count = len(settings.ports)
+        self._sweep = sweep.Sweep(
+            timeout=settings.timeouts.connect, slots=slots,
+            per_host=settings.per_host_connections, spacing=settings.probe_spacing,
+            pace=pace, on_open=self._opened, on_done=self._done,
+        )
+
+    def add(self, address: str, ports: tuple[int, ...]) -> None:
+        if self._handoff:
+            ports = tuple(p for p in ports if (address, p) not in self._handoff)
+        self._sweep.add(address, ports)
+
+    async def finish(self) -> None:
+        """Every host has been added; returns once each has been handed on or counted."""
+        self._sweep.no_more()
+        await self._sweep.finished()
+
+    async def identified(self, address: str) -> None:
+        """Wait for the identification of the host's open ports (an error surfaces here)."""
+        tasks = self._identifying.pop(address, [])
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()  # only if the host was cut short (its time limit)
+
+    def close(self) -> None:
+        self._sweep.close()
+        for tasks in self._identifying.values():
+            for task in tasks:
+                task.cancel()
+        self._identifying.clear()
+
+    def _opened(self, address: str, port: int, sock: socket.socket, rtt: float) -> None:
+        state = self._host(address)
+        state.ports[port] = observation(port, PortState.OPEN, "connected", rtt)
+        task = asyncio.ensure_future(self._identify(state, port, sock))
+        self._identifying.setdefault(address, []).append(task)
+
+    async def _identify(self, state: HostState, port: int, sock: socket.socket) -> None:
+        from scanner.engine.registry import identify_service
+
+        try:
+            conn = await adopt(sock, state.address, port)
+            try:
+                state.services[port] = await identify_service(conn, self._settings)
+            finally:
+                await conn.close()
+        finally:
+            self._sweep.release(state.address)
+
+    def _done(self, address: str, attempts: list[sweep.Attempt]) -> None:
+        self._tick(self._port_count, address)
+        handed = [p for p in self._settings.ports if (address, p) in self._handoff
+                  ] if self._handoff else []
+        if self._quiet is not None and not handed and address not in self._identifying:
+            states = {a[1] for a in attempts}
+            if PortState.OPEN not in states and self._quiet(address, PortState.CLOSED in states):
+                return
+        state = self._host(address)
+        for port, port_state, reason, rtt in attempts:
+            if port not in state.ports:  # an open one was recorded as it opened
+                state.ports[port] = observation(port, port_state, reason, rtt)
+        for port in handed:
+            state.ports[port], state.services[port] = self._handoff.pop((address, port))
+        self._ready(address)
+
+
+async def connect_each(ctx: ProbeContext, ports: list[int], handoff: Handoff,
+                       tick: Callable[[int, str], None]) -> None:
+    """Without the sweep: each port connected on its own through the host's gate."""
+    from scanner.engine.registry import identify_service
+
+    async def one(port: int) -> None:
+        found = handoff.pop((ctx.host, port), None)
+        if found is not None:  # discovery's TCP ping already opened and identified it
+            ctx.state.ports[port], ctx.state.services[port] = found
+            tick(1, f"{ctx.host}:{port}")
+            return
+        async with ctx.gate.slot():
+            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect)
+            ctx.state.ports[port] = obs
+            if conn is not None:
+                try:
+                    ctx.state.services[port] = await identify_service(conn, ctx.settings)
+                finally:
+                    await conn.close()
+        tick(1, f"{ctx.host}:{port}")
+
+    await asyncio.gather(*(one(p) for p in ports))
