@@ -16,12 +16,11 @@ import socket
 import time
 from dataclasses import dataclass
 
+from probes import sweep_core
 from scanner.model import PortObservation, PortState, utcnow
 
 METHOD = "tcp-connect"
 
-# errno values that mean "something on the path said no" rather than "the host said no".
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -89,15 +88,8 @@ async def adopt(sock: socket.socket, host: str, port: int) -> OpenConnection:
 
 def classify_error(err: int) -> tuple[PortState, str]:
     """A finished connect's errno as a port state and the reason it gives."""
-    if err == errno.ECONNREFUSED:
-        return PortState.CLOSED, "connection refused"
-    if err == errno.ECONNRESET:
-        # A refusal is an RST to the SYN (ECONNREFUSED); a reset means the handshake was
-        # completed and the peer then reset it: open, whatever the timing.
-        return PortState.OPEN, "connected, then reset by the peer"
-    if err in _UNREACHABLE:
-        return PortState.FILTERED, f"unreachable ({os.strerror(err)})"
-    return PortState.FILTERED, f"error: {os.strerror(err)}"
+    state, reason = sweep_core.classify_error(err)
+    return PortState(state), reason
 
 
 async def _streams(sock: socket.socket, host: str, port: int) -> OpenConnection:

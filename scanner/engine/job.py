@@ -37,7 +37,7 @@ from scanner.engine.containment import (
 )
 from scanner.engine.do_not_probe import Fence
 from scanner.engine.health import Watch
-from scanner.engine.port_phase import PortPhase, connect_each
+from scanner.engine.port_phase import PortPhase, connect_each, helpers_for
 from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
@@ -109,7 +109,9 @@ class ScanJob:
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
         self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
-        self._rate = RateCap(settings.max_rate)
+        # Sweep helper processes each take a share of the rate cap; the scan keeps its own.
+        self._helpers = helpers_for(settings)
+        self._rate = RateCap(settings.max_rate / (self._helpers + 1))
         self._ports: PortPhase | None = None  # the embedded engine's batched port phase
 
     def _tick(self, count: int, what: str) -> None:
@@ -165,7 +167,7 @@ class ScanJob:
                 handoff=self._handoff, ready=queue.put_nowait,
                 quiet=(lambda a, refused: a not in seen_by and self._count_quiet(a, refused))
                 if self._summarise and not s.udp_ports else None,
-                tick=self._tick,
+                tick=self._tick, helpers=self._helpers,
             )
 
         def alive(address: str, seen: HostDiscovery | None) -> None:
@@ -274,8 +276,11 @@ class ScanJob:
         gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait,
                         watch)
         ctx = ProbeContext(state.address, s, gate, state)
+        # The host's time runs from its first open port: its identification is part of it.
+        began = self._ports.began(state.address) if self._ports is not None else None
+        deadline = (began or asyncio.get_running_loop().time()) + s.timeouts.host
         try:
-            async with asyncio.timeout(s.timeouts.host):  # no extra task, unlike wait_for
+            async with asyncio.timeout_at(deadline):  # no extra task, unlike wait_for
                 await self._host_pipeline(ctx, watch)
         except TimeoutError:
             state.errors.append(
