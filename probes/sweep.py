@@ -16,11 +16,11 @@ import select
 import socket
 from collections.abc import Callable
 
-from probes.sweep_core import Attempt, Core, OnDone, Pace
+from probes.sweep_core import Attempt, Core, OnDone, OnQuiet, Pace
 
 AVAILABLE = hasattr(select, "epoll")
 OnOpen = Callable[[str, int, socket.socket, float], None]
-__all__ = ["AVAILABLE", "Attempt", "OnDone", "OnOpen", "Pace", "Slots", "Sweep"]
+__all__ = ["AVAILABLE", "Attempt", "OnDone", "OnOpen", "OnQuiet", "Pace", "Slots", "Sweep"]
 
 
 class Slots(asyncio.Semaphore):
@@ -55,11 +55,13 @@ class Sweep:
     host's last connect has finished. ``close()`` drops what is pending."""
 
     def __init__(self, *, timeout: float, slots: Slots, per_host: int, spacing: float,
-                 pace: Pace, on_open: OnOpen, on_done: OnDone) -> None:
+                 pace: Pace, on_open: OnOpen, on_done: OnDone,
+                 on_quiet: OnQuiet | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_open = on_open
         self._core = Core(timeout=timeout, slots=slots, window=slots.total, per_host=per_host,
-                          spacing=spacing, pace=pace, on_open=self._opened, on_done=on_done)
+                          spacing=spacing, pace=pace, on_open=self._opened, on_done=on_done,
+                          on_quiet=on_quiet or (lambda host, refused: on_done(host, [])))
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._scheduled = False
@@ -67,8 +69,8 @@ class Sweep:
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self._loop.add_reader(self._core.epoll.fileno(), self._ready)
 
-    def add(self, host: str, ports: tuple[int, ...]) -> None:
-        self._core.add(host, ports)
+    def add(self, host: str, ports: tuple[int, ...], countable: bool = False) -> None:
+        self._core.add(host, ports, countable)
         self._soon()
 
     def no_more(self) -> None:

@@ -39,6 +39,7 @@ _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM
 Attempt = tuple[int, str, str, float | None]
 OnOpen = Callable[[str, int, _socket.socket, float], None]
 OnDone = Callable[[str, list[Attempt]], None]
+OnQuiet = Callable[[str, bool], None]  # a countable host with nothing open; any refusal?
 Pace = Callable[[float], float]  # now -> 0 and a start reserved, or seconds to wait
 
 
@@ -110,12 +111,14 @@ class _Host:
     left: int = 0  # ports not finished yet
     in_flight: int = 0  # connects pending plus open connections not released
     next_start: float = 0.0
+    countable: bool = False  # with nothing open, only counted (on_quiet), not reported
     results: list[Attempt] = field(default_factory=list)
 
 
 class Core:
     def __init__(self, *, timeout: float, slots: SlotPool, window: int, per_host: int,
-                 spacing: float, pace: Pace, on_open: OnOpen, on_done: OnDone) -> None:
+                 spacing: float, pace: Pace, on_open: OnOpen, on_done: OnDone,
+                 on_quiet: OnQuiet) -> None:
         self.epoll = select.epoll()
         self._timeout = timeout
         self._slots = slots
@@ -125,7 +128,8 @@ class Core:
         self._pace = pace
         self._on_open = on_open
         self._on_done = on_done
-        self._queue: deque[tuple[str, tuple[int, ...]]] = deque()
+        self._on_quiet = on_quiet
+        self._queue: deque[tuple[str, tuple[int, ...], bool]] = deque()
         self._active: deque[_Host] = deque()  # hosts with ports still to start
         self._hosts: dict[str, _Host] = {}  # hosts not finished or holding a connection
         # fd -> (socket, host, port, started, serial): the serial tells a reused fd apart
@@ -135,8 +139,11 @@ class Core:
         self._wake = math.inf  # when step() wants to run again for the caps (not deadlines)
 
     # ------------------------------------------------------------------ the driver's side
-    def add(self, address: str, ports: tuple[int, ...]) -> None:
-        self._queue.append((address, ports))
+    def add(self, address: str, ports: tuple[int, ...], countable: bool = False) -> None:
+        """``countable``: if none of its ports is open the host only goes to ``on_quiet``
+        (a large scan counts such hosts; building their reports would cost more than the
+        connects)."""
+        self._queue.append((address, ports, countable))
 
     def idle(self) -> bool:
         """Nothing waits to start and no connect is pending."""
@@ -256,9 +263,9 @@ class Core:
                 earliest = min(earliest, h.next_start)
             active.rotate(-1)
         while self._queue and len(active) < self._window:
-            address, ports = self._queue.popleft()
+            address, ports, countable = self._queue.popleft()
             h = _Host(address, ports, socket.AF_INET6 if ":" in address else socket.AF_INET,
-                      left=len(ports))
+                      left=len(ports), countable=countable)
             self._hosts[address] = h
             if not ports:  # nothing to connect to (a UDP-only scan): done at once
                 self._host_done(h)
@@ -291,7 +298,10 @@ class Core:
     def _host_done(self, h: _Host) -> None:
         results, h.results = h.results, []
         self._forget_if_done(h)
-        self._on_done(h.address, results)
+        if h.countable and all(a[1] != OPEN for a in results):
+            self._on_quiet(h.address, any(a[1] == CLOSED for a in results))
+        else:
+            self._on_done(h.address, results)
 
     def _forget_if_done(self, h: _Host) -> None:
         if h.left == 0 and h.in_flight == 0 and self._hosts.get(h.address) is h:

@@ -21,19 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probes.sweep import OnOpen
-from probes.sweep_core import Attempt, OnDone
+from probes.sweep_core import Attempt, OnDone, OnQuiet
 from probes.sweep_worker import pack_lines
 
 WORKER = Path(__file__).with_name("sweep_worker.py")
-OnLost = Callable[[list[tuple[str, tuple[int, ...]]]], None]
+OnLost = Callable[[list[tuple[str, tuple[tuple[int, ...], bool]]]], None]
 
 
 class RemoteSweep:
     def __init__(self, *, timeout: float, slots: int, per_host: int, spacing: float,
                  rate: float, late: float, on_open: OnOpen, on_done: OnDone,
-                 on_lost: OnLost) -> None:
+                 on_quiet: OnQuiet, on_lost: OnLost) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_open, self._on_done, self._on_lost = on_open, on_done, on_lost
+        self._on_quiet = on_quiet
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # -S -E: no site-packages, no PYTHON* variables; the helper needs neither.
@@ -48,7 +49,8 @@ class RemoteSweep:
         finally:
             theirs.close()
         self._sock.setblocking(False)
-        self._outstanding: dict[str, tuple[int, ...]] = {}  # added, not reported done
+        # added, not reported done: ports and countable, to hand back if the helper dies
+        self._outstanding: dict[str, tuple[tuple[int, ...], bool]] = {}
         self._hosts: list[str] = []  # to send in the next H message
         self._releases: list[str] = []
         self._outbox: list[bytes] = []
@@ -62,9 +64,9 @@ class RemoteSweep:
         self._flush()
 
     # ------------------------------------------------------------------ as Sweep
-    def add(self, host: str, ports: tuple[int, ...]) -> None:
-        self._outstanding[host] = ports
-        self._hosts.append(f"{host}\t{','.join(map(str, ports))}")
+    def add(self, host: str, ports: tuple[int, ...], countable: bool = False) -> None:
+        self._outstanding[host] = (ports, countable)
+        self._hosts.append(f"{host}\t{','.join(map(str, ports))}\t{int(countable)}")
         self._soon()
 
     def no_more(self) -> None:
@@ -148,6 +150,11 @@ class RemoteSweep:
             elif kind == b"D":
                 for line in message[2:].decode().split("\n"):
                     self._done(line)
+            elif kind == b"Q":
+                for line in message[2:].decode().split("\n"):
+                    host, refused = line.split("\t")
+                    self._outstanding.pop(host, None)
+                    self._on_quiet(host, refused == "1")
             elif kind == b"E":
                 self._end()
                 return

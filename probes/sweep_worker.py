@@ -4,9 +4,11 @@ Run by path with the standard library only (``python -S -E sweep_worker.py FD``;
 scan's side is ``probes.sweep_remote``). FD is one end of a SOCK_SEQPACKET socket pair;
 each message is one record:
 
-    scan -> helper   C <json config> | H <host TAB ports,...> lines | R <host> lines | N
+    scan -> helper   C <json config> | H <host TAB ports,... TAB countable 0/1> lines
+                     R <host> lines | N
     helper -> scan   O <host> <port> <rtt ms>, with the open socket's fd attached
                      D <host TAB port|state|rtt|reason TAB ...> lines
+                     Q <host TAB refused 0/1> lines (countable hosts with nothing open)
                      E (every host is done)
 
 The open socket is passed over (SCM_RIGHTS) and closed here; its slots stay taken until
@@ -52,6 +54,7 @@ def pack_lines(kind: bytes, lines: list[str]) -> list[bytes]:
 def serve(ctrl: socket.socket) -> None:
     config = json.loads(ctrl.recv(1 << 16)[2:])
     done: list[str] = []
+    quiet: list[str] = []
 
     def opened(host: str, port: int, sock: _socket.socket, rtt: float) -> None:
         socket.send_fds(ctrl, [f"O {host} {port} {rtt:.3f}".encode()], [sock.fileno()])
@@ -63,11 +66,14 @@ def serve(ctrl: socket.socket) -> None:
             parts.append(f"{port}|{state}|{'' if rtt is None else f'{rtt:.3f}'}|{reason}")
         done.append("\t".join(parts))
 
+    def counted(host: str, refused: bool) -> None:
+        quiet.append(f"{host}\t{int(refused)}")
+
     core = sweep_core.Core(
         timeout=config["timeout"], slots=sweep_core.Counter(config["slots"]),
         window=config["slots"], per_host=config["per_host"], spacing=config["spacing"],
         pace=sweep_core.RateSlots(config["rate"], config["late"]).take,
-        on_open=opened, on_done=finished,
+        on_open=opened, on_done=finished, on_quiet=counted,
     )
     poller = select.epoll()
     poller.register(ctrl.fileno(), select.EPOLLIN)
@@ -76,12 +82,13 @@ def serve(ctrl: socket.socket) -> None:
     ctrl.setblocking(False)
     while True:
         wake = core.step()
-        if done:
+        if done or quiet:
             ctrl.setblocking(True)  # the scan reads as it goes; a full buffer just waits
-            for message in pack_lines(b"D", done):
+            for message in (*pack_lines(b"D", done), *pack_lines(b"Q", quiet)):
                 ctrl.send(message)
             ctrl.setblocking(False)
             done.clear()
+            quiet.clear()
         if no_more and core.idle():
             ctrl.setblocking(True)
             ctrl.send(b"E")
@@ -101,8 +108,9 @@ def serve(ctrl: socket.socket) -> None:
                 kind, body = message[:1], message[2:].decode()
                 if kind == b"H":
                     for line in body.split("\n"):
-                        host, _, ports = line.partition("\t")
-                        core.add(host, tuple(int(p) for p in ports.split(",") if p))
+                        host, ports, countable = line.split("\t")
+                        core.add(host, tuple(int(p) for p in ports.split(",") if p),
+                                 countable == "1")
                 elif kind == b"R":
                     for host in body.split("\n"):
                         core.release(host)

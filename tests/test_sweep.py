@@ -203,11 +203,15 @@ def test_the_scan_keeps_only_its_share_of_the_rate(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("peer", [HOSTS[:8]], indirect=True)
-def test_a_helper_that_dies_hands_its_hosts_back(peer: Peer, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    dead = tmp_path / "dead_worker.py"
-    dead.write_text("import sys\nsys.exit(3)\n")
-    monkeypatch.setattr(sweep_remote, "WORKER", dead)
+@pytest.mark.parametrize("helper", ["alive", "dies"])
+def test_a_large_sweep_counts_quiet_hosts_and_a_dead_helper_costs_none(
+        peer: Peer, helper: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan of more than 256 addresses: the helper counts its quiet hosts itself (Q
+    records); one that dies at once hands every host back to the scan."""
+    if helper == "dies":
+        dead = tmp_path / "dead_worker.py"
+        dead.write_text("import sys\nsys.exit(3)\n")
+        monkeypatch.setattr(sweep_remote, "WORKER", dead)
     monkeypatch.setattr(job_module, "helpers_for", lambda settings: 1)
     result = run_job("127.0.21.0/23", str(peer.port))
     found = sorted(h.address for h in result.hosts

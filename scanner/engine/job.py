@@ -165,8 +165,9 @@ class ScanJob:
             self._ports = PortPhase(
                 s, global_slots, self._rate.take, host=lambda a: self._host(a, seen_by),
                 handoff=self._handoff, ready=queue.put_nowait,
-                quiet=(lambda a, refused: a not in seen_by and self._count_quiet(a, refused))
+                countable=(lambda a: a not in seen_by)  # discovery's answer is worth listing
                 if self._summarise and not s.udp_ports else None,
+                count=self._count_quiet,
                 tick=self._tick, helpers=self._helpers,
             )
 
@@ -229,15 +230,10 @@ class ScanJob:
             await self._scan_host(state, global_slots)
             self._keep(state)
 
-    def _count_quiet(self, address: str, refused: bool) -> bool:
+    def _count_quiet(self, refused: bool) -> None:
         """The port phase's quiet host (nothing open) in a large scan: counted, not built."""
-        state = self._hosts.get(address)
-        if state is not None and state.errors:
-            return False
-        self._hosts.pop(address, None)
         self._quiet += 1
         self._quiet_refused += refused
-        return True
 
     def _keep(self, state: HostState) -> None:
         """In a large scan, a host with nothing to report is counted, not kept (flat memory)."""

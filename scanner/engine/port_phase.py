@@ -56,19 +56,23 @@ def observation(port: int, state: PortState, reason: str, rtt: float | None) -> 
 
 
 class PortPhase:
-    """``add`` each live host; the host reaches ``ready`` (or ``quiet``) when its ports are
-    done; its pipeline then awaits ``identified``."""
+    """``add`` each live host; the host reaches ``ready`` when its ports are done (or, if
+    ``countable`` says so and nothing is open, is only ``count``ed); its pipeline then
+    awaits ``identified``."""
 
     def __init__(self, settings: ScanSettings, slots: sweep.Slots, pace: sweep.Pace, *,
                  host: Callable[[str], HostState], handoff: Handoff,
-                 ready: Callable[[str], None], quiet: Callable[[str, bool], bool] | None,
-                 tick: Callable[[int, str], None], helpers: int = 0) -> None:
+                 ready: Callable[[str], None], countable: Callable[[str], bool] | None,
+                 count: Callable[[bool], None], tick: Callable[[int, str], None],
+                 helpers: int = 0) -> None:
         self._settings = settings
         self._host = host  # the host's state, made on first use
         self._handoff = handoff  # ports a discovery TCP ping already opened and identified
         self._ready = ready
-        # quiet(host, refused): True when the host was only counted. None: every host is listed.
-        self._quiet = quiet
+        # countable(host): with nothing open, count it (count(refused)) instead of listing it.
+        # None: every host is listed (a small scan, or UDP ports to ask too).
+        self._countable = countable
+        self._count = count
         self._tick = tick
         self._identifying: dict[str, list[asyncio.Task[None]]] = {}
         self._began: dict[str, float] = {}  # loop time of each host's first open port
@@ -81,23 +85,27 @@ class PortPhase:
                 per_host=settings.per_host_connections, spacing=settings.probe_spacing,
                 rate=settings.max_rate / (helpers + 1), late=LATE,
                 on_open=functools.partial(self._opened, index), on_done=self._done,
-                on_lost=self._lost,
+                on_quiet=self._quiet, on_lost=self._lost,
             ))
         slots.set_aside(share * helpers)
         self._sweep = sweep.Sweep(
             timeout=settings.timeouts.connect, slots=slots,
             per_host=settings.per_host_connections, spacing=settings.probe_spacing,
             pace=pace, on_open=functools.partial(self._opened, 0), on_done=self._done,
+            on_quiet=self._quiet,
         )
         self._sweepers: list[sweep.Sweep | sweep_remote.RemoteSweep] = [self._sweep,
                                                                          *self._remotes]
         self._turn = 0
 
     def add(self, address: str, ports: tuple[int, ...]) -> None:
+        countable = self._countable is not None and self._countable(address)
         if self._handoff:
-            ports = tuple(p for p in ports if (address, p) not in self._handoff)
+            kept = tuple(p for p in ports if (address, p) not in self._handoff)
+            countable = countable and kept == ports  # a port it answered on is listed
+            ports = kept
         self._turn = (self._turn + 1) % len(self._sweepers)
-        self._sweepers[self._turn].add(address, ports)
+        self._sweepers[self._turn].add(address, ports, countable)
 
     async def finish(self) -> None:
         """Every host has been added; returns once each has been handed on or counted."""
@@ -107,9 +115,9 @@ class PortPhase:
             await remote.finished()  # a helper that died has handed its hosts back
         await self._sweep.finished()
 
-    def _lost(self, hosts: list[tuple[str, tuple[int, ...]]]) -> None:
-        for address, ports in hosts:
-            self._sweep.add(address, ports)
+    def _lost(self, hosts: list[tuple[str, tuple[tuple[int, ...], bool]]]) -> None:
+        for address, (ports, countable) in hosts:
+            self._sweep.add(address, ports, countable)
 
     def began(self, address: str) -> float | None:
         """When the host's first open port was found (its time limit runs from then)."""
@@ -153,14 +161,14 @@ class PortPhase:
         finally:
             self._sweepers[owner].release(state.address)  # its slots were the finder's
 
+    def _quiet(self, address: str, refused: bool) -> None:
+        self._tick(self._port_count, address)
+        self._count(refused)
+
     def _done(self, address: str, attempts: list[sweep.Attempt]) -> None:
         self._tick(self._port_count, address)
         handed = [p for p in self._settings.ports if (address, p) in self._handoff
                   ] if self._handoff else []
-        if self._quiet is not None and not handed and address not in self._identifying:
-            states = {a[1] for a in attempts}
-            if PortState.OPEN not in states and self._quiet(address, PortState.CLOSED in states):
-                return
         state = self._host(address)
         for port, port_state, reason, rtt in attempts:
             if port not in state.ports:  # an open one was recorded as it opened
