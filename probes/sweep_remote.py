@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from probes.sweep_core import Attempt, OnDone, OnQuiet
 from probes.sweep_worker import pack_lines
 
 WORKER = Path(__file__).with_name("sweep_worker.py")
+LOG = logging.getLogger("dicomscan")
 OnLost = Callable[[list[tuple[str, tuple[tuple[int, ...], bool]]]], None]
 
 
@@ -41,7 +43,7 @@ class RemoteSweep:
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", "-E", str(WORKER), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except BaseException:
             self._sock.close()
@@ -89,6 +91,8 @@ class RemoteSweep:
             self._proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(1.0)
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
         if not self._finished.done():
             self._finished.cancel()
 
@@ -179,5 +183,13 @@ class RemoteSweep:
         left, self._outstanding = list(self._outstanding.items()), {}
         if left:
             self._on_lost(left)
+            code = self._proc.poll()
+            why = ""
+            if code is not None and self._proc.stderr is not None:
+                tail = self._proc.stderr.read()[-300:].decode(errors="replace").strip()
+                why = tail.splitlines()[-1] if tail else ""
+            # Only our own process's words (never a peer's): safe to log as they are.
+            LOG.warning("sweep helper ended early (exit %s%s); its %d hosts are swept here",
+                        code, f": {why}" if why else "", len(left))
         if not self._finished.done():
             self._finished.set_result(None)

@@ -205,7 +205,8 @@ def test_the_scan_keeps_only_its_share_of_the_rate(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("peer", [HOSTS[:8]], indirect=True)
 @pytest.mark.parametrize("helper", ["alive", "dies"])
 def test_a_large_sweep_counts_quiet_hosts_and_a_dead_helper_costs_none(
-        peer: Peer, helper: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        peer: Peer, helper: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A scan of more than 256 addresses: the helper counts its quiet hosts itself (Q
     records); one that dies at once hands every host back to the scan."""
     if helper == "dies":
@@ -219,6 +220,7 @@ def test_a_large_sweep_counts_quiet_hosts_and_a_dead_helper_costs_none(
     assert found == HOSTS[:8]
     assert result.scan.quiet is not None
     assert result.scan.quiet.hosts + len(result.hosts) == 510  # every address accounted for
+    assert ("sweep helper ended early (exit 3)" in caplog.text) == (helper == "dies")
 
 
 def test_per_host_cap_and_spacing_in_the_sweep() -> None:
