@@ -306,3 +306,18 @@ def test_out_of_descriptors_waits_then_says_not_measured(
         assert states == [("closed", "connection refused")] * 3
     else:
         assert states == [("filtered", "not measured: Too many open files")] * 3
+
+
+@pytest.mark.parametrize("peer", [HOSTS[:2]], indirect=True)
+def test_without_epoll_each_port_is_connected_on_its_own(
+        peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the sweep is not available the engine connects port by port through the
+    host's gate, with the same results."""
+    monkeypatch.setattr(sweep, "AVAILABLE", False)
+    closed = free_port()
+    result = run_job("127.0.21.1-2", f"{peer.port},{closed}")
+    for host in result.hosts:
+        states = {p.port: (p.state, p.reason) for p in host.ports}
+        assert states == {peer.port: (PortState.OPEN, "connected"),
+                          closed: (PortState.CLOSED, "connection refused")}
+    assert {peer.first[h][:1] for h in HOSTS[:2]} == {b"\x01"}
