@@ -106,8 +106,16 @@ class Sweep:
             self._loop.call_soon(self._step)
 
     def _ready(self) -> None:
-        self._core.ready()
+        try:
+            self._core.ready()
+        except Exception as exc:  # a bug here must end the scan, never leave it waiting
+            self._fail(exc)
+            return
         self._step()
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._finished.done():
+            self._finished.set_exception(exc)
 
     def _timed(self) -> None:
         self._timer, self._timer_at = None, math.inf
@@ -115,7 +123,11 @@ class Sweep:
 
     def _step(self) -> None:
         self._scheduled = False
-        when = self._core.step()
+        try:
+            when = self._core.step()
+        except Exception as exc:  # a bug here must end the scan, never leave it waiting
+            self._fail(exc)
+            return
         if when != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()

@@ -32,6 +32,9 @@ from typing import Protocol
 OPEN, CLOSED, FILTERED = "open", "closed", "filtered"  # PortState's values
 _STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 SLOT_RETRY = 0.005  # seconds: a re-check when every slot is held by someone else
+# Out of descriptors (EMFILE) and nothing of ours to free one: tries, SLOT_RETRY apart,
+# before the port is reported as not measured rather than waited for without end.
+CREATE_TRIES = 200
 # errno values that mean "something on the path said no" rather than "the host said no".
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
 
@@ -137,6 +140,7 @@ class Core:
         self._deadlines: deque[tuple[float, int, int]] = deque()  # (when, fd, serial)
         self._serial = 0
         self._wake = math.inf  # when step() wants to run again for the caps (not deadlines)
+        self._create_failures = 0  # socket() failures in a row
 
     # ------------------------------------------------------------------ the driver's side
     def add(self, address: str, ports: tuple[int, ...], countable: bool = False) -> None:
@@ -203,22 +207,32 @@ class Core:
                 h = found
             else:
                 return
-            wait = pace(now)
-            if wait > 0:
-                self._wake = min(self._wake, now + wait)
-                return
             if not slots.free():
                 if not self._pending:  # no completion of ours will call us again
                     self._wake = min(self._wake, now + SLOT_RETRY)
                 return
+            wait = pace(now)
+            if wait > 0:
+                self._wake = min(self._wake, now + wait)
+                return
+            try:
+                # The C socket type: the Python subclass's __init__ and close() cost a
+                # refused connect a third of its time.
+                sock = _socket.socket(h.family, _STREAM)
+            except OSError as exc:  # out of descriptors or buffers: try again shortly
+                self._create_failures += 1
+                if self._create_failures < CREATE_TRIES:
+                    self._wake = min(self._wake, now + SLOT_RETRY)
+                    return
+                self._create_failures = 0
+                self._unmeasured(h, exc.errno or errno.EMFILE)
+                continue
+            self._create_failures = 0
             port = h.ports[h.started]
             h.started += 1
             if h.started == len(h.ports):
                 active.popleft()  # the host is the head: its last port is starting
             h.next_start = now + spacing
-            # The C socket type: the Python subclass's __init__ and close() cost a
-            # refused connect a third of its time.
-            sock = _socket.socket(h.family, _STREAM)
             try:
                 err = sock.connect_ex((h.address, port))
             except OSError as exc:  # an address the kernel cannot use at all
@@ -242,6 +256,17 @@ class Core:
             slots.take()
             h.in_flight += 1
             self._finish(h, port, sock, err, now)
+
+    def _unmeasured(self, h: _Host, err: int) -> None:
+        """The host's next port could not even be tried (no socket): filtered, with why."""
+        port = h.ports[h.started]
+        h.started += 1
+        if h.started == len(h.ports):
+            self._active.popleft()
+        h.results.append((port, FILTERED, f"not measured: {os.strerror(err)}", None))
+        h.left -= 1
+        if not h.left:
+            self._host_done(h)
 
     def _wait(self, sock: _socket.socket, h: _Host, port: int, now: float) -> None:
         fd = sock.fileno()

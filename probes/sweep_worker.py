@@ -19,9 +19,11 @@ when the scan's end of the socket closes (the scan ended or died).
 from __future__ import annotations
 
 import _socket
+import contextlib
 import json
 import math
 import os
+import resource
 import select
 import socket
 import sys
@@ -53,6 +55,13 @@ def pack_lines(kind: bytes, lines: list[str]) -> list[bytes]:
 
 def serve(ctrl: socket.socket) -> None:
     config = json.loads(ctrl.recv(1 << 16)[2:])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = config["slots"] + 64  # its share of the connections, and some to spare
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
+                                hard))
     done: list[str] = []
     quiet: list[str] = []
 

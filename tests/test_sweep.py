@@ -262,3 +262,62 @@ def test_per_host_cap_and_spacing_in_the_sweep() -> None:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= hold - 0.01  # the open port held the only host slot
     assert all(g >= spacing - 0.002 for g in gaps), gaps
+
+
+@pytest.mark.parametrize("failures", [3, 10_000])
+def test_out_of_descriptors_waits_then_says_not_measured(
+        failures: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """socket() failing with EMFILE: a few times, the sweep waits and goes on with every
+    result right; for good, each port is reported not measured and the sweep still ends."""
+    import _socket
+    import errno
+    import types
+
+    from probes import sweep_core
+
+    calls = 0
+
+    def flaky(*args: int) -> _socket.socket:
+        nonlocal calls
+        calls += 1
+        if calls <= failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return _socket.socket(*args)
+
+    monkeypatch.setattr(sweep_core, "_socket", types.SimpleNamespace(socket=flaky))
+    monkeypatch.setattr(sweep_core, "CREATE_TRIES", 5)
+    refused = [free_port() for _ in range(3)]
+    done: dict[str, list[Attempt]] = {}
+
+    async def main() -> None:
+        s = sweep.Sweep(timeout=0.5, slots=sweep.Slots(8), per_host=8, spacing=0.0,
+                        pace=lambda now: 0.0, on_open=lambda *a: None,
+                        on_done=lambda h, attempts: done.__setitem__(h, attempts))
+        try:
+            s.add("127.0.0.1", tuple(refused))
+            s.no_more()
+            await asyncio.wait_for(s.finished(), 10)
+        finally:
+            s.close()
+
+    asyncio.run(main())
+    states = sorted((state, reason) for _, state, reason, _ in done["127.0.0.1"])
+    if failures == 3:
+        assert states == [("closed", "connection refused")] * 3
+    else:
+        assert states == [("filtered", "not measured: Too many open files")] * 3
+
+
+@pytest.mark.parametrize("peer", [HOSTS[:2]], indirect=True)
+def test_without_epoll_each_port_is_connected_on_its_own(
+        peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the sweep is not available the engine connects port by port through the
+    host's gate, with the same results."""
+    monkeypatch.setattr(sweep, "AVAILABLE", False)
+    closed = free_port()
+    result = run_job("127.0.21.1-2", f"{peer.port},{closed}")
+    for host in result.hosts:
+        states = {p.port: (p.state, p.reason) for p in host.ports}
+        assert states == {peer.port: (PortState.OPEN, "connected"),
+                          closed: (PortState.CLOSED, "connection refused")}
+    assert {peer.first[h][:1] for h in HOSTS[:2]} == {b"\x01"}

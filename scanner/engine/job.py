@@ -195,8 +195,10 @@ class ScanJob:
             self._discovery, found = await run_discovery(
                 s, targets, alive, self._take_over, self._rate.wait
             )
-            for address in targets if found is None else found:
+            for n, address in enumerate(targets if found is None else found, 1):
                 alive(address, None if found is None else found[address])
+                if n % 1024 == 0:
+                    await asyncio.sleep(0)  # the sweep starts on these while more are added
             if not stream:
                 from scanner.engine.nmap_engine import nmap_port_scan
 
