@@ -85,22 +85,36 @@ def env() -> dict[str, str]:
 
 
 def measure(label: str, argv: list[str], runs: int, note: str = "") -> Measured:
-    m = Measured(label, note=note)
+    return measure_together([(label, argv, note)], runs)[0]
+
+
+def measure_together(commands: list[tuple[str, list[str], str]], runs: int) -> list[Measured]:
+    """Each run runs every command once, in turn, so a change in the machine's load
+    between runs falls on all of them alike."""
+    rows = [Measured(label, note=note) for label, _, note in commands]
     for _ in range(runs):
-        wall, rss, _ = timed(argv, env())
-        m.walls.append(wall)
-        m.rss_kb.append(rss)
-    return m
+        for m, (_, argv, _) in zip(rows, commands, strict=True):
+            wall, rss, _ = timed(argv, env())
+            m.walls.append(wall)
+            m.rss_kb.append(rss)
+    return rows
+
+
+def precompile() -> None:
+    """Byte-compile the package as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set
+    (as on some machines) a source tree would be compiled again by every run."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "scanner", "probes"], cwd=ROOT,
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def startup(runs: int) -> tuple[list[Measured], list[str]]:
     cmd = dicomscan("127.0.0.1", "-p", "9", "--format", "json", "--fail-on", "never")
     timed(cmd, env())  # warm-up: file cache
-    rows = [measure("dicomscan scan 127.0.0.1 -p 9", cmd, runs),
-            measure("python -c pass (the interpreter alone)", [sys.executable, "-c", "pass"],
-                    runs),
-            measure("nmap -n -sT -p 9 127.0.0.1", ["nmap", "-n", "-sT", "-p", "9",
-                                                   "127.0.0.1"], runs)]
+    rows = measure_together([
+        ("dicomscan scan 127.0.0.1 -p 9", cmd, ""),
+        ("python -c pass (the interpreter alone)", [sys.executable, "-c", "pass"], ""),
+        ("nmap -n -sT -p 9 127.0.0.1", ["nmap", "-n", "-sT", "-p", "9", "127.0.0.1"], ""),
+    ], runs)
     _, _, err = timed([sys.executable, "-X", "importtime", *cmd[1:]], env())
     return rows, slowest_imports(err)
 
@@ -130,14 +144,14 @@ def sweeps(sizes: Sequence[int], ports: str, runs: int, max_rate: float) -> list
                 "--fail-on", "never", "-q"]
         if addresses > 65536:
             base += ["--max-addresses", str(addresses)]
-        rows.append(measure(f"/{prefix} dicomscan, fast profile's rate cap",
-                            dicomscan(target, *base), runs, f"{connects} connects"))
-        rows.append(measure(f"/{prefix} dicomscan --max-rate {max_rate:g}",
-                            dicomscan(target, *base, "--max-rate", f"{max_rate:g}"), runs,
-                            f"{connects} connects"))
-        rows.append(measure(f"/{prefix} nmap -n -sT -Pn -T4",
-                            ["nmap", "-n", "-sT", "-Pn", "-T4", "-p", ports, target, "-oX",
-                             "-"], runs, f"{connects} connects"))
+        note = f"{connects} connects"
+        rows += measure_together([
+            (f"/{prefix} dicomscan, fast profile's rate cap", dicomscan(target, *base), note),
+            (f"/{prefix} dicomscan --max-rate {max_rate:g}",
+             dicomscan(target, *base, "--max-rate", f"{max_rate:g}"), note),
+            (f"/{prefix} nmap -n -sT -Pn -T4",
+             ["nmap", "-n", "-sT", "-Pn", "-T4", "-p", ports, target, "-oX", "-"], note),
+        ], runs)
     return rows
 
 
@@ -187,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 16 <= s <= 32 for s in sizes):
         parser.error("--sizes: prefix lengths between 16 and 32")
     runs = 1 if opts.smoke else opts.runs
+    precompile()
     start = startup(runs)
     sweep = sweeps(sizes, opts.ports, runs, opts.max_rate)
     report(start, sweep, runs)

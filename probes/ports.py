@@ -15,17 +15,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from probes import sweep_core
 from scanner.model import PortObservation, PortState, utcnow
-
-if TYPE_CHECKING:
-    from probes.connector import Connector
 
 METHOD = "tcp-connect"
 
-# errno values that mean "something on the path said no" rather than "the host said no".
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -86,6 +81,17 @@ async def connect_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+async def adopt(sock: socket.socket, host: str, port: int) -> OpenConnection:
+    """Streams on a socket that is already connected (the sweep's): nothing is sent."""
+    return await _streams(sock, host, port)
+
+
+def classify_error(err: int) -> tuple[PortState, str]:
+    """A finished connect's errno as a port state and the reason it gives."""
+    state, reason = sweep_core.classify_error(err)
+    return PortState(state), reason
+
+
 async def _streams(sock: socket.socket, host: str, port: int) -> OpenConnection:
     try:
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
@@ -96,34 +102,20 @@ async def _streams(sock: socket.socket, host: str, port: int) -> OpenConnection:
 
 
 async def probe_port(
-    host: str, port: int, timeout: float, connector: Connector | None = None
+    host: str, port: int, timeout: float
 ) -> tuple[PortObservation, OpenConnection | None]:
     """Connect once. Returns the observation and, when open, the live connection (nothing
-    has been sent on it: the next probe's bytes are the first). ``connector``: the scan's
-    bulk connector (its own timeout), for sweeps."""
+    has been sent on it: the next probe's bytes are the first). A sweep's port phase uses
+    ``probes.sweep`` instead, which classifies the same way."""
     started = time.perf_counter()
     conn: OpenConnection | None = None
     try:
-        if connector is None:
-            conn = await open_stream(host, port, timeout)
-        else:
-            conn = await _streams(await connector.connect(host, port), host, port)
+        conn = await open_stream(host, port, timeout)
         state, reason = PortState.OPEN, "connected"
     except TimeoutError:
         state, reason = PortState.FILTERED, "no answer within timeout"
-    except ConnectionRefusedError:
-        state, reason = PortState.CLOSED, "connection refused"
-    except ConnectionResetError:
-        # A refusal is an RST to the SYN (ECONNREFUSED); a reset means the handshake was
-        # completed and the peer then reset it: open, whatever the timing.
-        state, reason = PortState.OPEN, "connected, then reset by the peer"
     except OSError as exc:
-        if exc.errno in _UNREACHABLE:
-            state, reason = PortState.FILTERED, f"unreachable ({exc.strerror})"
-        elif exc.errno == errno.ECONNREFUSED:
-            state, reason = PortState.CLOSED, "connection refused"
-        else:
-            state, reason = PortState.FILTERED, f"error: {exc.strerror or exc}"
+        state, reason = classify_error(exc.errno or errno.EIO)
     rtt = (time.perf_counter() - started) * 1000
     obs = PortObservation(
         port=port,

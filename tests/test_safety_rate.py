@@ -42,8 +42,10 @@ class CountingPeer:
                     pass
             except OSError:
                 pass
-        with self.lock:
-            self.open_now[host] -= 1
+            # Counted down before the close the scanner sees: once it has seen it, it may
+            # connect again, and that accept must not find this one still counted.
+            with self.lock:
+                self.open_now[host] -= 1
 
     def accepted(self, srv: socket.socket) -> None:
         conn, _ = srv.accept()

@@ -129,3 +129,34 @@ def test_job_guard_refuses_public_and_non_addresses() -> None:
 
 def test_expand_spec_returns_name_only_for_names() -> None:
     assert expand_spec("127.0.0.1", no_dns)[1] is None
+
+
+@pytest.mark.parametrize(("spec", "kw"), [
+    ("127.0.0.0/22", {}),
+    ("10.20.0.0/23", {"scope": ["10.0.0.0/8"]}),
+    ("10.20.0.0/23", {"exclude": ["10.20.1.0/25"]}),
+    ("198.18.0.0/31", {}),
+    ("172.16.5.7/32", {}),
+    ("100.64.0.0/30", {}),
+])
+def test_a_block_inside_a_private_range_expands_as_address_by_address(
+        spec: str, kw: dict[str, list[str]]) -> None:
+    """The block fast path (no per-address is_global) gives what the general path gives:
+    same addresses, same order, exclusions honoured."""
+    import ipaddress
+
+    net = ipaddress.ip_network(spec)
+    hosts = list(net) if net.num_addresses <= 2 else list(net.hosts())
+    excluded = [ipaddress.ip_network(e) for e in kw.get("exclude", [])]
+    expected = [str(a) for a in hosts if not any(a in e for e in excluded)]
+    assert addrs(spec, **kw) == expected
+
+
+def test_a_block_reaching_outside_private_ranges_is_still_checked() -> None:
+    with pytest.raises(TargetError, match="public"):
+        addrs("11.0.0.0/30")
+    with pytest.raises(TargetError, match="public"):
+        addrs("192.168.0.0/15", max_addresses=140_000)  # 192.169.0.0/16 is public
+    with pytest.raises(TargetError, match="outside --scope"):
+        addrs("10.0.0.0/24", scope=["10.0.0.0/25"])
+    assert addrs("11.0.0.0/31", allow_public=True) == ["11.0.0.0", "11.0.0.1"]

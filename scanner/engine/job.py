@@ -8,11 +8,12 @@ Live hosts wait in a queue as addresses and a fixed pool of workers scans them, 
 memory holds the hosts in flight and the hosts with something to report, not every
 address: in a scan of more than ``SUMMARISE_ABOVE`` addresses a host with nothing open,
 served, discovered or failed is counted in ``scan.quiet`` instead of listed. The port
-phase connects through one bulk ``probes.connector.Connector`` (one epoll, one timer).
+phase connects in batches (``scanner.engine.port_phase``), and only a host with something
+to say goes on to the workers.
 
 Per host the pipeline is: connect to every port (the connection that finds a
 port open goes straight on to service identification, which sends the DICOM
-A-ASSOCIATE-RQ first), then the follow-up probes registered in
+A-ASSOCIATE-RQ first), then the UDP ports, the follow-up probes registered in
 ``scanner.engine.registry`` for each identified service, then fingerprint and role.
 """
 
@@ -24,9 +25,9 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
-from probes import connector
+from probes import sweep
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
-from probes.ports import OpenConnection, probe_port
+from probes.ports import OpenConnection
 from probes.udp import udp_phase
 from scanner.engine.containment import (
     contained_probe,
@@ -36,6 +37,7 @@ from scanner.engine.containment import (
 )
 from scanner.engine.do_not_probe import Fence
 from scanner.engine.health import Watch
+from scanner.engine.port_phase import PortPhase, connect_each, helpers_for
 from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
@@ -107,11 +109,13 @@ class ScanJob:
         self._done = 0
         self._total = len(settings.targets) * len(settings.ports)
         self._fence = Fence(settings)  # do-not-probe entries, applied in every phase
-        self._rate = RateCap(settings.max_rate)
-        self._connector: connector.Connector | None = None  # the port phase's bulk connects
+        # Sweep helper processes each take a share of the rate cap; the scan keeps its own.
+        self._helpers = helpers_for(settings)
+        self._rate = RateCap(settings.max_rate / (self._helpers + 1))
+        self._ports: PortPhase | None = None  # the embedded engine's batched port phase
 
-    def _tick(self, what: str) -> None:
-        self._done += 1
+    def _tick(self, count: int, what: str) -> None:
+        self._done += count
         if self._progress:
             self._progress(self._done, self._total, what)
 
@@ -121,20 +125,18 @@ class ScanJob:
         s = self.settings
         guard_addresses(s.targets, s.allow_public, s.scope, s.max_addresses)
         raise_fd_limit(self.settings.max_concurrency * 2 + 256)
-        global_slots = asyncio.Semaphore(self.settings.max_concurrency)
-        if connector.AVAILABLE:
-            self._connector = connector.Connector(s.timeouts.connect)
+        global_slots = sweep.Slots(self.settings.max_concurrency)
         try:
             await self._discover_and_scan(global_slots)
         except asyncio.CancelledError:
             return self.result(interrupted=True)
         finally:
-            if self._connector is not None:
-                self._connector.close()
-                self._connector = None
+            if self._ports is not None:
+                self._ports.close()
+                self._ports = None
         return self.result(interrupted=False)
 
-    async def _discover_and_scan(self, global_slots: asyncio.Semaphore) -> None:
+    async def _discover_and_scan(self, global_slots: sweep.Slots) -> None:
         """Only live hosts are scanned. With the embedded engine a host's scan starts the
         moment it answers discovery, so the sweep's wait for silent addresses overlaps the
         scanning; nmap scans once its discovery is over. Until a host answers it is not
@@ -158,6 +160,16 @@ class ScanJob:
         count = max(1, min(len(targets), s.max_concurrency // per_host))
         workers = [asyncio.ensure_future(self._worker(queue, seen_by, global_slots))
                    for _ in range(count)]
+        ordered = tuple(port_order(s.ports))
+        if stream and sweep.AVAILABLE:
+            self._ports = PortPhase(
+                s, global_slots, self._rate.take, host=lambda a: self._host(a, seen_by),
+                handoff=self._handoff, ready=queue.put_nowait,
+                countable=(lambda a: a not in seen_by)  # discovery's answer is worth listing
+                if self._summarise and not s.udp_ports else None,
+                count=self._count_quiet,
+                tick=self._tick, helpers=self._helpers,
+            )
 
         def alive(address: str, seen: HostDiscovery | None) -> None:
             if address not in allowed:
@@ -174,15 +186,19 @@ class ScanJob:
             if address not in started:
                 started.add(address)
                 self._total += len(s.ports)
-                if stream:
+                if self._ports is not None:
+                    self._ports.add(address, ordered)
+                elif stream:
                     queue.put_nowait(address)
 
         try:
             self._discovery, found = await run_discovery(
                 s, targets, alive, self._take_over, self._rate.wait
             )
-            for address in targets if found is None else found:
+            for n, address in enumerate(targets if found is None else found, 1):
                 alive(address, None if found is None else found[address])
+                if n % 1024 == 0:
+                    await asyncio.sleep(0)  # the sweep starts on these while more are added
             if not stream:
                 from scanner.engine.nmap_engine import nmap_port_scan
 
@@ -192,6 +208,8 @@ class ScanJob:
                 await nmap_port_scan(s, self._hosts)
                 for address in list(self._hosts):
                     queue.put_nowait(address)
+            if self._ports is not None:
+                await self._ports.finish()  # every host is with the workers or counted
             for _ in workers:
                 queue.put_nowait(None)  # no more hosts: each worker stops after its last
             await asyncio.gather(*workers)
@@ -208,11 +226,16 @@ class ScanJob:
         return state
 
     async def _worker(self, queue: asyncio.Queue[str | None], seen_by: dict[str, HostDiscovery],
-                      global_slots: asyncio.Semaphore) -> None:
+                      global_slots: sweep.Slots) -> None:
         while (address := await queue.get()) is not None:
             state = self._host(address, seen_by)
             await self._scan_host(state, global_slots)
             self._keep(state)
+
+    def _count_quiet(self, refused: bool) -> None:
+        """The port phase's quiet host (nothing open) in a large scan: counted, not built."""
+        self._quiet += 1
+        self._quiet_refused += refused
 
     def _keep(self, state: HostState) -> None:
         """In a large scan, a host with nothing to report is counted, not kept (flat memory)."""
@@ -245,14 +268,17 @@ class ScanJob:
         svc = await identify_service(conn, self.settings)
         self._handoff[(conn.host, conn.port)] = (obs, svc)
 
-    async def _scan_host(self, state: HostState, global_slots: asyncio.Semaphore) -> None:
+    async def _scan_host(self, state: HostState, global_slots: sweep.Slots) -> None:
         s = self.settings
         watch = Watch()  # device health: back-off, and stop when it fails
         gate = HostGate(global_slots, s.per_host_connections, s.probe_spacing, self._rate.wait,
                         watch)
         ctx = ProbeContext(state.address, s, gate, state)
+        # The host's time runs from its first open port: its identification is part of it.
+        began = self._ports.began(state.address) if self._ports is not None else None
+        deadline = (began or asyncio.get_running_loop().time()) + s.timeouts.host
         try:
-            async with asyncio.timeout(s.timeouts.host):  # no extra task, unlike wait_for
+            async with asyncio.timeout_at(deadline):  # no extra task, unlike wait_for
                 await self._host_pipeline(ctx, watch)
         except TimeoutError:
             state.errors.append(
@@ -274,8 +300,10 @@ class ScanJob:
 
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
-        else:
-            await self._port_phase(ctx)
+        elif self._ports is not None:
+            await self._ports.identified(ctx.host)  # the port phase is over for this host
+        elif ports := port_order(ctx.settings.ports):  # none: a UDP-only scan (-p U:161)
+            await connect_each(ctx, ports, self._handoff, self._tick)
         await udp_phase(ctx)  # UDP ports given with U: (probes/udp.py)
         services = service_order(ctx.state.services.values())
         if not services and not ctx.state.udp_services:
@@ -299,42 +327,6 @@ class ScanJob:
         await after_probes(ctx, watch)
         finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
-    async def _port_phase(self, ctx: ProbeContext) -> None:
-        """Every TCP port of the host: the first one in this coroutine, the rest as tasks (a
-        sweep's two ports cost one task, not two plus a gather); the gate caps them."""
-        ports = port_order(ctx.settings.ports)
-        if not ports:  # a UDP-only scan (-p U:161)
-            return
-        if len(ports) == 1:
-            await self._one_port(ctx, ports[0])
-            return
-        rest = [asyncio.ensure_future(self._one_port(ctx, p)) for p in ports[1:]]
-        try:
-            await self._one_port(ctx, ports[0])
-        finally:
-            await asyncio.gather(*rest, return_exceptions=True)
-        for task in rest:
-            task.result()  # a failure surfaces as it did with gather
-
-    async def _one_port(self, ctx: ProbeContext, port: int) -> None:
-        found = self._handoff.pop((ctx.host, port), None)
-        if found is not None:  # discovery's TCP ping already opened and identified it
-            ctx.state.ports[port], ctx.state.services[port] = found
-            self._tick(f"{ctx.host}:{port}")
-            return
-        async with ctx.gate.slot():
-            obs, conn = await probe_port(ctx.host, port, ctx.settings.timeouts.connect,
-                                         self._connector)
-            ctx.state.ports[port] = obs
-            if conn is not None:
-                from scanner.engine.registry import identify_service
-
-                try:
-                    ctx.state.services[port] = await identify_service(conn, ctx.settings)
-                finally:
-                    await conn.close()
-        self._tick(f"{ctx.host}:{port}")
-
     async def _identify_open(self, ctx: ProbeContext) -> None:
         """nmap found the ports: identify each open one on a connection of our own."""
         from scanner.engine.nmap_engine import merge_nmap_service
@@ -350,8 +342,7 @@ class ScanJob:
             ctx.state.services[port] = merge_nmap_service(svc, ctx.state.nmap_services.get(port))
 
         await asyncio.gather(*(one(p) for p in ctx.state.open_ports()))
-        for port in ctx.settings.ports:  # nmap measured them all; the progress bar should say so
-            self._tick(f"{ctx.host}:{port}")
+        self._tick(len(ctx.settings.ports), ctx.host)  # nmap measured them all
 
     def result(self, interrupted: bool) -> ScanResult:
         order = {a: i for i, a in enumerate(self.settings.targets)}

@@ -18,18 +18,19 @@ from __future__ import annotations
 import asyncio
 import time
 
+from probes.sweep_core import RateSlots
+
 LATE = 0.002  # seconds: about the loop's timer granularity; later than this is a stall
 
 
-class RateCap:
-    """``await cap.wait()`` right before each new connection; 0 means no cap."""
+class RateCap(RateSlots):
+    """``await cap.wait()`` right before each new connection; 0 means no cap. ``take(now)``
+    for callers that cannot await (the sweep's connects) shares the same slots."""
 
     def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
         # Late by more than a quarter slot and the next start (due one slot after ours)
         # would follow too closely: past that, queue again. Never below the loop's grain.
-        self._late = max(self._interval / 4, LATE)
-        self._next = 0.0  # the next free slot
+        super().__init__(per_second, LATE)
 
     async def wait(self) -> None:
         if not self._interval:
