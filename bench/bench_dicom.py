@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from loopback_lab import lab
-from measure import machine
+from measure import compile_bytecode, machine
 from sections import Detection, Throughput, Tls, bench_detection, bench_throughput, bench_tls
 
 from scanner.lab import peers
@@ -165,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
+    compile_bytecode()
     info = machine()
     info["peer_nodelay"] = "yes" if opts.peer_nodelay else "no"
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import platform
@@ -19,6 +20,14 @@ from scanner.lab import peers
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode() -> None:
+    """Bytecode for the scanner's own modules, as an installed package has it: with
+    PYTHONDONTWRITEBYTECODE set (or a read-only tree) every timed dicomscan process would
+    otherwise compile them from source again (about 0.4 s a scan on 2 CPUs)."""
+    for package in ("scanner", "probes"):
+        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 def machine() -> dict[str, str]:

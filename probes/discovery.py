@@ -1,4 +1,5 @@
-"""Host discovery: ARP and ICMP echo with scapy, and a TCP "ping" that needs no privileges.
+"""Host discovery: ICMP echo with scapy (ARP: probes/arp.py), and a TCP "ping" that needs
+no privileges.
 
 Each method returns one ``HostDiscovery`` per address that answered; silence means
 nothing. ARP only reaches a directly attached link and answers with the MAC; ICMP
@@ -7,7 +8,7 @@ counts a refusal as alive (a host that says "no" is there). A TCP ping connectio
 opens is never closed empty (a legacy DICOM stack such as MIR CTN exits on that): it is
 handed to ``take_over``, which runs service identification on it. ARP and ICMP need raw
 sockets (root or CAP_NET_RAW); the caller checks ``raw_sockets_allowed`` first.
-scapy runs blocking, so these are called in a worker thread.
+scapy runs blocking, so the sweeps are called in a worker thread.
 """
 
 from __future__ import annotations
@@ -86,10 +87,6 @@ def neighbour_mac(address: str) -> str | None:
     return None
 
 
-def _mac(value: object) -> str:
-    return str(value).lower()
-
-
 def _when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -111,39 +108,10 @@ def _first_seen(wanted: set[str], on_reply: OnReply | None, method: str, reason:
         address = source(packet)
         if on_reply is not None and address in wanted and address not in seen:
             seen.add(address)
-            mac = _mac(packet.hwsrc) if method == "arp" else None
-            on_reply(address, HostDiscovery(method=method, reason=reason, mac=mac,
-                                            observed_at=utcnow()))
+            on_reply(address, HostDiscovery(method=method, reason=reason, observed_at=utcnow()))
         return False  # never stop early: silent addresses still get their full wait
 
     return check
-
-
-def arp_sweep(addresses: Sequence[str], iface: str, timeout: float,
-              on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
-    """Broadcast an ARP who-has for each address on ``iface``; the replies are the live hosts.
-
-    ``on_reply`` is called from scapy's receiving thread as each host first answers.
-    """
-    from scapy.layers.l2 import ARP, Ether
-    from scapy.sendrecv import srp
-
-    wanted = set(addresses)
-    packets = [Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=a) for a in addresses]
-    early = _first_seen(wanted, on_reply, "arp", "arp-reply",
-                        lambda p: str(p[ARP].psrc) if ARP in p and p[ARP].op == 2 else None)
-    answered, _ = srp(packets, iface=iface, timeout=timeout, verbose=0, inter=0,
-                      stop_filter=early)
-    found: dict[str, HostDiscovery] = {}
-    for sent, reply in answered:
-        ip = str(reply.psrc)
-        if ip in wanted and ip not in found:
-            found[ip] = HostDiscovery(
-                method="arp", reason="arp-reply", mac=_mac(reply.hwsrc),
-                rtt_ms=_rtt_ms(sent, reply),
-                observed_at=_when(float(reply.time)),
-            )
-    return found
 
 
 def icmp_sweep(addresses: Sequence[str], timeout: float,

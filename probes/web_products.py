@@ -70,4 +70,4 @@ class WebTable(_Strict):
 @cache
 def web_table() -> WebTable:
     text = (resources.files("scanner") / "data" / "web_products.yaml").read_text()
-    return WebTable.model_validate(yaml.safe_load(text))
+    return WebTable.model_validate(yaml.load(text, Loader=yaml.CSafeLoader))

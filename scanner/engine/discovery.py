@@ -10,9 +10,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from probes.arp import arp_sweep
 from probes.discovery import (
     TakeOver,
-    arp_sweep,
     icmp_sweep,
     raw_sockets_allowed,
     tcp_ping,

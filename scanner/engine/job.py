@@ -317,8 +317,10 @@ class ScanJob:
             return
         from scanner.engine.health import after_probes, before_probes, still_answering
 
-        await before_probes(ctx)
-        for probe in follow_up_probes(ctx.settings):
+        probes = follow_up_probes(ctx.settings)
+        if probes:  # the checks bracket the follow-up probes: none to run, nothing to check
+            await before_probes(ctx)
+        for probe in probes:
             if not await still_answering(ctx, watch):
                 break  # the device stopped answering: no further probes to it
             await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))

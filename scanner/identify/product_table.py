@@ -186,7 +186,7 @@ def load_table() -> FingerprintTable:
     """The packaged table, parsed once per process."""
     path = resources.files("scanner") / "data" / TABLE_FILE
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise FingerprintTableError(f"{TABLE_FILE}: not valid YAML: {exc}") from None
     return parse_table(raw)

@@ -49,7 +49,7 @@ class VendorRow(BaseModel):
 @cache
 def vendor_table() -> tuple[VendorRow, ...]:
     text = (resources.files("scanner") / "data" / "vendors.yaml").read_text(encoding="utf-8")
-    raw: Any = yaml.safe_load(text)
+    raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
     return tuple(VendorRow.model_validate(r) for r in raw["rows"])
 
 

@@ -152,7 +152,7 @@ def parse_advisories(raw: Any, origin: str = ADVISORIES_FILE) -> list[Advisory]:
 def load_advisories_file(path: Path) -> list[Advisory]:
     """Read and validate an advisory file (used for the packaged data and in tests)."""
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     except OSError as exc:
         raise AdvisoryError(f"{path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
@@ -165,7 +165,7 @@ def load_advisories() -> tuple[Advisory, ...]:
     """The packaged advisories, parsed once per process."""
     path = resources.files("scanner") / "data" / ADVISORIES_FILE
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise AdvisoryError(f"{ADVISORIES_FILE}: not valid YAML: {exc}") from None
     return tuple(parse_advisories(raw))

@@ -88,8 +88,8 @@ def _rule_problems(b: Baseline) -> Iterator[tuple[tuple[int | str, ...], str]]:
 def parse_baseline(text: str, origin: str) -> Baseline:
     """One baseline from YAML text; raises BaselineError naming ``origin``, line and key."""
     try:
-        root = yaml.compose(text)
-        raw: Any = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
@@ -143,7 +143,7 @@ def load_files(
         try:
             _chain(bid, found)
         except BaselineError as exc:
-            where = _where(origin, yaml.compose(text), ("extends",))
+            where = _where(origin, yaml.compose(text, Loader=yaml.CSafeLoader), ("extends",))
             problems += [f"{where}: {p}" for p in exc.problems]
     if problems:
         raise BaselineError(problems)

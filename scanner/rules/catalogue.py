@@ -42,7 +42,8 @@ def load_catalogue() -> dict[str, Rule]:
         if not entry.name.endswith(".yaml"):
             continue
         try:
-            raw: Any = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            # libyaml's safe loader: the same data, ~10x faster than PyYAML's pure Python.
+            raw: Any = yaml.load(entry.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
         except yaml.YAMLError as exc:
             raise CatalogueError(f"{entry.name}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):

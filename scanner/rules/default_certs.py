@@ -55,7 +55,7 @@ class Match:
 @cache
 def known() -> tuple[DefaultCertificate, ...]:
     text = (resources.files("scanner") / "data" / "default_certificates.yaml").read_text()
-    return tuple(_File.model_validate(yaml.safe_load(text)).certificates)
+    return tuple(_File.model_validate(yaml.load(text, Loader=yaml.CSafeLoader)).certificates)
 
 
 def _attributes(dn: str) -> set[tuple[str, str]]:

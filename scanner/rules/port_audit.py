@@ -118,7 +118,8 @@ def load_framework(name: str) -> dict[str, Any]:
                    if e.name.endswith(".yaml"))
     if name not in known:
         raise FrameworkError(f"unknown framework {name!r}. Known: {', '.join(known)}.")
-    doc: dict[str, Any] = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8"))
+    text = (folder / f"{name}.yaml").read_text(encoding="utf-8")
+    doc: dict[str, Any] = yaml.load(text, Loader=yaml.CSafeLoader)
     return doc
 
 
