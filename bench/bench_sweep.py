@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from measure import compile_bytecode  # a sibling: the script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 NET = "127.0.0.0"
 
@@ -98,13 +100,6 @@ def measure_together(commands: list[tuple[str, list[str], str]], runs: int) -> l
             m.walls.append(wall)
             m.rss_kb.append(rss)
     return rows
-
-
-def precompile() -> None:
-    """Byte-compile the package as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set
-    (as on some machines) a source tree would be compiled again by every run."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "scanner", "probes"], cwd=ROOT,
-                   check=True, stdout=subprocess.DEVNULL)
 
 
 def startup(runs: int) -> tuple[list[Measured], list[str]]:
@@ -201,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 16 <= s <= 32 for s in sizes):
         parser.error("--sizes: prefix lengths between 16 and 32")
     runs = 1 if opts.smoke else opts.runs
-    precompile()
+    compile_bytecode()  # as an installed package has it (bench/measure.py)
     start = startup(runs)
     sweep = sweeps(sizes, opts.ports, runs, opts.max_rate)
     report(start, sweep, runs)
