@@ -17,7 +17,13 @@ from scanner.rules.evaluate import evaluate
 
 HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "requests",
          "probes.dicom.client", "probes.tls", "probes.identify", "scanner.rules.evaluate",
-         "scanner.identify.host_analysis", "scanner.outputs.html_report")
+         "scanner.identify.host_analysis", "scanner.outputs.html_report",
+         # the other commands' modules (scanner/cli/main.py loads a command when it runs)
+         "scanner.cli.audit", "scanner.cli.central", "scanner.cli.jobs", "scanner.cli.sensor",
+         "scanner.cli.rules", "scanner.cli.baselines", "scanner.cli.report", "scanner.cli.demo",
+         "scanner.cli.info",
+         # history's drift model, only with --fail-on-drift or a history
+         "scanner.model.drift")
 
 RUN = """
 import json, sys

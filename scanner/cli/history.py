@@ -283,10 +283,10 @@ Exit codes:
 
 
 def _kinds(value: str | None) -> set[str]:
+    if not value:  # before the import: the scan calls this for every run (start-up time)
+        return set()
     from scanner.model.drift import DriftKind
 
-    if not value:
-        return set()
     names = {k.strip() for k in value.split(",") if k.strip()}
     if "any" in names:
         return {k.value for k in DriftKind}
