@@ -82,3 +82,30 @@ def test_rules_judge_nothing_on_hosts_without_open_ports_or_services() -> None:
     assert nothing_to_judge(hosts, None)
     assert evaluate(hosts) == []
     assert not nothing_to_judge(hosts, {"waivers": []})
+
+
+def test_models_avoid_pydantic_s_slow_paths_at_import() -> None:
+    """Every model is built when a scan starts (scanner/model/base.py says why these two
+    matter): no string annotations to evaluate, no builtin default factory whose text
+    signature pydantic would parse."""
+    import importlib
+    import pkgutil
+
+    import pydantic
+
+    import scanner.model
+
+    checked = 0
+    for info in pkgutil.iter_modules(scanner.model.__path__):
+        module = importlib.import_module(f"scanner.model.{info.name}")
+        models = [v for v in vars(module).values() if isinstance(v, type)
+                  and issubclass(v, pydantic.BaseModel) and v.__module__ == module.__name__]
+        if not models:
+            continue
+        assert "annotations" not in vars(module), f"{module.__name__}: from __future__ import"
+        for model in models:
+            for name, field in model.model_fields.items():
+                factory = field.default_factory
+                assert factory not in (list, dict, set, tuple), f"{model.__name__}.{name}"
+                checked += 1
+    assert checked > 100
