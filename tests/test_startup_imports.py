@@ -21,7 +21,7 @@ HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "reques
          # the other commands' modules (scanner/cli/main.py loads a command when it runs)
          "scanner.cli.audit", "scanner.cli.central", "scanner.cli.jobs", "scanner.cli.sensor",
          "scanner.cli.rules", "scanner.cli.baselines", "scanner.cli.report", "scanner.cli.demo",
-         "scanner.cli.info",
+         "scanner.cli.info", "scanner.cli.history",
          # history's drift model, only with --fail-on-drift or a history
          "scanner.model.drift")
 
