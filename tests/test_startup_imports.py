@@ -6,6 +6,7 @@ real command, in a fresh interpreter."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -109,3 +110,23 @@ def test_models_avoid_pydantic_s_slow_paths_at_import() -> None:
                 assert factory not in (list, dict, set, tuple), f"{model.__name__}.{name}"
                 checked += 1
     assert checked > 100
+
+
+def test_the_command_line_skips_pydantic_plugin_discovery() -> None:
+    """pydantic would read every installed distribution's entry points when the first model
+    is built (scanner/cli/main.py); a user's own setting of the variable is kept."""
+    code = ("import os, sys\n"
+            "from pydantic.plugin import _loader\n"
+            "from scanner.cli.main import main\n"
+            "try:\n"
+            "    main(['scan', '127.0.0.1', '-p', sys.argv[1], '--format', 'json', '-q'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "sys.stderr.write(repr((_loader._plugins, os.environ.get('PYDANTIC_DISABLE_PLUGINS'))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    out = subprocess.run([sys.executable, "-c", code, str(closed_port())], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.stderr.strip().splitlines()[-1] == "(None, '__all__')"
+    out = subprocess.run([sys.executable, "-c", code, str(closed_port())], capture_output=True,
+                         text=True, timeout=120, env={**env, "PYDANTIC_DISABLE_PLUGINS": ""})
+    assert out.stderr.strip().splitlines()[-1] == "({}, '')"
