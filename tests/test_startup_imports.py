@@ -122,7 +122,8 @@ def test_the_command_line_skips_pydantic_plugin_discovery() -> None:
             "    main(['scan', '127.0.0.1', '-p', sys.argv[1], '--format', 'json', '-q'])\n"
             "except SystemExit:\n"
             "    pass\n"
-            "sys.stderr.write(repr((_loader._plugins, os.environ.get('PYDANTIC_DISABLE_PLUGINS'))))\n")
+            "setting = os.environ.get('PYDANTIC_DISABLE_PLUGINS')\n"
+            "sys.stderr.write(repr((_loader._plugins, setting)))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     out = subprocess.run([sys.executable, "-c", code, str(closed_port())], capture_output=True,
                          text=True, timeout=120, env=env)
