@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import click
 import pytest
 
 
@@ -111,3 +112,21 @@ def test_targets_file_and_exclude(tmp_path, closed_port: int) -> None:  # type: 
               "--format", "json")
     assert out.returncode == 0
     assert [h["address"] for h in json.loads(out.stdout)["hosts"]] == ["127.0.0.1"]
+
+
+def test_help_lists_every_command_with_its_short_help() -> None:
+    """Commands load lazily (scanner/cli/main.py); --help still names each one with the first
+    line of its help, and each name leads to the command of that name."""
+    from click.testing import CliRunner
+
+    from scanner.cli.main import COMMANDS, main
+
+    out = CliRunner().invoke(main, ["--help"])
+    assert out.exit_code == 0
+    listed = out.output.split("Commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in listed] == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = main.get_command(click.Context(main), name)
+        assert command is not None and command.name == name
+        line = next(x for x in listed if x.split()[0] == name)
+        assert line.split(None, 1)[1][:20] == command.get_short_help_str(200)[:20]

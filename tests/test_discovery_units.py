@@ -31,6 +31,42 @@ def test_loopback_and_none_need_no_discovery() -> None:
 
 
 @pytest.mark.usefixtures("topology")
+def test_privilege_is_checked_only_when_the_choice_depends_on_it() -> None:
+    """The check opens a packet socket (8-20 ms as root): not for loopback or none."""
+    checks: list[int] = []
+
+    def raw() -> bool:
+        checks.append(1)
+        return True
+
+    assert discovery.plan(M.AUTO, ["127.0.0.1"], raw).used is M.NONE
+    assert discovery.plan(M.NONE, ["198.18.0.1"], raw).used is M.NONE
+    assert checks == []
+    assert discovery.plan(M.AUTO, ["198.18.0.1"], raw).used is M.ARP
+    assert checks == [1]
+
+
+def test_a_loopback_scan_opens_no_packet_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from probes import discovery as probes_discovery
+    from scanner.engine import discovery as engine_discovery
+    from scanner.model import ScanSettings, Timeouts
+
+    def refuse() -> bool:
+        raise AssertionError("raw_sockets_allowed() called for a loopback scan")
+
+    monkeypatch.setattr(engine_discovery, "raw_sockets_allowed", refuse)
+    monkeypatch.setattr(probes_discovery, "raw_sockets_allowed", refuse)
+    settings = ScanSettings(
+        targets=["127.0.0.1"], target_specs=["127.0.0.1"], ports=[9], max_concurrency=8,
+        per_host_connections=2, probe_spacing=0.0,
+        timeouts=Timeouts(connect=3, dicom=5, dimse=5, host=120))
+    info, found = asyncio.run(engine_discovery.run_discovery(settings, ["127.0.0.1"]))
+    assert info.used is M.NONE and found is None
+
+
+@pytest.mark.usefixtures("topology")
 def test_auto_picks_by_privilege_and_topology() -> None:
     local = discovery.plan(M.AUTO, ["198.18.0.1", "198.18.0.250"], raw=True)
     assert (local.used, local.arp, local.local) == (M.ARP, {"eth0": ["198.18.0.1"]},

@@ -6,6 +6,7 @@ real command, in a fresh interpreter."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,7 +18,13 @@ from scanner.rules.evaluate import evaluate
 
 HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "requests",
          "probes.dicom.client", "probes.tls", "probes.identify", "scanner.rules.evaluate",
-         "scanner.identify.host_analysis", "scanner.outputs.html_report")
+         "scanner.identify.host_analysis", "scanner.outputs.html_report",
+         # the other commands' modules (scanner/cli/main.py loads a command when it runs)
+         "scanner.cli.audit", "scanner.cli.central", "scanner.cli.jobs", "scanner.cli.sensor",
+         "scanner.cli.rules", "scanner.cli.baselines", "scanner.cli.report", "scanner.cli.demo",
+         "scanner.cli.info", "scanner.cli.history",
+         # history's drift model, only with --fail-on-drift or a history
+         "scanner.model.drift")
 
 RUN = """
 import json, sys
@@ -76,3 +83,51 @@ def test_rules_judge_nothing_on_hosts_without_open_ports_or_services() -> None:
     assert nothing_to_judge(hosts, None)
     assert evaluate(hosts) == []
     assert not nothing_to_judge(hosts, {"waivers": []})
+
+
+def test_models_avoid_pydantic_s_slow_paths_at_import() -> None:
+    """Every model is built when a scan starts (scanner/model/base.py says why these two
+    matter): no string annotations to evaluate, no builtin default factory whose text
+    signature pydantic would parse."""
+    import importlib
+    import pkgutil
+
+    import pydantic
+
+    import scanner.model
+
+    checked = 0
+    for info in pkgutil.iter_modules(scanner.model.__path__):
+        module = importlib.import_module(f"scanner.model.{info.name}")
+        models = [v for v in vars(module).values() if isinstance(v, type)
+                  and issubclass(v, pydantic.BaseModel) and v.__module__ == module.__name__]
+        if not models:
+            continue
+        assert "annotations" not in vars(module), f"{module.__name__}: from __future__ import"
+        for model in models:
+            for name, field in model.model_fields.items():
+                factory = field.default_factory
+                assert factory not in (list, dict, set, tuple), f"{model.__name__}.{name}"
+                checked += 1
+    assert checked > 100
+
+
+def test_the_command_line_skips_pydantic_plugin_discovery() -> None:
+    """pydantic would read every installed distribution's entry points when the first model
+    is built (scanner/cli/main.py); a user's own setting of the variable is kept."""
+    code = ("import os, sys\n"
+            "from pydantic.plugin import _loader\n"
+            "from scanner.cli.main import main\n"
+            "try:\n"
+            "    main(['scan', '127.0.0.1', '-p', sys.argv[1], '--format', 'json', '-q'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "setting = os.environ.get('PYDANTIC_DISABLE_PLUGINS')\n"
+            "sys.stderr.write(repr((_loader._plugins, setting)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    out = subprocess.run([sys.executable, "-c", code, str(closed_port())], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.stderr.strip().splitlines()[-1] == "(None, '__all__')"
+    out = subprocess.run([sys.executable, "-c", code, str(closed_port())], capture_output=True,
+                         text=True, timeout=120, env={**env, "PYDANTIC_DISABLE_PLUGINS": ""})
+    assert out.stderr.strip().splitlines()[-1] == "({}, '')"

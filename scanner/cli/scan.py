@@ -23,7 +23,7 @@ from scanner.cli.common import (
     say_discovery,
     writer_options,
 )
-from scanner.cli.history import begin_recording, finish_recording, scan_history_options
+from scanner.cli.recording import begin_recording, finish_recording, scan_history_options
 from scanner.cli.site import apply_site_config, site_options
 
 

@@ -204,7 +204,7 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
         for unit, text in units.items():
             click.echo(f"# --- {unit}\n{text}")
         return
-    from scanner.cli.history import write_text
+    from scanner.cli.recording import write_text
 
     Path(write_dir).mkdir(parents=True, exist_ok=True)
     for unit, text in units.items():

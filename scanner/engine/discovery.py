@@ -61,7 +61,7 @@ async def run_discovery(
     never closed empty.
     """
     started = time.perf_counter()
-    p = plan(settings.discovery, addresses, raw_sockets_allowed())
+    p = plan(settings.discovery, addresses, raw_sockets_allowed)
     found: dict[str, HostDiscovery] | None = None
     notify = on_alive or (lambda address, seen: None)
     if p.used is not M.NONE:

@@ -11,7 +11,7 @@ method that can. Both engines run the plan this module makes.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from probes.discovery import is_local_address, onlink_interface
@@ -36,12 +36,17 @@ def _is_loopback(address: str) -> bool:
     return ipaddress.ip_address(address).is_loopback
 
 
-def plan(requested: DiscoveryMethod, addresses: Sequence[str], raw: bool) -> Plan:
-    """Decide the method for every address (pure: privilege is passed in)."""
+def plan(requested: DiscoveryMethod, addresses: Sequence[str],
+         raw: bool | Callable[[], bool]) -> Plan:
+    """Decide the method for every address (pure: privilege is passed in, or a check of it
+    that runs only when the choice depends on it; opening a packet socket to find out
+    costs 8-20 ms as root, more than a whole closed-port scan of loopback)."""
     if requested is M.NONE:
         return Plan(requested, M.NONE, "--discovery none: every target is port-scanned")
     if all(_is_loopback(a) for a in addresses):
         return Plan(requested, M.NONE, "loopback targets need no discovery")
+    if callable(raw):
+        raw = raw()
     local = [a for a in addresses if is_local_address(a)]
     mine = set(local)  # built once: a /16 sweep must not be quadratic
     addresses = [a for a in addresses if a not in mine]

@@ -6,15 +6,13 @@ the outputs, so it lives at the bottom with the other models. Keys are the stabl
 device and a finding that comes back is the same finding.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 
-from scanner.model.base import Frozen
+from scanner.model.base import Frozen, empty_list
 
 
 class DriftKind(StrEnum):
@@ -78,7 +76,7 @@ class DriftChange(Frozen):
 class Drift(Frozen):
     old: ScanRef
     new: ScanRef
-    changes: list[DriftChange] = Field(default_factory=list)
+    changes: list[DriftChange] = Field(default_factory=empty_list)
 
     def kinds(self) -> set[DriftKind]:
         return {c.kind for c in self.changes}

@@ -6,8 +6,6 @@ No returned data is ever stored: only status codes, selected headers, the page
 title of ``/``, a product's self-declared name and version, and item counts.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field

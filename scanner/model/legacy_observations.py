@@ -1,12 +1,12 @@
 """Observations of the legacy-Windows services found on modality consoles: SMB, RDP and
 SNMP. What was sent and what came back, with no verdict (the rules judge)."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from scanner.model.base import empty_list
 
 
 class _Frozen(BaseModel):
@@ -33,9 +33,9 @@ class SmbNegotiation(_Frozen):
 
     kind: Literal["smb-negotiate"] = "smb-negotiate"
     answered: bool = Field(description="some NEGOTIATE got an SMB answer")
-    attempts: list[DialectAttempt] = Field(default_factory=list)
+    attempts: list[DialectAttempt] = Field(default_factory=empty_list)
     smb1_accepted: bool | None = Field(default=None, description="None when not measured")
-    dialects: list[str] = Field(default_factory=list, description="dialects accepted")
+    dialects: list[str] = Field(default_factory=empty_list, description="dialects accepted")
     signing_required: bool | None = Field(
         default=None, description="from a dialect at or below 3.0 (or SMB1 when it is the only one)"
     )
@@ -79,8 +79,8 @@ class RdpNegotiation(_Frozen):
 
     kind: Literal["rdp-negotiate"] = "rdp-negotiate"
     answered: bool
-    attempts: list[RdpAttempt] = Field(default_factory=list)
-    accepted: list[RdpProtocol] = Field(default_factory=list)
+    attempts: list[RdpAttempt] = Field(default_factory=empty_list)
+    accepted: list[RdpProtocol] = Field(default_factory=empty_list)
     nla_required: bool | None = Field(
         default=None, description="None when the answers did not settle it"
     )
@@ -101,7 +101,7 @@ class SnmpObservation(_Frozen):
     agent_answered: bool
     engine_id_hex: str | None = Field(default=None, description="the agent's snmpEngineID")
     enterprise: int | None = Field(default=None, description="IANA enterprise number in it")
-    communities_tried: list[SnmpCommunityAttempt] = Field(default_factory=list)
+    communities_tried: list[SnmpCommunityAttempt] = Field(default_factory=empty_list)
     community_accepted: str | None = None
     sys_descr: str | None = Field(default=None, description="sysDescr.0 as the agent gave it")
     intrusive: bool = Field(description="whether community strings were tried")

@@ -6,12 +6,12 @@ them apart without guessing, and new probes add a type here without touching
 the others.
 """
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from scanner.model.base import empty_list
 
 
 class _Frozen(BaseModel):
@@ -59,8 +59,8 @@ class PeerIdentity(_Frozen):
     implementation_version_name: str | None = None
     max_pdu_length: int | None = None
     async_ops_window: tuple[int, int] | None = None
-    role_selection: list[str] = Field(default_factory=list)
-    extended_negotiation: list[str] = Field(default_factory=list)
+    role_selection: list[str] = Field(default_factory=empty_list)
+    extended_negotiation: list[str] = Field(default_factory=empty_list)
 
 
 class ContextResult(_Frozen):
@@ -89,7 +89,7 @@ class Association(_Frozen):
     reject: RejectInfo | None = None
     abort: AbortInfo | None = None
     peer: PeerIdentity | None = None
-    contexts: list[ContextResult] = Field(default_factory=list)
+    contexts: list[ContextResult] = Field(default_factory=empty_list)
     first_bytes_hex: str | None = None
     released: bool | None = Field(
         default=None, description="true when an accepted association ended with A-RELEASE-RP"
@@ -140,10 +140,10 @@ class Fingerprint(_Frozen):
     version: str | None
     vendor: str | None = None
     confidence: str = Field(description="high, medium or low")
-    matched_by: list[str] = Field(default_factory=list)
+    matched_by: list[str] = Field(default_factory=empty_list)
     source: str | None = None
     honeypot_suspected: bool = False
-    honeypot_reasons: list[str] = Field(default_factory=list)
+    honeypot_reasons: list[str] = Field(default_factory=empty_list)
 
 
 class NmapService(_Frozen):
@@ -154,7 +154,7 @@ class NmapService(_Frozen):
     product: str | None = None
     version: str | None = None
     extrainfo: str | None = None
-    cpe: list[str] = Field(default_factory=list)
+    cpe: list[str] = Field(default_factory=empty_list)
     reason: str = Field(default="", description="nmap's reason for the port state")
 
 

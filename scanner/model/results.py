@@ -6,8 +6,6 @@ through JSON: a job can be handed to another site's scanner and its result
 read back without loss. The field names are the stable JSON contract.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from scanner import __version__
-from scanner.model.base import Frozen
+from scanner.model.base import Frozen, empty_dict, empty_list
 from scanner.model.identity import device_id, finding_id
 from scanner.model.observations import Confidence, Observation
 from scanner.model.settings import DiscoveryMethod, EngineName, ProfileName
@@ -84,7 +82,7 @@ class Service(Frozen):
     tls: bool = False
     product: str | None = None
     version: str | None = None
-    observations: list[Observation] = Field(default_factory=list)
+    observations: list[Observation] = Field(default_factory=empty_list)
 
 
 def _absent(value: Any) -> bool:
@@ -106,14 +104,15 @@ class Host(Frozen):
     )
     discovery: HostDiscovery | None = None
     vendors: list[VendorIdentity] = Field(
-        default_factory=list, description="vendors the disclosed evidence points to, best first"
+        default_factory=empty_list,
+        description="vendors the disclosed evidence points to, best first",
     )
     role: str | None = Field(default=None, description="guessed device role")
     role_confidence: float | None = None
-    role_reasons: list[str] = Field(default_factory=list)
-    ports: list[PortObservation] = Field(default_factory=list)
-    services: list[Service] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list)
+    role_reasons: list[str] = Field(default_factory=empty_list)
+    ports: list[PortObservation] = Field(default_factory=empty_list)
+    services: list[Service] = Field(default_factory=empty_list)
+    errors: list[str] = Field(default_factory=empty_list)
     first_seen: datetime | None = Field(
         default=None, exclude_if=_absent,
         description="start of the first stored scan (of the same job) in which the device "
@@ -144,9 +143,9 @@ class Finding(Frozen):
     host: str
     port: int | None = None
     title: str
-    evidence: dict[str, JsonValue] = Field(default_factory=dict)
+    evidence: dict[str, JsonValue] = Field(default_factory=empty_dict)
     remediation: str = ""
-    references: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=empty_list)
     confidence: Confidence = Confidence.CONFIRMED
     first_seen: datetime | None = Field(
         default=None, exclude_if=_absent,
@@ -172,7 +171,7 @@ class Finding(Frozen):
             data = {**data, "device_id": device}
         return data
 
-    def on_device(self, device: str) -> Finding:
+    def on_device(self, device: str) -> "Finding":
         """This finding with its identity taken from the device's ID (MAC where known)."""
         baseline = self.evidence.get("baseline")
         fid = finding_id(self.rule_id, device, self.port,
@@ -194,7 +193,7 @@ class DiscoveryInfo(Frozen):
     why: str
     probed: int = Field(description="addresses probed")
     alive: int = Field(description="addresses found alive and then port-scanned")
-    notes: list[str] = Field(default_factory=list, description="methods skipped and why")
+    notes: list[str] = Field(default_factory=empty_list, description="methods skipped and why")
     elapsed_ms: float
 
 
@@ -229,13 +228,13 @@ class ScanMeta(Frozen):
     targets: list[str]
     profile: ProfileName
     ports: list[int]
-    udp_ports: list[int] = Field(default_factory=list)
+    udp_ports: list[int] = Field(default_factory=empty_list)
     interrupted: bool = False
-    errors: list[ScanError] = Field(default_factory=list)
+    errors: list[ScanError] = Field(default_factory=empty_list)
     engine: EngineName = EngineName.EMBEDDED
     discovery: DiscoveryInfo | None = None
     skipped: list[SkippedTarget] = Field(
-        default_factory=list, description="do-not-probe targets left alone, and why"
+        default_factory=empty_list, description="do-not-probe targets left alone, and why"
     )
     max_rate: float | None = Field(default=None, description="new connections/s cap used")
     quiet: QuietHosts | None = Field(

@@ -1,15 +1,13 @@
 """A scan job's input: settings that are complete, serialisable and free of process
 state, so a job can be handed to another site's scanner."""
 
-from __future__ import annotations
-
 import uuid
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 
-from scanner.model.base import Frozen
+from scanner.model.base import Frozen, empty_dict, empty_list
 
 
 def _random_ae(prefix: str) -> str:
@@ -66,11 +64,11 @@ class ScanSettings(Frozen):
     targets: list[str] = Field(description="addresses to scan, already expanded and checked")
     target_specs: list[str] = Field(description="targets as the user gave them")
     hostnames: dict[str, str] = Field(
-        default_factory=dict, description="address -> name the user gave"
+        default_factory=empty_dict, description="address -> name the user gave"
     )
     ports: list[int] = Field(description="TCP ports")
     udp_ports: list[int] = Field(
-        default_factory=list, description="UDP ports (U: in the port list); 161 gets SNMP"
+        default_factory=empty_list, description="UDP ports (U: in the port list); 161 gets SNMP"
     )
     profile: ProfileName = ProfileName.SAFE
     max_concurrency: int = Field(gt=0)
@@ -78,7 +76,7 @@ class ScanSettings(Frozen):
     probe_spacing: float = Field(ge=0, description="seconds between connection starts per host")
     timeouts: Timeouts
     calling_ae: str = Field(default="DICOMSCAN", description="AE title the scanner presents")
-    ae_titles: list[str] = Field(default_factory=list, description="known AE titles to try")
+    ae_titles: list[str] = Field(default_factory=empty_list, description="known AE titles to try")
     random_called_ae: str = Field(
         default_factory=lambda: _random_ae("DSCN"),
         description="a called AE title no device has: tests called AE enforcement",
@@ -92,19 +90,19 @@ class ScanSettings(Frozen):
         description="Study Instance UID that matches nothing, for authorisation tests",
     )
     ae_guess: bool = False
-    ae_wordlist: list[str] = Field(default_factory=list)
+    ae_wordlist: list[str] = Field(default_factory=empty_list)
     intrusive: bool = False
     client_cert: str | None = Field(default=None, description="PEM file for mutual TLS")
     client_key: str | None = Field(default=None, description="its key file (never logged)")
     ca: str | None = Field(default=None, description="CA bundle to check server certificates")
     allow_public: bool = False
     scope: list[str] = Field(
-        default_factory=list, description="networks every target must lie in (checked again "
+        default_factory=empty_list, description="networks every target must lie in (checked again "
         "by the job before any packet)"
     )
     max_addresses: int = Field(default=65536, gt=0, description="size guard on the targets")
     do_not_probe: list[DoNotProbe] = Field(
-        default_factory=list, description="never sent a packet, in any phase"
+        default_factory=empty_list, description="never sent a packet, in any phase"
     )
     max_rate: float = Field(
         default=0, ge=0, description="new connections per second across the scan; 0: no cap"

@@ -4,13 +4,13 @@ Kept apart from ``scanner.model.observations`` (which adds these classes to its
 ``Observation`` union) and importing nothing from it, so there is no import cycle.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from scanner.model.base import empty_list
 
 
 class _Frozen(BaseModel):
@@ -35,7 +35,7 @@ class CipherSuite(_Frozen):
     bits: int
     mode: str = Field(description="aead, cbc, stream or null")
     weaknesses: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="null-cipher, export, rc4, des, 3des, anonymous, no-forward-secrecy, "
         "below-112-bit, cbc, dhe, md5-mac",
     )
@@ -55,7 +55,7 @@ class TlsVersion(_Frozen):
     alert_text: str | None = None
     detail: str = ""
     suites: list[CipherSuite] = Field(
-        default_factory=list, description="accepted suites in the order the server chose them"
+        default_factory=empty_list, description="accepted suites in the order the server chose them"
     )
     enumeration_complete: bool = Field(
         default=False, description="the last offer ended in 'no shared suite', so the list is full"
@@ -73,7 +73,7 @@ class TlsCertificate(_Frozen):
     subject: str
     issuer: str
     serial: str
-    sans: list[str] = Field(default_factory=list)
+    sans: list[str] = Field(default_factory=empty_list)
     not_before: datetime
     not_after: datetime
     days_left: int
@@ -91,7 +91,7 @@ class TlsCertificate(_Frozen):
         default=None, description="hex; how vendors publish their default certificates"
     )
     chain_length: int = 1
-    chain_subjects: list[str] = Field(default_factory=list)
+    chain_subjects: list[str] = Field(default_factory=empty_list)
     ca_verified: bool | None = Field(
         default=None, description="chains to the --ca bundle (None when no bundle was given)"
     )
@@ -126,10 +126,10 @@ class ProfileCheck(_Frozen):
     name: str
     current: bool = Field(description="false for retired profiles")
     conforms: bool
-    reasons: list[str] = Field(default_factory=list, description="why it does not conform")
-    notes: list[str] = Field(default_factory=list, description="SHOULD-level deviations")
+    reasons: list[str] = Field(default_factory=empty_list, description="why it does not conform")
+    notes: list[str] = Field(default_factory=empty_list, description="SHOULD-level deviations")
     unmeasured: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="what the profile depends on but was not measured; never claimed then",
     )
 
@@ -142,8 +142,8 @@ class TlsSummary(_Frozen):
     outcome: str = Field(description="tls, not-tls, closed, no-answer or error")
     detail: str = ""
     first_bytes_hex: str | None = None
-    versions_accepted: list[str] = Field(default_factory=list)
-    versions_tested: list[str] = Field(default_factory=list)
+    versions_accepted: list[str] = Field(default_factory=empty_list)
+    versions_tested: list[str] = Field(default_factory=empty_list)
     client_cert_requested: bool | None = None
     client_cert_required: bool | None = Field(
         default=None, description="a handshake without a client certificate was refused"
@@ -151,7 +151,7 @@ class TlsSummary(_Frozen):
     dicom_inside: bool | None = Field(
         default=None, description="an A-ASSOCIATE-RQ sent inside TLS got a DICOM answer"
     )
-    profiles: list[ProfileCheck] = Field(default_factory=list)
+    profiles: list[ProfileCheck] = Field(default_factory=empty_list)
     best_profile: str | None = Field(
         default=None, description="most current DICOM TLS profile the observations conform to"
     )

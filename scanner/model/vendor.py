@@ -1,12 +1,10 @@
 """Which vendor made a device, from what it disclosed, each piece with its source."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 
 from pydantic import Field
 
-from scanner.model.base import Frozen
+from scanner.model.base import Frozen, empty_list
 
 
 class VendorEvidenceKind(StrEnum):
@@ -29,4 +27,4 @@ class VendorIdentity(Frozen):
     family: str | None = Field(default=None, description="product family, when evidence allows")
     confidence: str = Field(description="high, medium or low: the best evidence, high when "
                             "two kinds of evidence agree")
-    evidence: list[VendorEvidence] = Field(default_factory=list)
+    evidence: list[VendorEvidence] = Field(default_factory=empty_list)

@@ -1,0 +1,188 @@
+"""The scan command's ``--history``/``--job``: the scan is recorded as running before it
+starts and stored whole when it ends, with the drift since the job's previous complete scan.
+
+Kept apart from the ``history`` and ``diff`` commands (``scanner/cli/history.py``) so a
+scan loads only this; the store itself (SQLAlchemy) loads only when a history is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from scanner.cli.common import (
+    EXIT_FAILED,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+)
+
+if TYPE_CHECKING:
+    from scanner.history.store import HistoryStore
+    from scanner.model import ScanResult, ScanSettings
+    from scanner.model.drift import Drift
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HISTORY_HELP = ("History store: a SQLite file path or a database URL "
+                "(postgresql://user@host/db). Default: history.sqlite in the user's data "
+                "directory.")
+
+
+def history_option(func: F) -> F:
+    return click.option("--history", "history", metavar="PATH|URL", help=HISTORY_HELP)(func)
+
+
+def check_kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    drift_kinds(value)
+    return value
+
+
+FAIL_ON_DRIFT_HELP = ("Exit 1 when a change of these kinds is found: comma-separated, or "
+                      "'any'. Kinds: device-appeared, device-vanished, port-opened, "
+                      "port-closed, service-changed, tls-changed, ae-policy-changed, "
+                      "operations-changed, finding-new, finding-resolved, finding-reopened.")
+
+
+def scan_history_options(func: F) -> F:
+    """The scan command's history options: where to store, and drift since the last scan."""
+    func = click.option("--drift-output", type=click.Path(dir_okay=False),
+                        metavar="[FORMAT:]FILE",
+                        help="With --job: write the drift since the job's previous complete "
+                             "scan here as events: jsonl (event_type: drift), ocsf or cef; "
+                             "FORMAT: or the ending (.ocsf.json, .cef) chooses, else jsonl. "
+                             "With --syslog the drift is also sent there as CEF.")(func)
+    func = click.option("--fail-on-drift", metavar="KINDS", callback=check_kinds,
+                        help="With --job: " + FAIL_ON_DRIFT_HELP)(func)
+    return history_option(func)
+
+
+def open_store(location: str | None) -> HistoryStore:
+    from scanner.history.store import HistoryError, HistoryStore
+
+    try:
+        return HistoryStore.open(location)
+    except HistoryError as exc:
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def write_text(text: str, output: str | None) -> None:
+    """To stdout, or atomically to a file (a reader never sees half a report)."""
+    from scanner.outputs.files import write_atomic
+
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomic(output, text)
+    except OSError as exc:
+        raise click.FileError(output, str(exc)) from None
+
+
+# --- the scan command's hook ------------------------------------------------------------
+
+
+def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStore | None:
+    """With --history or --job: the store, after recording this scan as running."""
+    if not opts.get("history") and not opts.get("job"):
+        return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    store = open_store(opts.get("history"))
+    try:
+        store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
+                    settings.profile.value)
+    except SQLAlchemyError as exc:  # no scan without its trace: say so before any packet
+        click.echo(f"dicomscan: history: cannot record the scan: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    return store
+
+
+def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted: bool,
+                     opts: dict[str, Any]) -> tuple[ScanResult, int]:
+    """Store the result, then the drift since the job's previous complete scan (drift
+    outputs, --fail-on-drift). Returns the result with first and last seen from the
+    history (for every output), and 1 when drift of a failing kind was found, else 0.
+    If the store fails the report is still written (the scan stays 'running', i.e.
+    partial, in the history) and the failure is said on stderr."""
+    if store is None:  # no history: none of its machinery is imported (start-up time)
+        return result, EXIT_OK
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scanner.history.timeline import with_seen
+
+    try:
+        store.record(result, opts.get("job"), interrupted)
+        result = with_seen(store, result, opts.get("job"))
+        if interrupted or result.scan.interrupted or not opts.get("job"):
+            return result, EXIT_OK
+        return result, _drift_after_scan(store, result.scan.id, opts)
+    except SQLAlchemyError as exc:
+        click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
+                   err=True)
+        return result, EXIT_OK
+    finally:
+        store.close()
+
+
+def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -> int:
+    from scanner.history.timeline import stored_drift
+    from scanner.outputs.registry import DRIFT_WRITERS, drift_file
+
+    kinds, output = drift_kinds(opts.get("fail_on_drift")), opts.get("drift_output")
+    if not kinds and not output and not opts.get("syslog"):
+        return EXIT_OK
+    now = store.find(scan_id)
+    earlier = [s for s in store.scans(opts["job"], complete_only=True)
+               if s.started_at < now.started_at]
+    if not earlier:
+        click.echo(f"dicomscan: drift: first complete scan of job {opts['job']}, nothing "
+                   "to compare with", err=True)
+        return EXIT_OK
+    drift = stored_drift(store, earlier[0].scan_id, scan_id, opts["job"])
+    if output:
+        fmt, path = drift_file(output)
+        write_text(DRIFT_WRITERS[fmt](drift), path)
+    click.echo(f"dicomscan: drift since {earlier[0].scan_id[:8]}: {len(drift.changes)} "
+               "change(s)", err=True)
+    sent = send_drift_syslog(drift, opts.get("syslog"), opts.get("syslog_ca"))
+    found = {c.kind.value for c in drift.changes} & kinds
+    if found:
+        click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
+    return EXIT_FINDINGS if found else EXIT_OK if sent else EXIT_OUTPUT
+
+
+def send_drift_syslog(drift: Drift, url: str | None, ca_file: str | None) -> bool:
+    """Each change as CEF over syslog, if a URL is given; False (said) when it failed."""
+    if not url or not drift.changes:
+        return True
+    from scanner.outputs.syslog import SyslogError, send_drift
+
+    try:
+        sent = send_drift(drift, url, ca_file=ca_file)
+    except SyslogError as exc:
+        click.echo(f"dicomscan: syslog: {exc}; drift not sent", err=True)
+        return False
+    click.echo(f"dicomscan: syslog: sent {sent} drift event(s) to {url}", err=True)
+    return True
+
+
+def drift_kinds(value: str | None) -> set[str]:
+    if not value:  # before the import: the scan calls this for every run (start-up time)
+        return set()
+    from scanner.model.drift import DriftKind
+
+    names = {k.strip() for k in value.split(",") if k.strip()}
+    if "any" in names:
+        return {k.value for k in DriftKind}
+    unknown = names - {k.value for k in DriftKind}
+    if unknown:
+        raise click.BadParameter(f"unknown drift kind(s): {', '.join(sorted(unknown))}; "
+                                 f"kinds: {', '.join(k.value for k in DriftKind)}, any",
+                                 param_hint="--fail-on-drift")
+    return names
