@@ -22,6 +22,7 @@ import asyncio
 import functools
 import os
 import socket
+import sys
 from collections.abc import Callable
 
 from probes import sweep, sweep_remote
@@ -43,6 +44,7 @@ MAX_HELPERS = 3
 def helpers_for(settings: ScanSettings) -> int:
     """How many sweep helper processes a job uses (0: the scan sweeps alone)."""
     if (settings.engine is not EngineName.EMBEDDED or not sweep.AVAILABLE
+            or not sys.executable  # an embedded interpreter: no python to start
             or len(settings.targets) * len(settings.ports) < HELPER_MIN_CONNECTS
             or 0 < settings.max_rate < HELPER_MIN_RATE):
         return 0
