@@ -22,17 +22,10 @@ from probes.sweep_core import Attempt
 from scanner.engine import job as job_module
 from scanner.engine.job import ScanJob
 from scanner.engine.settings import build_settings
+from scanner.lab.process import free_port
 from scanner.model import PortState, ScanResult
 
 pytestmark = pytest.mark.skipif(not sweep.AVAILABLE, reason="epoll is Linux only")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @dataclass
