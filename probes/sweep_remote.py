@@ -161,14 +161,15 @@ class RemoteSweep:
                 for fd in fds[1:]:  # never more than one is sent; close any stray
                     socket.close(fd)
                 try:
-                    _, host, port, rtt = message.decode().split(" ")
+                    _, host, port_text, rtt_text = message.decode().split(" ")
                     self._known(host)
+                    port, rtt = int(port_text), float(rtt_text)
                     opened = socket.socket(fileno=fds[0])
                 except Exception:
                     for fd in fds[:1]:
                         socket.close(fd)
                     raise
-                self._on_open(host, int(port), opened, float(rtt))
+                self._on_open(host, port, opened, rtt)
             elif kind == b"D":
                 for line in message[2:].decode().split("\n"):
                     self._done(line)
