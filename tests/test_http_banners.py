@@ -77,7 +77,7 @@ def _daemon(argv: list[str], port: int) -> Iterator[int]:
             proc.terminate()
             _, err = proc.communicate(timeout=10)
             raise RuntimeError(f"{argv[0]} on port {port} did not answer ({exc}); exit "
-                               f"{proc.returncode}: {err.decode(errors='replace')[-500:]}")
+                               f"{proc.returncode}: {err.decode(errors='replace')[-500:]}") from exc
         yield port
     finally:
         proc.terminate()
