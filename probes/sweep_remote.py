@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probes.sweep import OnOpen
-from probes.sweep_core import Attempt, OnDone, OnQuiet
+from probes.sweep_core import CLOSED, FILTERED, OPEN, Attempt, OnDone, OnQuiet
 from probes.sweep_worker import pack_lines
 
 WORKER = Path(__file__).with_name("sweep_worker.py")
 LOG = logging.getLogger("dicomscan")
+STATES = {OPEN, CLOSED, FILTERED}
 OnLost = Callable[[list[tuple[str, tuple[tuple[int, ...], bool]]]], None]
 
 
@@ -135,6 +136,16 @@ class RemoteSweep:
 
     # ------------------------------------------------------------------ receiving
     def _read(self) -> None:
+        try:
+            self._receive()
+        except Exception as exc:  # a record that does not parse: the helper is not trusted
+            LOG.warning("sweep helper sent what could not be read (%s: %s); stopping it",
+                        type(exc).__name__, exc)
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._lost()
+
+    def _receive(self) -> None:
         while True:
             try:
                 message, fds, _, _ = socket.recv_fds(self._sock, 1 << 17, 4)
@@ -147,29 +158,49 @@ class RemoteSweep:
                 return
             kind = message[:1]
             if kind == b"O":
-                _, host, port, rtt = message.decode().split(" ")
                 for fd in fds[1:]:  # never more than one is sent; close any stray
                     socket.close(fd)
-                self._on_open(host, int(port), socket.socket(fileno=fds[0]), float(rtt))
+                try:
+                    _, host, port_text, rtt_text = message.decode().split(" ")
+                    self._known(host)
+                    port, rtt = int(port_text), float(rtt_text)
+                    opened = socket.socket(fileno=fds[0])
+                except Exception:
+                    for fd in fds[:1]:
+                        socket.close(fd)
+                    raise
+                self._on_open(host, port, opened, rtt)
             elif kind == b"D":
                 for line in message[2:].decode().split("\n"):
                     self._done(line)
             elif kind == b"Q":
                 for line in message[2:].decode().split("\n"):
                     host, refused = line.split("\t")
-                    self._outstanding.pop(host, None)
+                    self._known(host)
+                    del self._outstanding[host]
                     self._on_quiet(host, refused == "1")
             elif kind == b"E":
                 self._end()
                 return
 
+    def _known(self, host: str) -> None:
+        """Only a host this helper was given, and not yet reported done, may be named."""
+        if host not in self._outstanding:
+            raise ValueError(f"a host it was not given, or already reported: {host[:60]!r}")
+
     def _done(self, line: str) -> None:
         host, *fields = line.split("\t")
+        self._known(host)
+        ports = set(self._outstanding[host][0])
         attempts: list[Attempt] = []
         for item in fields:
             port, state, rtt, reason = item.split("|", 3)
+            if int(port) not in ports or state not in STATES:
+                raise ValueError(f"an outcome it cannot have: {item[:60]!r}")
             attempts.append((int(port), state, reason, float(rtt) if rtt else None))
-        self._outstanding.pop(host, None)
+        if len(attempts) != len(ports):
+            raise ValueError(f"{len(attempts)} outcomes for {len(ports)} ports")
+        del self._outstanding[host]
         self._on_done(host, attempts)
 
     def _end(self) -> None:
@@ -183,6 +214,8 @@ class RemoteSweep:
         left, self._outstanding = list(self._outstanding.items()), {}
         if left:
             self._on_lost(left)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(0.5)  # its end of the socket is closed: it is exiting
             code = self._proc.poll()
             why = ""
             if code is not None and self._proc.stderr is not None:

@@ -71,7 +71,13 @@ def _wait_banner(port: int, timeout: float = 10.0) -> bytes:
 def _daemon(argv: list[str], port: int) -> Iterator[int]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_banner(port)
+        try:
+            _wait_banner(port)
+        except OSError as exc:  # say why the daemon is not there, not only that
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+            raise RuntimeError(f"{argv[0]} on port {port} did not answer ({exc}); exit "
+                               f"{proc.returncode}: {err.decode(errors='replace')[-500:]}") from exc
         yield port
     finally:
         proc.terminate()

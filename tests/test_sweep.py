@@ -196,16 +196,23 @@ def test_the_scan_keeps_only_its_share_of_the_rate(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("peer", [HOSTS[:8]], indirect=True)
-@pytest.mark.parametrize("helper", ["alive", "dies"])
+@pytest.mark.parametrize("helper", ["alive", "dies", "garbles"])
 def test_a_large_sweep_counts_quiet_hosts_and_a_dead_helper_costs_none(
         peer: Peer, helper: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     """A scan of more than 256 addresses: the helper counts its quiet hosts itself (Q
-    records); one that dies at once hands every host back to the scan."""
-    if helper == "dies":
-        dead = tmp_path / "dead_worker.py"
-        dead.write_text("import sys\nsys.exit(3)\n")
-        monkeypatch.setattr(sweep_remote, "WORKER", dead)
+    records); one that dies at once, or sends what does not parse, hands every host back
+    to the scan."""
+    scripts = {
+        "dies": "import sys\nsys.exit(3)\n",
+        "garbles": ("import socket, sys, time\n"
+                    "s = socket.socket(fileno=int(sys.argv[1]))\n"
+                    "s.recv(65536)\ns.send(b'D no tabs here')\ntime.sleep(30)\n"),
+    }
+    if helper in scripts:
+        fake = tmp_path / "fake_worker.py"
+        fake.write_text(scripts[helper])
+        monkeypatch.setattr(sweep_remote, "WORKER", fake)
     monkeypatch.setattr(job_module, "helpers_for", lambda settings: 1)
     result = run_job("127.0.21.0/23", str(peer.port))
     found = sorted(h.address for h in result.hosts
@@ -214,6 +221,7 @@ def test_a_large_sweep_counts_quiet_hosts_and_a_dead_helper_costs_none(
     assert result.scan.quiet is not None
     assert result.scan.quiet.hosts + len(result.hosts) == 510  # every address accounted for
     assert ("sweep helper ended early (exit 3)" in caplog.text) == (helper == "dies")
+    assert ("could not be read (ValueError" in caplog.text) == (helper == "garbles")
 
 
 def test_per_host_cap_and_spacing_in_the_sweep() -> None:

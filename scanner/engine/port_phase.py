@@ -39,12 +39,16 @@ Handoff = dict[tuple[str, int], tuple[PortObservation, ServiceState]]
 HELPER_MIN_CONNECTS = 4096
 HELPER_MIN_RATE = 20_000.0
 MAX_HELPERS = 3
+# A host's outcomes travel to the scan as one record (about 60 bytes a port): more ports
+# than this and a record could outgrow the helper's messages.
+HELPER_MAX_PORTS = 1024
 
 
 def helpers_for(settings: ScanSettings) -> int:
     """How many sweep helper processes a job uses (0: the scan sweeps alone)."""
     if (settings.engine is not EngineName.EMBEDDED or not sweep.AVAILABLE
             or not sys.executable  # an embedded interpreter: no python to start
+            or len(settings.ports) > HELPER_MAX_PORTS
             or len(settings.targets) * len(settings.ports) < HELPER_MIN_CONNECTS
             or 0 < settings.max_rate < HELPER_MIN_RATE):
         return 0
