@@ -322,3 +322,19 @@ def test_without_epoll_each_port_is_connected_on_its_own(
         assert states == {peer.port: (PortState.OPEN, "connected"),
                           closed: (PortState.CLOSED, "connection refused")}
     assert {peer.first[h][:1] for h in HOSTS[:2]} == {b"\x01"}
+
+
+@pytest.mark.parametrize("peer", [HOSTS[:2]], indirect=True)
+def test_a_helper_that_cannot_start_leaves_the_scan_to_sweep_alone(
+        peer: Peer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sweep_remote.subprocess, "Popen", no_process)
+    monkeypatch.setattr(job_module, "helpers_for", lambda settings: 1)
+    result = run_job("127.0.21.1-2", str(peer.port))
+    assert sorted(h.address for h in result.hosts
+                  if any(p.state is PortState.OPEN for p in h.ports)) == HOSTS[:2]
+    assert "sweep helper could not start" in caplog.text

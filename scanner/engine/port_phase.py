@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import socket
 import sys
@@ -31,6 +32,7 @@ from probes.ports import adopt, probe_port
 from scanner.engine.rate import LATE
 from scanner.model import EngineName, PortObservation, PortState, ScanSettings, utcnow
 
+LOG = logging.getLogger("dicomscan")
 METHOD = "tcp-connect"
 Handoff = dict[tuple[str, int], tuple[PortObservation, ServiceState]]
 # Helper processes pay only for large sweeps at a high rate: below these one CPU keeps
@@ -86,14 +88,19 @@ class PortPhase:
         share = slots.total // (helpers + 1)
         self._remotes: list[sweep_remote.RemoteSweep] = []
         for index in range(1, helpers + 1):  # index: the sweeper's place in _sweepers
-            self._remotes.append(sweep_remote.RemoteSweep(
-                timeout=settings.timeouts.connect, slots=share,
-                per_host=settings.per_host_connections, spacing=settings.probe_spacing,
-                rate=settings.max_rate / (helpers + 1), late=LATE,
-                on_open=functools.partial(self._opened, index), on_done=self._done,
-                on_quiet=self._quiet, on_lost=self._lost,
-            ))
-        slots.set_aside(share * helpers)
+            try:
+                self._remotes.append(sweep_remote.RemoteSweep(
+                    timeout=settings.timeouts.connect, slots=share,
+                    per_host=settings.per_host_connections, spacing=settings.probe_spacing,
+                    rate=settings.max_rate / (helpers + 1), late=LATE,
+                    on_open=functools.partial(self._opened, index), on_done=self._done,
+                    on_quiet=self._quiet, on_lost=self._lost,
+                ))
+            except OSError as exc:  # no process to be had: fewer helpers (rates stay cut)
+                LOG.warning("sweep helper could not start (%s); sweeping with %d", exc,
+                            len(self._remotes))
+                break
+        slots.set_aside(share * len(self._remotes))
         self._sweep = sweep.Sweep(
             timeout=settings.timeouts.connect, slots=slots,
             per_host=settings.per_host_connections, spacing=settings.probe_spacing,
