@@ -55,6 +55,7 @@ def pack_lines(kind: bytes, lines: list[str]) -> list[bytes]:
 
 def serve(ctrl: socket.socket) -> None:
     config = json.loads(ctrl.recv(1 << 16)[2:])
+    # As the engine's raise_fd_limit does; this file may import the standard library only.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = config["slots"] + 64  # its share of the connections, and some to spare
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -66,7 +67,11 @@ def serve(ctrl: socket.socket) -> None:
     quiet: list[str] = []
 
     def opened(host: str, port: int, sock: _socket.socket, rtt: float) -> None:
-        socket.send_fds(ctrl, [f"O {host} {port} {rtt:.3f}".encode()], [sock.fileno()])
+        ctrl.setblocking(True)  # a full buffer waits for the scan to read, as D records do
+        try:
+            socket.send_fds(ctrl, [f"O {host} {port} {rtt:.3f}".encode()], [sock.fileno()])
+        finally:
+            ctrl.setblocking(False)
         sock.close()  # the scan has its own descriptor now
 
     def finished(host: str, attempts: list[sweep_core.Attempt]) -> None:
