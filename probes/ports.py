@@ -22,7 +22,6 @@ from scanner.model import PortObservation, PortState, utcnow
 METHOD = "tcp-connect"
 
 
-
 @dataclass
 class OpenConnection:
     """A connected stream pair that the next probe takes over."""
