@@ -89,6 +89,8 @@ def sshd() -> Iterator[int]:
     with tempfile.TemporaryDirectory(prefix="dicomscan-sshd-") as tmp:
         key = Path(tmp) / "host_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        config = Path(tmp) / "sshd_config"
+        config.write_text("")  # nothing but the options below
         port = free_port()
         argv = [
             str(Path(SSHD).resolve()),
@@ -103,7 +105,7 @@ def sshd() -> Iterator[int]:
             "-h",
             str(key),
             "-f",
-            "/dev/null",
+            str(config),
         ]
         if os.geteuid() == 0:  # no privilege-separation user needed when not root
             shutil.chown(tmp, "nobody")

@@ -174,3 +174,32 @@ def test_a_real_scan_writes_every_format_and_keeps_finding_ids(tmp_path: Path) -
             for event in events:
                 assert_valid(event)
     assert ids[0] == ids[1]
+
+
+def test_a_device_pipe_or_link_is_written_to_never_renamed_over(tmp_path: Path) -> None:
+    """`-o /dev/null` as root once replaced the machine's /dev/null with a plain file: an
+    output path that is a device or a pipe is written to as it is; a link keeps pointing
+    at its (replaced) report."""
+    import stat
+    import threading
+
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own
+    write_or_keep(device, "report")
+    assert stat.S_ISCHR(device.lstat().st_mode)
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_or_keep(fifo, "through the pipe")
+    reader.join(5)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+    real = tmp_path / "report.json"
+    real.write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    write_or_keep(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"

@@ -2,7 +2,11 @@
 
 A report is written to a temporary file in the destination's own folder, flushed to disk
 (fsync) and renamed over the destination (``os.replace``), so a reader never sees half a
-report and an old report survives a failed write. When the destination cannot be written
+report and an old report survives a failed write. Only a regular file (or a new one) is
+replaced so: a device, a pipe or a terminal (``-o /dev/null``, ``-o /dev/stdout``, a
+FIFO) is written to as it is, since renaming over it would put a plain file in its place
+(as root, that replaces /dev/null for the whole machine); a symbolic link to a report is
+followed, so the link stays and its file is replaced. When the destination cannot be written
 (missing folder, no permission, full disk), the same text goes to a file in the system's
 temporary folder instead, and the caller says where: the scan's results are never lost.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -36,7 +41,15 @@ def _mode_for(target: Path) -> int:
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; OSError when it cannot."""
-    target = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links: what a plain write would reach
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "wb") as stream:  # a device, pipe or terminal: never renamed over
+            stream.write(text.encode("utf-8"))
+        return
+    target = Path(os.path.realpath(path))  # through a link: replace its file, keep the link
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         # mkstemp's file is private (0600); give the report the mode a plain write would.
