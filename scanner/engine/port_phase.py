@@ -28,12 +28,11 @@ from collections.abc import Callable
 
 from probes import sweep, sweep_remote
 from probes.context import HostState, ProbeContext, ServiceState
-from probes.ports import adopt, probe_port
+from probes.ports import METHOD, adopt, probe_port
 from scanner.engine.rate import LATE
 from scanner.model import EngineName, PortObservation, PortState, ScanSettings, utcnow
 
 LOG = logging.getLogger("dicomscan")
-METHOD = "tcp-connect"
 Handoff = dict[tuple[str, int], tuple[PortObservation, ServiceState]]
 # Helper processes pay only for large sweeps at a high rate: below these one CPU keeps
 # up with the rate cap (a connect costs about 15 µs of it) and a helper's start-up and
