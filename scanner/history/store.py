@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -96,8 +98,33 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+_SQLITE_WAIT_S = 60
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """Put the file in WAL mode, waiting for other writers like any other statement.
+
+    SQLite answers this pragma "database is locked" at once, without its busy handler,
+    while another connection holds a write lock on a file still in rollback mode (as
+    when several scans create the store together), so the wait is ours.
+    """
+    deadline = time.monotonic() + _SQLITE_WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 60})
+    engine = create_engine(url, connect_args={"timeout": _SQLITE_WAIT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -105,9 +132,9 @@ def _sqlite_engine(url: str) -> Engine:
         # writers then queue on the lock instead of failing to upgrade a read lock.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={_SQLITE_WAIT_S * 1000}")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
         cur.close()
 
     @event.listens_for(engine, "begin")
