@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
 from scanner.model.base import Frozen
 
 
@@ -82,13 +83,13 @@ class JobRow(Frozen):
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.engine: Engine = create_engine(f"sqlite:///{path}",
-                                            connect_args={"timeout": 60})
+                                            connect_args={"timeout": WAIT_S})
 
         @event.listens_for(self.engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # submit and central write at once
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={WAIT_S * 1000}")
+            switch_to_wal(cur)  # submit and central write at once
             cur.close()
 
         _meta.create_all(self.engine)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from scanner.history.drift import device_seen
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
+from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
 
@@ -98,33 +97,8 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-_SQLITE_WAIT_S = 60
-
-
-def _switch_to_wal(cur: Any) -> None:
-    """Put the file in WAL mode, waiting for other writers like any other statement.
-
-    SQLite answers this pragma "database is locked" at once, without its busy handler,
-    while another connection holds a write lock on a file still in rollback mode (as
-    when several scans create the store together), so the wait is ours.
-    """
-    deadline = time.monotonic() + _SQLITE_WAIT_S
-    pause = 0.005
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
-
-
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": _SQLITE_WAIT_S})
+    engine = create_engine(url, connect_args={"timeout": WAIT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -132,8 +106,8 @@ def _sqlite_engine(url: str) -> Engine:
         # writers then queue on the lock instead of failing to upgrade a read lock.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={_SQLITE_WAIT_S * 1000}")
-        _switch_to_wal(cur)
+        cur.execute(f"PRAGMA busy_timeout={WAIT_S * 1000}")
+        switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -3,9 +3,6 @@ migrations, concurrent writers, first/last seen, and drift from stored scans."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -103,27 +100,6 @@ def test_concurrent_writers_each_store_their_scan(store_location: str) -> None:
     store = HistoryStore.open(store_location)
     assert {s.scan_id for s in store.scans("busy")} == {r.scan.id for r in results}
     assert all(store.load(r.scan.id) == r for r in results)
-
-
-def test_a_new_store_waits_for_a_writer_holding_the_file(tmp_path: Path) -> None:
-    # While another connection holds a write lock on a file still in rollback mode,
-    # SQLite refuses the switch to WAL at once instead of waiting: the race in which
-    # concurrent scans create the store together, made certain here.
-    path = tmp_path / "history.sqlite"
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("CREATE TABLE unrelated (x INTEGER)")
-    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
-    release.start()
-    started = time.monotonic()
-    try:
-        store = HistoryStore.open(path)
-    finally:
-        release.join()
-        other.close()
-    assert time.monotonic() - started >= 0.4  # it waited for the lock, then went on
-    store.begin("after-the-lock", "busy", ["198.18.0.1"], "safe")
-    assert [s.scan_id for s in store.scans("busy")] == ["after-the-lock"]
 
 
 def test_a_finding_that_comes_back_is_reopened_with_first_and_last_seen(
