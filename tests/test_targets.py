@@ -127,6 +127,24 @@ def test_job_guard_refuses_public_and_non_addresses() -> None:
         guard_addresses(["pacs"], allow_public=False)
 
 
+@pytest.mark.parametrize(("addresses", "scope"), [
+    (["10.0.0.1", "11.0.0.1", "192.168.0.1"], []),  # public, between two private blocks
+    (["8.8.8.8", "10.0.0.1"], []),  # public, the lowest
+    (["127.0.0.1", "127.0.1.5", "127.0.0.9"], ["127.0.0.0/24"]),  # one outside the scope
+    (["127.0.0.1", "127.0.0.09"], []),  # not a strict dotted quad
+])
+def test_job_guard_checks_every_address_of_a_mixed_list(addresses: list[str],
+                                                        scope: list[str]) -> None:
+    with pytest.raises(TargetError):
+        guard_addresses(addresses, allow_public=False, scope=scope)
+
+
+def test_job_guard_passes_a_block_inside_its_scope() -> None:
+    block = [f"127.0.{n // 256}.{n % 256}" for n in range(1, 4096)]
+    guard_addresses(block, allow_public=False, scope=["127.0.0.0/20"])
+    guard_addresses(["8.8.8.8", "1.1.1.1"], allow_public=True)
+
+
 def test_expand_spec_returns_name_only_for_names() -> None:
     assert expand_spec("127.0.0.1", no_dns)[1] is None
 

@@ -85,6 +85,8 @@ def split_targets(
 ) -> tuple[list[str], list[SkippedTarget]]:
     """Targets no address, network or name entry covers, and the ones skipped (why)."""
     rules = [e for e in entries if e.kind is not K.MAC]
+    if not rules:  # the usual case: a /16 costs a copy, not 65,536 searches
+        return list(addresses), []
     kept: list[str] = []
     skipped: list[SkippedTarget] = []
     for address in addresses:
@@ -132,6 +134,8 @@ class Fence:
         kept, skipped = split_targets(addresses, self._names, self._entries)
         for s in skipped:
             self._skipped.setdefault(s.address, s)
+        if not self._macs and not self._skipped:
+            return kept  # allows() would say yes to each
         return [a for a in kept if self.allows(a, None, "before discovery")]
 
     def allows(self, address: str, mac: str | None, when: str) -> bool:

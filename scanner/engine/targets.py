@@ -263,6 +263,22 @@ def _in_scope(addr: IPAddress, scopes: Sequence[IPNetwork]) -> bool:
     return any(addr.version == n.version and addr in n for n in scopes)
 
 
+def _one_v4_block(addresses: Sequence[str], allow_public: bool, scopes: Sequence[IPNetwork],
+                  v4_scopes: Sequence[tuple[int, int]]) -> bool:
+    """All addresses dotted quads whose lowest and highest lie in one allowed block (the
+    blocks are intervals, so everything between does too): no check address by address."""
+    if not addresses:
+        return False
+    try:  # inet_pton: strict dotted quads only, as the checks below assume
+        numbers = [int.from_bytes(socket.inet_pton(socket.AF_INET, t), "big")
+                   for t in addresses]
+    except OSError:
+        return False
+    lo, hi = min(numbers), max(numbers)
+    return ((allow_public or _within(lo, hi, _NON_GLOBAL_V4))
+            and (not scopes or _within(lo, hi, v4_scopes)))
+
+
 def guard_addresses(
     addresses: Sequence[str],
     allow_public: bool,
@@ -279,6 +295,8 @@ def guard_addresses(
     scopes = [_network(s) for s in scope]
     v4_scopes = [(int(n.network_address), int(n.broadcast_address))
                  for n in scopes if n.version == 4]
+    if _one_v4_block(addresses, allow_public, scopes, v4_scopes):
+        return
     for text in addresses:
         try:  # the common case, a dotted quad in a non-global block, without ipaddress
             n = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
