@@ -2,7 +2,12 @@
 """dicomscan against nmap on loopback sweeps and on start-up, in one run, with peak memory.
 
     python bench/bench_sweep.py [--sizes 20,18,16] [--runs R] [--max-rate N]
-                                [--ports 104,11112] [--json FILE] [--smoke]
+                                [--ports 104,11112] [--json FILE] [--smoke] [--checkout]
+
+"dicomscan" is this checkout as a user installs it: a plain ``pip install`` into a venv of
+its own (``.bench-venv``, made on first use; see bench/install.py), so an editable install
+and the machine's own site hooks are not counted. ``--checkout`` (and ``--smoke``) run
+``python -m scanner`` from the tree instead; the start-up table shows both.
 
 1. Start-up: ``dicomscan scan 127.0.0.1 -p 9 --format json`` (one closed port), the whole
    process, beside ``nmap -n -sT -p 9 127.0.0.1``; then the ten slowest imports of that
@@ -35,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import compile_bytecode  # a sibling: the script's folder is on sys.path
+from install import VENV, clean_env, installed_dicomscan  # siblings: the script's folder
+from measure import compile_bytecode  # is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = "127.0.0.0"
@@ -78,12 +84,27 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float
     return wall, int(usage.ru_maxrss), err.decode(errors="replace")
 
 
+# What "dicomscan" runs: a regular install in a venv of its own (main() sets it), or this
+# checkout through the machine's interpreter (--checkout, and --smoke).
+PROGRAM: list[str] = [sys.executable, "-m", "scanner"]
+INSTALLED = False
+
+
 def dicomscan(*args: str) -> list[str]:
+    return [*PROGRAM, "scan", *args]
+
+
+def checkout(*args: str) -> list[str]:
     return [sys.executable, "-m", "scanner", "scan", *args]
 
 
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def env_for(argv: Sequence[str]) -> dict[str, str]:
+    """The venv's programs run without the PYTHONPATH that points at this checkout."""
+    return clean_env() if argv[0].startswith(str(VENV)) else env()
 
 
 def measure(label: str, argv: list[str], runs: int, note: str = "") -> Measured:
@@ -96,21 +117,32 @@ def measure_together(commands: list[tuple[str, list[str], str]], runs: int) -> l
     rows = [Measured(label, note=note) for label, _, note in commands]
     for _ in range(runs):
         for m, (_, argv, _) in zip(rows, commands, strict=True):
-            wall, rss, _ = timed(argv, env())
+            wall, rss, _ = timed(argv, env_for(argv))
             m.walls.append(wall)
             m.rss_kb.append(rss)
     return rows
 
 
 def startup(runs: int) -> tuple[list[Measured], list[str]]:
-    cmd = dicomscan("127.0.0.1", "-p", "9", "--format", "json", "--fail-on", "never")
-    timed(cmd, env())  # warm-up: file cache
-    rows = measure_together([
-        ("dicomscan scan 127.0.0.1 -p 9", cmd, ""),
-        ("python -c pass (the interpreter alone)", [sys.executable, "-c", "pass"], ""),
-        ("nmap -n -sT -p 9 127.0.0.1", ["nmap", "-n", "-sT", "-p", "9", "127.0.0.1"], ""),
-    ], runs)
-    _, _, err = timed([sys.executable, "-X", "importtime", *cmd[1:]], env())
+    args = ("127.0.0.1", "-p", "9", "--format", "json", "--fail-on", "never")
+    cmd = dicomscan(*args)
+    python = str(Path(PROGRAM[0]).with_name("python")) if INSTALLED else sys.executable
+    commands = [
+        ("dicomscan scan 127.0.0.1 -p 9", cmd,
+         "installed in a venv" if INSTALLED else "this checkout, python -m scanner"),
+        ("python -c pass (the interpreter alone)", [python, "-c", "pass"], ""),
+    ]
+    if INSTALLED:  # what this machine's interpreter and an editable install add
+        commands += [("the same from this checkout", checkout(*args), "python -m scanner"),
+                     ("python -c pass, the machine's interpreter",
+                      [sys.executable, "-c", "pass"], "")]
+    commands.append(("nmap -n -sT -p 9 127.0.0.1",
+                     ["nmap", "-n", "-sT", "-p", "9", "127.0.0.1"], ""))
+    for _, argv, _ in commands:
+        timed(argv, env_for(argv))  # warm-up: the file cache
+    rows = measure_together(commands, runs)
+    traced = [python, "-X", "importtime", *(cmd if INSTALLED else cmd[1:])]
+    _, _, err = timed(traced, env_for(traced))
     return rows, slowest_imports(err)
 
 
@@ -188,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-rate", type=float, default=100_000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--smoke", action="store_true", help="a /28, one run (CI)")
+    parser.add_argument("--checkout", action="store_true",
+                        help="run python -m scanner from this checkout instead of a regular "
+                             "install in a venv of its own (.bench-venv, made on first use)")
     opts = parser.parse_args(argv)
     if shutil.which("nmap") is None:
         print("nmap not found: apt-get install nmap", file=sys.stderr)
@@ -197,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sizes: prefix lengths between 16 and 32")
     runs = 1 if opts.smoke else opts.runs
     compile_bytecode()  # as an installed package has it (bench/measure.py)
+    if not (opts.smoke or opts.checkout):
+        global PROGRAM, INSTALLED
+        PROGRAM, INSTALLED = [str(installed_dicomscan())], True
+    print(f"dicomscan: {' '.join(PROGRAM)}"
+          + (" (this checkout, a regular install in a venv)" if INSTALLED else ""))
     start = startup(runs)
     sweep = sweeps(sizes, opts.ports, runs, opts.max_rate)
     report(start, sweep, runs)
