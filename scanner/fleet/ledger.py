@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.schema import CreateTable
 
 from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
 from scanner.model.base import Frozen
@@ -92,7 +93,10 @@ class Ledger:
             switch_to_wal(cur)  # submit and central write at once
             cur.close()
 
-        _meta.create_all(self.engine)
+        # IF NOT EXISTS, not create_all's look-then-create: the centre and a submit may
+        # both be first to open the ledger, and the slower one would fail.
+        with self.engine.begin() as c:
+            c.execute(CreateTable(jobs, if_not_exists=True))
 
     def close(self) -> None:
         self.engine.dispose()

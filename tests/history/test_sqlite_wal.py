@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,19 @@ def test_a_new_file_waits_for_a_writer_holding_it(
         other.close()
     assert time.monotonic() - started >= 0.4  # it waited for the lock, then went on
     use()
+
+
+def test_eight_first_opens_of_the_ledger_all_succeed(tmp_path: Path) -> None:
+    # The centre, a submit and a jobs listing may each be first to open a new ledger.
+    path = tmp_path / "jobs.sqlite"
+
+    def open_and_add(i: int) -> None:
+        ledger = Ledger(path)
+        ledger.add(f"job-{i}", "site-a", None, ["198.18.0.1"], time.time())
+        ledger.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(open_and_add, range(8)))
+    ledger = Ledger(path)
+    with ledger.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 8
