@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import warnings
@@ -168,6 +169,45 @@ def _contexts(
     return results, accepted, transfer
 
 
+@dataclass(frozen=True)
+class AcceptAnswer:
+    """What an A-ASSOCIATE-AC says, read once per distinct PDU (see ``read_ac``)."""
+
+    identity: PeerIdentity
+    results: tuple[ContextResult, ...]
+    accepted: tuple[tuple[str, int], ...]
+    transfer: tuple[tuple[int, str], ...]
+    warnings: tuple[str, ...]  # what pydicom noted about odd values (for the debug log)
+
+
+# Devices of one kind answer our (cached, identical) request with byte-identical
+# A-ASSOCIATE-ACs, and pynetdicom's decoder checks every UID with pydicom's expressions:
+# about a third of the CPU of detecting a service. Only ordinary-sized answers are kept,
+# so a hostile peer's large ones cannot make the cache big (64 x 16 KiB at most).
+_AC_CACHE_BYTES = 16 * 1024
+
+
+def read_ac(encoded: bytes, contexts: tuple[str, ...]) -> AcceptAnswer:
+    if len(encoded) <= _AC_CACHE_BYTES:
+        return _read_ac_cached(encoded, contexts)
+    return _read_ac(encoded, contexts)
+
+
+def _read_ac(encoded: bytes, contexts: tuple[str, ...]) -> AcceptAnswer:
+    # pydicom warns (to stderr) on odd values, such as a UID with control characters:
+    # peer data, so kept for the debug log instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        primitive = decode_ac(encoded)
+        results, accepted, transfer = _contexts(primitive, contexts)
+        identity = _identity(primitive)
+    return AcceptAnswer(identity, tuple(results), tuple(accepted.items()),
+                        tuple(transfer.items()), tuple(str(w.message) for w in caught))
+
+
+_read_ac_cached = functools.lru_cache(maxsize=64)(_read_ac)
+
+
 async def request_association(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -236,15 +276,7 @@ async def _classify(
 ) -> tuple[Association, Session | None]:
     if pdu.type == 0x02:
         try:
-            # pydicom warns (to stderr) on odd values, such as a UID with control
-            # characters: peer data, so kept for the debug log instead.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                primitive = decode_ac(pdu)
-                results, accepted, transfer = _contexts(primitive, contexts)
-                identity = _identity(primitive)
-            for w in caught:
-                log.debug("peer A-ASSOCIATE-AC: %s", w.message)
+            answer = read_ac(pdu.encoded(), tuple(contexts))
         except Exception as exc:  # pynetdicom raises assorted errors on malformed items
             writer.write(ABORT_RQ)
             return done(
@@ -252,10 +284,12 @@ async def _classify(
                 detail=f"malformed A-ASSOCIATE-AC: {type(exc).__name__}",
                 first_bytes_hex=pdu.encoded()[:FIRST_BYTES].hex(),
             ), None
-        session = Session(
-            reader, writer, timeout, identity.max_pdu_length or OUR_MAX_PDU, accepted, transfer
-        )
-        obs = done(AssociationOutcome.ACCEPTED, peer=identity, contexts=results)
+        for message in answer.warnings:
+            log.debug("peer A-ASSOCIATE-AC: %s", message)
+        identity = answer.identity
+        session = Session(reader, writer, timeout, identity.max_pdu_length or OUR_MAX_PDU,
+                          dict(answer.accepted), dict(answer.transfer))
+        obs = done(AssociationOutcome.ACCEPTED, peer=identity, contexts=list(answer.results))
         return obs, session
     if pdu.type == 0x03:
         try:

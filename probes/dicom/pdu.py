@@ -201,9 +201,10 @@ RELEASE_RP = bytes(_pdu.A_RELEASE_RP().encode())
 ABORT_RQ = b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # service-user, no reason
 
 
-def decode_ac(raw: RawPDU) -> _prim.A_ASSOCIATE:
+def decode_ac(encoded: bytes) -> _prim.A_ASSOCIATE:
+    """A whole A-ASSOCIATE-AC PDU (header included) as pynetdicom's primitive."""
     pdu = _pdu.A_ASSOCIATE_AC()
-    pdu.decode(raw.encoded())
+    pdu.decode(encoded)
     return pdu.to_primitive()
 
 
