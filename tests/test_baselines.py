@@ -240,6 +240,18 @@ def test_selection(h: Host, expected: str, by: str) -> None:
     assert (sel.resolved.id, sel.selected_by) == (expected, by), sel.reasons
 
 
+def test_like_devices_share_a_scoring_but_not_their_selections() -> None:
+    # Selection is scored once per set of facts; each host still gets its own reasons.
+    a = select(host(port(104), port(8042), product="Orthanc"))
+    b = select(host(port(104), port(8042), product="Orthanc"))
+    c = select(host(port(104), product="DCMTK storescp"))
+    assert a.resolved.id == b.resolved.id == "orthanc" and c.resolved.id != "orthanc"
+    assert a.reasons == b.reasons and a.reasons is not b.reasons
+    a.reasons.append("changed by a caller")
+    assert "changed by a caller" not in select(host(port(104), port(8042),
+                                                    product="Orthanc")).reasons
+
+
 def test_product_beats_role_and_uid_alone_does_not_select_dcmtk() -> None:
     peer = PeerIdentity(implementation_class_uid="1.2.276.0.7230010.3.0.3.6.7")
     assoc = Association(

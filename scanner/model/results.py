@@ -176,6 +176,8 @@ class Finding(Frozen):
         baseline = self.evidence.get("baseline")
         fid = finding_id(self.rule_id, device, self.port,
                          baseline if isinstance(baseline, str) else None)
+        if device == self.device_id and fid == self.finding_id:
+            return self  # a host without a MAC: already so (frozen, so shared safely)
         return self.model_copy(update={"device_id": device, "finding_id": fid})
 
 

@@ -10,7 +10,7 @@ as not comparable rather than guessed at.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,9 @@ class AdvisoryError(ValueError):
     """The advisory data is malformed."""
 
 
+# Every advisory range is compared on every service (its bounds parsed each time); the
+# texts are few (the data's bounds and the versions devices report), so bounded caching.
+@lru_cache(maxsize=1024)
 def parse_version(text: str | None) -> Version | None:
     """``"3.6.7"`` -> ``(3, 6, 7)``; None for anything that is not a dotted number."""
     if text is None or not _VERSION_RE.match(text.strip()):

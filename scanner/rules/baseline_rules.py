@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from scanner.identify.oui import medical_family
@@ -32,14 +33,16 @@ UNMATCHED_RULE = "baseline-unmatched"
 
 @dataclass(frozen=True)
 class Facts:
-    products: list[str]
-    uids: list[str]
-    version_names: list[str]
-    banners: list[str]
-    open_ports: set[int]
+    """What selection looks at; hashable, so devices alike are scored once (``_scored``)."""
+
+    products: tuple[str, ...]
+    uids: tuple[str, ...]
+    version_names: tuple[str, ...]
+    banners: tuple[str, ...]
+    open_ports: frozenset[int]
     role: str | None
-    mac_vendors: list[str]
-    vendors: list[str]
+    mac_vendors: tuple[str, ...]
+    vendors: tuple[str, ...]
 
 
 def host_facts(host: Host) -> Facts:
@@ -62,10 +65,11 @@ def host_facts(host: Host) -> Facts:
     ports |= {s.port for s in host.services if s.protocol.value == "tcp"}
     vendors = [v for v in (host.mac_vendor, medical_family(host.mac_vendor)) if v]
     identified = [v.vendor for v in identify_vendors(host)]
-    return Facts(products, uids, names, banners, ports, host.role, vendors, identified)
+    return Facts(tuple(products), tuple(uids), tuple(names), tuple(banners), frozenset(ports),
+                 host.role, tuple(vendors), tuple(identified))
 
 
-def _search(pattern: str, values: list[str]) -> str | None:
+def _search(pattern: str, values: tuple[str, ...]) -> str | None:
     return next((v for v in values if re.search(pattern, v)), None)
 
 
@@ -129,12 +133,13 @@ class Selection:
         return ev
 
 
-def select(host: Host, forced: str | None = None) -> Selection:
-    """The baseline for one host: forced, else the best match, else its role's default."""
-    if forced is not None:
-        return Selection(resolve(forced), "forced", [f"forced with --baseline {forced}"], [])
-    facts = host_facts(host)
-    scored: list[tuple[int, int, str, list[str]]] = []
+# The shipped baselines are fixed for the process (``shipped`` is cached), so the scoring
+# of one set of facts is too: a network of like devices is matched against every block once
+# rather than once per device. Bounded: facts are small, and a scan's kinds of device few.
+@lru_cache(maxsize=4096)
+def _scored(facts: Facts) -> tuple[tuple[int, int, str, tuple[str, ...]], ...]:
+    """Every baseline with a matching block, most specific first: (tier, criteria, id, why)."""
+    scored: list[tuple[int, int, str, tuple[str, ...]]] = []
     for bid, b in sorted(shipped().items()):
         best: tuple[int, int, list[str]] | None = None
         for m in b.match:
@@ -142,13 +147,21 @@ def select(host: Host, forced: str | None = None) -> Selection:
             if why is not None and (best is None or (m.tier, len(why)) > best[:2]):
                 best = (m.tier, len(why), why)
         if best is not None:
-            scored.append((best[0], best[1], bid, best[2]))
+            scored.append((best[0], best[1], bid, tuple(best[2])))
+    # Most specific tier first, then the block with more criteria; ids break ties.
+    scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
+    return tuple(scored)
+
+
+def select(host: Host, forced: str | None = None) -> Selection:
+    """The baseline for one host: forced, else the best match, else its role's default."""
+    if forced is not None:
+        return Selection(resolve(forced), "forced", [f"forced with --baseline {forced}"], [])
+    scored = _scored(host_facts(host))
     if scored:
-        # Most specific tier first, then the block with more criteria; ids break ties.
-        scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
         tier, _, bid, why = scored[0]
         others = [s[2] for s in scored[1:]]
-        return Selection(resolve(bid), TIER_NAMES[tier], why, others)
+        return Selection(resolve(bid), TIER_NAMES[tier], list(why), others)
     role = host.role or "unknown"
     bid = ROLE_DEFAULTS.get(role, DEFAULT_BASELINE)
     reason = (
