@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -58,6 +59,11 @@ def test_help_does_not_import_heavy_modules() -> None:
         (("scan", "127.0.0.1", "--calling-ae", "WAY_TOO_LONG_FOR_AN_AE"), "not a valid AE title"),
         (("scan", "-T", "/nonexistent/targets.txt"), "cannot read targets file"),
         (("scan", "127.0.0.1", "--scope", "198.18.0.0/15"), "outside --scope"),
+        # click's FloatRange lets NaN through: the scan waited NaN seconds, or crashed
+        (("scan", "127.0.0.1", "-p", "9", "--max-rate", "nan"), "not a finite number"),
+        (("scan", "127.0.0.1", "-p", "9", "--timeout", "nan"), "not a finite number"),
+        (("scan", "127.0.0.1", "-p", "9", "--connect-timeout", "NaN"), "not a finite number"),
+        (("jobs", "/nonexistent", "--timeout", "nan"), "not a finite number"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(args: tuple[str, ...], message: str) -> None:
@@ -65,6 +71,14 @@ def test_bad_input_exits_2_with_a_clear_message(args: tuple[str, ...], message: 
     assert out.returncode == 2, out
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_an_unknown_stored_scan_is_an_input_error(tmp_path: Path) -> None:
+    # It exited 1, the code that means "failed findings", so a script took it for a result.
+    for command in (("history", "show"), ("diff",)):
+        out = run(*command, "nothing-like-it", "--history", str(tmp_path / "h.sqlite"))
+        assert out.returncode == 2, out
+        assert "no scan matches" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.fixture

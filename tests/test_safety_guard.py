@@ -159,3 +159,31 @@ def test_profiles_show_their_rate_caps_and_max_rate_overrides() -> None:
     r = run("scan", "127.0.0.1", "-p", "9", "--plan", "--max-rate", "7", "--format", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["max_rate"] == 7.0
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+@pytest.mark.parametrize("path", [("timeouts", "dicom"), ("max_rate",), ("probe_spacing",)])
+def test_a_job_from_elsewhere_with_a_non_finite_number_is_refused(
+        value: str, path: tuple[str, ...]) -> None:
+    # A job can come as JSON from a centre (Python's json reads NaN and Infinity); a
+    # sensor must refuse it rather than wait NaN seconds or pace connections at infinity.
+    job = json.loads(settings().model_dump_json())
+    *parents, key = path
+    where = job
+    for name in parents:
+        where = where[name]
+    where[key] = float(value)
+    with pytest.raises(ValueError, match="finite"):
+        ScanSettings.model_validate_json(json.dumps(job))
+
+
+@pytest.mark.parametrize("option", ["timeout", "connect_timeout", "max_rate"])
+def test_options_given_without_the_command_line_are_checked_too(option: str) -> None:
+    # A lab or a script builds settings from an options dict: NaN gets a SettingsError
+    # naming the problem, not a traceback and not a scan that waits NaN seconds.
+    from scanner.cli.scan import scan as scan_command
+    from scanner.engine.settings import SettingsError, build_settings
+
+    opts = scan_command.make_context("scan", ["127.0.0.1", "-p", "9"]).params
+    with pytest.raises(SettingsError, match="finite"):
+        build_settings({**opts, option: float("nan")})

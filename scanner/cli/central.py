@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from scanner.cli.common import EXIT_FAILED, EXIT_USAGE
+from scanner.cli.numbers import FiniteRange
 
 
 def fail(exc: Exception, code: int = EXIT_USAGE) -> None:
@@ -40,7 +41,7 @@ def central() -> None:
 @click.option("--store", metavar="PATH|URL",
               help="History store for the results (postgresql://... at a real site). "
                    "Default: history.sqlite in DIRECTORY.")
-@click.option("--ack-wait", type=click.FloatRange(1, 3600), default=30, show_default=True,
+@click.option("--ack-wait", type=FiniteRange(1, 3600), default=30, show_default=True,
               metavar="SECONDS", help="A job's lease: redelivered when its sensor goes "
                                       "this long without a sign of life.")
 @click.option("--max-deliver", type=click.IntRange(1, 100), default=4, show_default=True,

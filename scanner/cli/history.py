@@ -90,8 +90,9 @@ def show(scan_ref: str, history: str | None, fmt: str) -> None:
     try:
         stored = store.find(scan_ref)
         result = store.load(stored.scan_id) if stored.status.value != "running" else None
-    except HistoryError as exc:
-        raise click.ClickException(str(exc)) from None
+    except HistoryError as exc:  # an unknown or ambiguous reference: input, so exit 2
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     devices: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     if result is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from scanner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_settings
+from scanner.cli.numbers import FiniteRange
 from scanner.cli.scan import scan
 from scanner.cli.site import apply_site_config
 
@@ -67,7 +68,7 @@ def _show(rows: list[Any]) -> str:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--wait", "wait_for", metavar="ID",
               help="Wait until this job is done or failed; exit 0 when done, 3 when failed.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=3600, show_default=True,
+@click.option("--timeout", type=FiniteRange(0.1), default=3600, show_default=True,
               metavar="SECONDS", help="Give up --wait after this long (exit 3).")
 @click.option("--json", "as_json", is_flag=True, help="JSON, one object per job.")
 def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -> None:

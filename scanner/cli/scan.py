@@ -23,6 +23,7 @@ from scanner.cli.common import (
     say_discovery,
     writer_options,
 )
+from scanner.cli.numbers import FiniteRange
 from scanner.cli.recording import begin_recording, finish_recording, scan_history_options
 from scanner.cli.site import apply_site_config, site_options
 
@@ -78,7 +79,7 @@ from scanner.cli.site import apply_site_config, site_options
 )
 @click.option(
     "--max-rate",
-    type=click.FloatRange(0.1, 100_000),
+    type=FiniteRange(0.1, 100_000),
     default=None,
     metavar="N",
     help="At most N new connections per second across the scan. Default: the "
@@ -134,10 +135,10 @@ from scanner.cli.site import apply_site_config, site_options
     "synthetic test object where storage was offered, and a product's documented default "
     "web credentials (Orthanc) where its web side asks for a login. Off by default.",
 )
-@click.option("--timeout", type=click.FloatRange(0.1, 600), metavar="SECONDS",
+@click.option("--timeout", type=FiniteRange(0.1, 600), metavar="SECONDS",
               help="Wait this long for each DICOM answer (A-ASSOCIATE, DIMSE). Default: the "
                    "profile's (safe 10, normal 5, fast 3).")
-@click.option("--connect-timeout", type=click.FloatRange(0.1, 60), metavar="SECONDS",
+@click.option("--connect-timeout", type=FiniteRange(0.1, 60), metavar="SECONDS",
               help="Wait this long for a TCP connection before calling the port filtered.")
 @click.option("--client-cert", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate to present where a TLS service asks for one (mutual TLS).")

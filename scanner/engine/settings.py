@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scanner.model import DoNotProbe, ScanSettings
+from pydantic import ValidationError
+
+from scanner.model import DoNotProbe, ScanSettings, Timeouts
 
 
 class SettingsError(ValueError):
@@ -125,12 +127,12 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     ae_guess = profile.ae_guess if opts["ae_guess"] is None else opts["ae_guess"]
     timeouts = profile.timeouts
     if opts.get("timeout"):
-        timeouts = timeouts.model_copy(update={"dicom": opts["timeout"], "dimse": opts["timeout"]})
+        timeouts = _checked(timeouts, dicom=opts["timeout"], dimse=opts["timeout"])
     policy = _policy(opts)
     do_not_probe = _do_not_probe(opts, policy)
     max_rate = profile.max_rate if opts.get("max_rate") is None else opts["max_rate"]
     if opts.get("connect_timeout"):
-        timeouts = timeouts.model_copy(update={"connect": opts["connect_timeout"]})
+        timeouts = _checked(timeouts, connect=opts["connect_timeout"])
     engine = EngineName(opts.get("engine") or "embedded")
     if engine is EngineName.NMAP:
         import shutil
@@ -141,33 +143,48 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
             raise SettingsError(f"--engine nmap: {INSTALL_HINT}", usage=True)
     elif opts.get("service_version"):
         raise SettingsError("--service-version needs --engine nmap", usage=True)
-    return ScanSettings(
-        discovery=DiscoveryMethod(opts.get("discovery") or "auto"),
-        engine=engine,
-        service_version=bool(opts.get("service_version")),
-        targets=targets.addresses,
-        target_specs=specs,
-        hostnames=targets.hostnames,
-        ports=spec.tcp,
-        udp_ports=spec.udp,
-        profile=profile.name,
-        max_concurrency=profile.max_concurrency,
-        per_host_connections=profile.per_host_connections,
-        probe_spacing=profile.probe_spacing,
-        timeouts=timeouts,
-        calling_ae=calling,
-        ae_titles=titles,
-        ae_guess=ae_guess,
-        ae_wordlist=wordlist,
-        intrusive=opts["intrusive"],
-        allow_public=opts["allow_public"],
-        scope=list(opts["scope"]),
-        max_addresses=limit,
-        do_not_probe=do_not_probe,
-        max_rate=max_rate,
-        client_cert=opts.get("client_cert"),
-        client_key=opts.get("client_key"),
-        ca=opts.get("ca"),
-        baseline=opts.get("baseline"),
-        policy=policy,
-    )
+    try:
+        return ScanSettings(
+            discovery=DiscoveryMethod(opts.get("discovery") or "auto"),
+            engine=engine,
+            service_version=bool(opts.get("service_version")),
+            targets=targets.addresses,
+            target_specs=specs,
+            hostnames=targets.hostnames,
+            ports=spec.tcp,
+            udp_ports=spec.udp,
+            profile=profile.name,
+            max_concurrency=profile.max_concurrency,
+            per_host_connections=profile.per_host_connections,
+            probe_spacing=profile.probe_spacing,
+            timeouts=timeouts,
+            calling_ae=calling,
+            ae_titles=titles,
+            ae_guess=ae_guess,
+            ae_wordlist=wordlist,
+            intrusive=opts["intrusive"],
+            allow_public=opts["allow_public"],
+            scope=list(opts["scope"]),
+            max_addresses=limit,
+            do_not_probe=do_not_probe,
+            max_rate=max_rate,
+            client_cert=opts.get("client_cert"),
+            client_key=opts.get("client_key"),
+            ca=opts.get("ca"),
+            baseline=opts.get("baseline"),
+            policy=policy,
+        )
+    except ValidationError as exc:  # options that came in by another way than click's
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SettingsError(f"{where}: {first['msg']}", usage=True) from None
+
+
+def _checked(timeouts: Timeouts, **changes: float) -> Timeouts:
+    """The profile's timeouts with some replaced, validated again (model_copy is not)."""
+    try:
+        return Timeouts.model_validate({**timeouts.model_dump(), **changes})
+    except ValidationError as exc:
+        name = next(iter(changes))
+        raise SettingsError(f"{exc.errors()[0]['msg']}: {changes[name]!r}",
+                            param=f"--{'connect-' if name == 'connect' else ''}timeout") from None

@@ -27,4 +27,5 @@ def empty_dict() -> dict[str, Any]:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity in any setting or result: "wait NaN seconds" means nothing.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
