@@ -73,6 +73,28 @@ def test_bad_input_exits_2_with_a_clear_message(args: tuple[str, ...], message: 
     assert "Traceback" not in out.stderr
 
 
+def test_unusable_tls_files_are_refused_before_any_packet(tmp_path: Path) -> None:
+    # They were read only when a TLS service asked, and then failed on every one of them.
+    certs = Path(__file__).parent.parent / "fixtures" / "certs"
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+    key = tmp_path / "SECRET-KEY-PATH.key"
+    key.write_bytes((certs / "server.key").read_bytes())  # not the client's key
+    cases = [
+        (("--ca", str(junk)), "CA bundle"),
+        (("--client-cert", str(junk), "--client-key", str(junk)), "do not load"),
+        (("--client-cert", str(certs / "client.pem"), "--client-key", str(key)),
+         "KEY_VALUES_MISMATCH"),
+    ]
+    for extra, message in cases:
+        out = run("scan", "127.0.0.1", "-p", "9", *extra)
+        assert out.returncode == 2 and message in out.stderr, out
+        assert key.name not in out.stderr and "Traceback" not in out.stderr
+    good = run("scan", "127.0.0.1", "-p", "9", "--ca", str(certs / "ca.pem"), "--client-cert",
+               str(certs / "client.pem"), "--client-key", str(certs / "client.key"))
+    assert good.returncode == 0, good
+
+
 def test_an_unknown_stored_scan_is_an_input_error(tmp_path: Path) -> None:
     # It exited 1, the code that means "failed findings", so a script took it for a result.
     for command in (("history", "show"), ("diff",)):

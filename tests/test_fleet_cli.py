@@ -36,6 +36,8 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
                            "198.18.0.0/16"), "not a central directory")
     assert_usage(dicomscan("sensor", str(tmp_path)), "not a sensor bundle")
     assert_usage(dicomscan("jobs", str(tmp_path / "none")), "not a central directory")
+    # It exited 3 ("the scan failed"): a wrong directory is the user's input.
+    assert_usage(dicomscan("central", "run", str(tmp_path / "none")), "not a central directory")
     assert_usage(dicomscan("submit", str(root), "--sensor", "ghost", "127.0.0.1", "-p", "104"),
                  "no sensor 'ghost'")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -12,7 +13,7 @@ from scanner.cli.common import EXIT_FAILED, EXIT_USAGE
 from scanner.cli.numbers import FiniteRange
 
 
-def fail(exc: Exception, code: int = EXIT_USAGE) -> None:
+def fail(exc: Exception, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"dicomscan: {exc}", err=True)
     sys.exit(code)
 
@@ -110,6 +111,9 @@ def run(directory: Path, external_server: bool, verbose: bool) -> None:
     proc = None
     try:
         config = d.load()
+    except FleetError as exc:  # not a central directory, or a broken one: input, exit 2
+        fail(exc, EXIT_USAGE)
+    try:
         if not external_server:
             if running_pid(d) is not None:
                 raise FleetError(f"a nats-server already runs for {directory} (pid "

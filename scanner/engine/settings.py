@@ -32,6 +32,32 @@ def read_text(path: str, what: str) -> str:
         raise SettingsError(f"cannot read {what} {path!r}: {exc}") from None
 
 
+def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """Load --ca and --client-cert/--client-key now, so a wrong file is exit 2 before any
+    packet, not an error on every TLS service found. Never names the key or its path."""
+    if ca:
+        from cryptography import x509
+
+        try:
+            x509.load_pem_x509_certificates(Path(ca).read_bytes())
+        except (OSError, ValueError) as exc:
+            why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+                   else "no PEM certificate in it")
+            raise SettingsError(f"cannot use {ca!r} as a CA bundle: {why}", param="--ca") from None
+    if cert:
+        import ssl
+
+        try:  # an empty password: an encrypted key fails instead of prompting
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key,
+                                                                    password=lambda: b"")
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            reason = getattr(exc, "reason", None) or (
+                exc.strerror if isinstance(exc, FileNotFoundError) else "not PEM, or encrypted")
+            raise SettingsError(
+                f"--client-cert and --client-key do not load as a certificate and its "
+                f"unencrypted key: {reason}", param="--client-cert") from None
+
+
 def check_ae(title: str, option: str) -> str:
     if not title or len(title) > 16 or not all(32 <= ord(c) < 127 for c in title) or "\\" in title:
         raise SettingsError(
@@ -122,6 +148,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     calling = check_ae(opts["calling_ae"], "--calling-ae")
     if bool(opts.get("client_cert")) != bool(opts.get("client_key")):
         raise SettingsError("--client-cert and --client-key go together", usage=True)
+    check_tls_files(opts.get("ca"), opts.get("client_cert"), opts.get("client_key"))
     titles = [check_ae(t, "--ae-title") for t in opts["ae_title"]]
     wordlist = _wordlist(opts)
     ae_guess = profile.ae_guess if opts["ae_guess"] is None else opts["ae_guess"]
