@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +125,27 @@ def test_engine_nmap_without_nmap_says_how_to_install(tmp_path: object) -> None:
 def test_bad_engine_options_are_usage_errors() -> None:
     assert _cli("127.0.0.1", "--service-version").returncode == 2
     assert _cli("127.0.0.1", "--discovery", "ping").returncode == 2
+
+
+def test_the_registry_is_read_from_its_cache_and_rebuilt_when_that_is_bad(
+        tmp_path: Path) -> None:
+    from scanner.identify.oui import registry
+
+    built = registry(tmp_path)
+    assert built["44:4B:5D"] == "GE Healthcare" and len(built) > 40_000
+    [cached] = tmp_path.glob("manuf-*.marshal")
+    # What the cache holds is what a scan reads (scapy's 90 ms are skipped).
+    cached.write_bytes(marshal.dumps({"44:4B:5D": "From the cache"}))
+    assert registry(tmp_path) == {"44:4B:5D": "From the cache"}
+    for bad in (b"", b"\x00garbage", marshal.dumps(["not", "a", "table"])):
+        cached.write_bytes(bad)
+        assert registry(tmp_path)["44:4B:5D"] == "GE Healthcare"
+    assert marshal.loads(cached.read_bytes()) == built  # rebuilt and written again
+
+
+def test_the_registry_works_without_a_writable_cache(tmp_path: Path) -> None:
+    from scanner.identify.oui import registry
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    assert registry(blocked)["70:B3:D5:20:C0/36"] == "Siemens Healthcare Diagnostics"

@@ -1,16 +1,25 @@
 """MAC address to vendor, offline, from the Wireshark ``manuf`` data that scapy ships.
 
 The data merges the IEEE MA-L, MA-M and MA-S registries, so a lookup tries the 36-bit
-and 28-bit blocks before the 24-bit OUI. Only scapy's data module is loaded (about
-0.2 s), not the packet machinery. The medical families below group registrant names
+and 28-bit blocks before the 24-bit OUI. scapy's data module loads it (with its other
+tables: protocols, services, ether types) in about 90 ms, so the registry alone is kept
+in the user's cache folder as a marshal file, about 20 ms to read, and rebuilt from scapy
+whenever scapy's data file changes. The medical families below group registrant names
 (``Siemens AG, Healthcare Sector``, ``Siemens Healthcare Diagnostics``...) for the
 fingerprint; which OUI belongs to whom always comes from the registry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
+import marshal
+import os
 import re
+import tempfile
 from functools import cache
+from pathlib import Path
 
 # Registrant-name patterns of imaging and medical-device makers -> the family's name.
 MEDICAL_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -37,10 +46,54 @@ def normalise_mac(mac: str) -> str | None:
 
 
 @cache
-def _manuf() -> dict[str, tuple[str, str]]:
+def _manuf() -> dict[str, str]:
+    import platformdirs
+
+    return registry(platformdirs.user_cache_path("dicomscan"))
+
+
+def registry(cache_dir: Path) -> dict[str, str]:
+    """Registry key (``AA:BB:CC``, ``AA:BB:CC:D0/28``...) -> registrant, from the cache
+    in ``cache_dir`` when it matches scapy's data, else from scapy (then cached)."""
+    path = cache_dir / f"manuf-{_source_stamp()}.marshal"
+    with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
+        table = marshal.loads(path.read_bytes())
+        if isinstance(table, dict) and all(isinstance(v, str) for v in table.values()):
+            return table
     from scapy.config import conf
 
-    return dict(conf.manufdb.d)
+    table = {key: (long.strip() or short) for key, (short, long) in conf.manufdb.d.items()}
+    with contextlib.suppress(OSError):  # no cache folder: slower next time, still right
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".manuf-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(marshal.dumps(table))
+            os.replace(tmp, path)  # whole or not at all, whoever writes it at the same time
+        except OSError:
+            os.unlink(tmp)
+            raise
+    return table
+
+
+def _source_stamp() -> str:
+    """Which data scapy would load: Wireshark's own manuf file if installed, else the copy
+    scapy ships; its path, size and modification time, hashed."""
+    spec = importlib.util.find_spec("scapy")  # finds the package without importing it
+    locations = (spec.submodule_search_locations if spec is not None else None) or []
+    shipped = [str(Path(loc) / "libs" / "manuf.py") for loc in locations]
+    candidates = [f"{root}/share/wireshark/manuf" for root in _WIRESHARK_ROOTS] + shipped
+    facts = []
+    for name in candidates:
+        with contextlib.suppress(OSError):
+            st = os.stat(name)
+            facts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
+
+
+# Where scapy looks for Wireshark's manuf file (scapy/data.py), in its order.
+_WIRESHARK_ROOTS = ("/usr", "/usr/local", "/opt", "/opt/wireshark",
+                    "/Applications/Wireshark.app/Contents/Resources")
 
 
 def _keys(mac: str) -> list[str]:
@@ -59,10 +112,7 @@ def mac_vendor(mac: str) -> str | None:
     if norm is None or int(norm[:2], 16) & 0x02:
         return None  # locally administered addresses belong to no registrant
     db = _manuf()
-    for key in _keys(norm):
-        if key in db:
-            return db[key][1].strip() or db[key][0]
-    return None
+    return next((db[key] for key in _keys(norm) if key in db), None)
 
 
 def medical_family(vendor: str | None) -> str | None:
