@@ -95,6 +95,26 @@ def test_unusable_tls_files_are_refused_before_any_packet(tmp_path: Path) -> Non
     assert good.returncode == 0, good
 
 
+def test_absurdly_nested_documents_are_input_errors(tmp_path: Path) -> None:
+    # libyaml's loader recursed in C and crashed (SIGSEGV) on a user's baseline file;
+    # the other readers ended in a RecursionError traceback.
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    deep_json = tmp_path / "deep.json"
+    deep_json.write_text("[" * 200_000 + "]" * 200_000)
+    commands = [
+        ("baselines", "validate", str(deep_yaml)),
+        ("config", "check", str(deep_yaml)),
+        ("scan", "127.0.0.1", "-p", "9", "--policy", str(deep_yaml)),
+        ("report", str(deep_json)),
+        ("audit", "--from", str(deep_json)),
+    ]
+    for command in commands:
+        out = run(*command)
+        assert out.returncode == 2, (command, out)
+        assert "nested" in out.stderr and "Traceback" not in out.stderr, (command, out.stderr)
+
+
 def test_an_unknown_stored_scan_is_an_input_error(tmp_path: Path) -> None:
     # It exited 1, the code that means "failed findings", so a script took it for a result.
     for command in (("history", "show"), ("diff",)):

@@ -65,6 +65,8 @@ def load_saved(path: str) -> ScanResult:
         _fail(f"cannot read saved scan {path!r}: {exc}")
     except json.JSONDecodeError as exc:
         _fail(f"{path}: not JSON (save scans with --format json): {exc}")
+    except RecursionError:  # json recurses per level: [[[... thousands deep
+        _fail(f"{path}: not a dicomscan --format json scan: nested far too deeply")
     except ValidationError as exc:
         _fail(f"{path}: not a dicomscan --format json scan: {exc.error_count()} problem(s), "
               f"first: {'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}")

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.documents import TooDeep, check_yaml_nesting
 from scanner.model.drift import DriftKind
 
 
@@ -139,8 +140,11 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise SiteConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
+        check_yaml_nesting(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except TooDeep as exc:
+        raise SiteConfigError([f"{path}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from scanner.model.documents import TooDeep, check_yaml_nesting
 from scanner.rules.baseline_model import (
     EXPECTED_RULE,
     PACKAGE,
@@ -85,12 +86,15 @@ def _rule_problems(b: Baseline) -> Iterator[tuple[tuple[int | str, ...], str]]:
             yield loc, f"{key} is checked by rule {want!r}, not {exp.rule!r}"
 
 
-def parse_baseline(text: str, origin: str) -> Baseline:
-    """One baseline from YAML text; raises BaselineError naming ``origin``, line and key."""
+def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline:
+    """One baseline from YAML text; raises BaselineError naming ``origin``, line and key.
+    A user's file is checked for absurd nesting first (the shipped ones are ours)."""
     try:
+        if not shipped:
+            check_yaml_nesting(text)
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
         raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, TooDeep) as exc:
         raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
         raise BaselineError([f"{origin}: expected a mapping with id, title, version, ..."])
@@ -124,7 +128,8 @@ def shipped_files() -> list[tuple[str, str]]:
 
 
 def load_files(
-    files: Iterable[tuple[str, str]], base: dict[str, Baseline] | None = None
+    files: Iterable[tuple[str, str]], base: dict[str, Baseline] | None = None,
+    *, shipped: bool = False,
 ) -> dict[str, Baseline]:
     """Parse and cross-check baselines; ``base`` (e.g. the shipped set) may be extended."""
     found: dict[str, Baseline] = dict(base or {})
@@ -132,7 +137,7 @@ def load_files(
     problems: list[str] = []
     for origin, text in files:
         try:
-            b = parse_baseline(text, origin)
+            b = parse_baseline(text, origin, shipped=shipped)
         except BaselineError as exc:
             problems += exc.problems
             continue
@@ -152,7 +157,7 @@ def load_files(
 
 @cache
 def shipped() -> dict[str, Baseline]:
-    return load_files(shipped_files())
+    return load_files(shipped_files(), shipped=True)
 
 
 # --- extends --------------------------------------------------------------------------------

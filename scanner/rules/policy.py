@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
+from scanner.model.documents import TooDeep, check_yaml_nesting
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
@@ -175,9 +176,10 @@ class SitePolicy(_Strict):
 def parse_policy(text: str, origin: str) -> SitePolicy:
     """A policy from YAML text; raises PolicyError naming ``origin``, line and key."""
     try:
+        check_yaml_nesting(text)
         root = yaml.compose(text)
         raw: Any = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, TooDeep) as exc:
         raise PolicyError([f"{origin}: not valid YAML: {exc}"]) from None
     if raw is None:
         raw = {}
