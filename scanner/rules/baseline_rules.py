@@ -135,8 +135,9 @@ class Selection:
 
 # The shipped baselines are fixed for the process (``shipped`` is cached), so the scoring
 # of one set of facts is too: a network of like devices is matched against every block once
-# rather than once per device. Bounded: facts are small, and a scan's kinds of device few.
-@lru_cache(maxsize=4096)
+# rather than once per device. Bounded: a scan's kinds of device are few, and facts hold
+# peer text (banners) only as long as the probes' caps let it be.
+@lru_cache(maxsize=1024)
 def _scored(facts: Facts) -> tuple[tuple[int, int, str, tuple[str, ...]], ...]:
     """Every baseline with a matching block, most specific first: (tier, criteria, id, why)."""
     scored: list[tuple[int, int, str, tuple[str, ...]]] = []
