@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import selectors
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from scanner.engine.profiles import PROFILES
 from scanner.model import ProfileName
+from tests.listeners import listening
 
 HOSTS = [f"127.0.0.{i}" for i in range(1, 5)]
 HOLD = 0.3  # the peer keeps each connection this long, so connections overlap
@@ -67,31 +67,9 @@ def peer() -> Iterator[CountingPeer]:
     for s in probe:
         s.close()
     p = CountingPeer(ports)
-    sel = selectors.DefaultSelector()
-    servers = []
-    for host in HOSTS:
-        for port in ports:
-            srv = socket.socket()
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((host, port))
-            srv.listen(128)
-            srv.setblocking(False)
-            sel.register(srv, selectors.EVENT_READ)
-            servers.append(srv)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            for key, _ in sel.select(0.05):
-                p.accepted(key.fileobj)  # type: ignore[arg-type]
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield p
-    stop.set()
-    t.join(2)
-    for srv in servers:
-        srv.close()
+    with listening([(host, port) for host in HOSTS for port in ports],
+                   lambda listener, _host: p.accepted(listener), backlog=128):
+        yield p
 
 
 def scan(peer: CountingPeer, *extra: str) -> dict[str, object]:

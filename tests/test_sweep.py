@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import selectors
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from scanner.engine.job import ScanJob
 from scanner.engine.settings import build_settings
 from scanner.lab.process import free_port
 from scanner.model import PortState, ScanResult
+from tests.listeners import listening
 
 pytestmark = pytest.mark.skipif(not sweep.AVAILABLE, reason="epoll is Linux only")
 
@@ -55,39 +55,20 @@ class Peer:
 def peer(request: pytest.FixtureRequest) -> Iterator[Peer]:
     hosts: list[str] = request.param
     p = Peer(free_port())
-    sel = selectors.DefaultSelector()
-    servers = []
-    for host in hosts:
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, p.port))
-        srv.listen(64)
-        srv.setblocking(False)
-        sel.register(srv, selectors.EVENT_READ, host)
-        servers.append(srv)
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            for key, _ in sel.select(0.05):
-                try:
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                except OSError:
-                    continue
-                with p.lock:
-                    first = key.data not in p.arrivals
-                    p.arrivals.setdefault(key.data, time.monotonic())
-                conn.setblocking(True)
-                threading.Thread(target=p.serve, args=(conn, key.data, first),
-                                 daemon=True).start()
+    def ready(listener: socket.socket, host: str) -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with p.lock:
+            first = host not in p.arrivals
+            p.arrivals.setdefault(host, time.monotonic())
+        conn.setblocking(True)
+        threading.Thread(target=p.serve, args=(conn, host, first), daemon=True).start()
 
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield p
-    stop.set()
-    t.join(2)
-    for srv in servers:
-        srv.close()
+    with listening([(host, p.port) for host in hosts], ready):
+        yield p
 
 
 def run_job(target: str, ports: str, *extra: str) -> ScanResult:
