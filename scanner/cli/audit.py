@@ -11,7 +11,6 @@ Only click is imported at module level, like the other commands.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -57,9 +56,10 @@ def load_saved(path: str) -> ScanResult:
     from pydantic import ValidationError
 
     from scanner.model import ScanResult
+    from scanner.model.documents import MAX_SCAN, read_text
 
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(read_text(path, MAX_SCAN))
         return ScanResult.model_validate(raw)
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"cannot read saved scan {path!r}: {exc}")

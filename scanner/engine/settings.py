@@ -7,12 +7,11 @@ future sensor can each report a bad option their own way.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from scanner.model import DoNotProbe, ScanSettings, Timeouts
+from scanner.model import DoNotProbe, ScanSettings, Timeouts, documents
 
 
 class SettingsError(ValueError):
@@ -27,7 +26,7 @@ class SettingsError(ValueError):
 
 def read_text(path: str, what: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return documents.read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"cannot read {what} {path!r}: {exc}") from None
 
@@ -39,7 +38,7 @@ def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
         from cryptography import x509
 
         try:
-            x509.load_pem_x509_certificates(Path(ca).read_bytes())
+            x509.load_pem_x509_certificates(documents.read_bytes(ca))
         except (OSError, ValueError) as exc:
             why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
                    else "no PEM certificate in it")

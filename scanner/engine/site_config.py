@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import TooDeep, check_yaml_nesting, read_text
 from scanner.model.drift import DriftKind
 
 
@@ -136,7 +136,7 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
     """Read and check a site configuration; relative paths become absolute."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise SiteConfigError([f"{path}: cannot read: {exc}"]) from None
     try:

@@ -4,11 +4,47 @@ scans): their shape, not only their content, must never crash the reader.
 libyaml's loader builds a nested document by recursing in C: a few ten thousand levels of
 ``[[[...`` end the process with a segmentation fault, and PyYAML's own loader and
 Python's json module raise RecursionError. Real documents nest a handful of levels.
+
+Their size is capped too: a path such as /dev/zero (or a huge file given by mistake)
+would otherwise be read until memory ran out. A pipe or process substitution still works.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+
 MAX_NESTING = 100
+MIB = 1 << 20
+# A site's targets, policy or configuration are kilobytes; 16 MiB is far past any real one.
+MAX_TEXT = 16 * MIB
+# A saved scan holds about 50 KiB per DICOM device: 256 MiB is thousands of devices.
+MAX_SCAN = 256 * MIB
+
+
+class TooLarge(OSError):
+    """A file is longer than its reader's cap (an OSError, so every reader's 'cannot read'
+    handling reports it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(errno.EFBIG, f"larger than {limit // MIB} MiB, the most accepted")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def read_bytes(path: str | os.PathLike[str], limit: int = MAX_TEXT) -> bytes:
+    """The file's bytes, reading at most ``limit`` (raises TooLarge past it)."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(limit)
+    return data
+
+
+def read_text(path: str | os.PathLike[str], limit: int = MAX_TEXT) -> str:
+    """UTF-8 text of the file, at most ``limit`` bytes (TooLarge, UnicodeDecodeError)."""
+    return read_bytes(path, limit).decode("utf-8")
 
 
 class TooDeep(ValueError):

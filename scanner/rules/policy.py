@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import TooDeep, check_yaml_nesting, read_text
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
@@ -216,8 +216,7 @@ def parse_policy(text: str, origin: str) -> SitePolicy:
 
 def read_policy(path: str) -> SitePolicy:
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([f"{path}: cannot read: {exc}"]) from None
     return parse_policy(text, path)
