@@ -51,3 +51,66 @@ ENDLESS = [
 @pytest.mark.parametrize("args", ENDLESS, ids=lambda a: " ".join(a))
 def test_endless_file_is_refused_with_bounded_memory(args: tuple[str, ...]) -> None:
     assert_input_error(run(*args), "/dev/zero", "MiB")
+
+
+# --- text from a peer or another user's file is shown, never obeyed by the terminal ------
+
+ESCAPES = "\x1b]0;owned\x07\x1b[31m\x9b2J"
+
+
+def test_plan_shows_exclude_reasons_without_terminal_sequences(tmp_path: Path) -> None:
+    excludes = tmp_path / "dnp.txt"
+    excludes.write_text(f"127.0.0.2 infusion pump {ESCAPES}\n", encoding="utf-8")
+    out = run("scan", "--plan", "127.0.0.0/30", "--exclude-file", str(excludes))
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("  127.0.0.2:"))
+    assert not set(line) & {"\x1b", "\x07", "\x9b"}, line
+    assert "infusion pump \\x1b]0;owned\\x07\\x1b[31m\\x9b2J" in line
+
+
+def test_jobs_table_shows_a_sensors_failure_reason_without_terminal_sequences(
+        tmp_path: Path) -> None:
+    from scanner.fleet.layout import CentralDir
+    from scanner.fleet.ledger import JobState, Ledger
+
+    root = tmp_path / "central"
+    assert run("central", "init", str(root), "--listen", "127.0.0.1:4999").returncode == 0
+    ledger = Ledger(CentralDir(root).ledger)
+    try:
+        ledger.add("job0123456789", "site-a", None, ["127.0.0.1"], 1.0)
+        ledger.finish("job0123456789", JobState.FAILED, 2.0, reason=f"sensor failed: {ESCAPES}")
+    finally:
+        ledger.close()
+    out = run("jobs", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "sensor failed: \\x1b]0;owned" in out.stdout
+    assert not set(out.stdout) & {"\x1b", "\x07", "\x9b"}, out.stdout
+
+
+def test_history_list_shows_a_job_name_without_terminal_sequences(tmp_path: Path) -> None:
+    store = tmp_path / "h.sqlite"
+    # Port 1 on loopback: closed, so the scan is quick and sends nothing elsewhere.
+    out = run("scan", "127.0.0.1", "-p", "1", "--discovery", "none", "-q", "--format", "json",
+              "--job", f"j{ESCAPES}", "--history", str(store))
+    assert out.returncode == 0, out.stderr
+    out = run("history", "list", "--history", str(store))
+    assert out.returncode == 0, out.stderr
+    assert "j\\x1b]0;owned" in out.stdout
+    assert not set(out.stdout) & {"\x1b", "\x07", "\x9b"}, out.stdout
+
+
+def test_drift_table_shows_a_peers_product_text_without_terminal_sequences() -> None:
+    from datetime import UTC, datetime
+
+    from scanner.model.drift import Drift, DriftChange, DriftKind, ScanRef
+    from scanner.outputs.drift_events import drift_to_table
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    change = DriftChange(kind=DriftKind.SERVICE_CHANGED, device_id="d", address="127.0.0.1",
+                         port=104, field="service.product", before="DCMTK", after=ESCAPES,
+                         summary=f"127.0.0.1:104 service product: DCMTK -> {ESCAPES}")
+    table = drift_to_table(Drift(old=ScanRef(scan_id="a" * 8, started_at=at),
+                                 new=ScanRef(scan_id="b" * 8, job=ESCAPES, started_at=at),
+                                 changes=[change]))
+    assert "DCMTK -> \\x1b]0;owned\\x07" in table
+    assert not set(table) & {"\x1b", "\x07", "\x9b"}, table

@@ -44,10 +44,13 @@ def _when(value: Any) -> str:
 
 
 def _scan_line(s: StoredScan) -> str:
+    from scanner.outputs.escape import visible
+
     took = (f"{(s.finished_at - s.started_at).total_seconds():.1f}s"
             if s.finished_at else "-")
     mark = s.status.value + (" (partial)" if s.partial else "")
-    return (f"{s.scan_id[:8]}  {(s.job or '-'):<14} {mark:<24} {_when(s.started_at)}  "
+    job = visible(s.job) if s.job else "-"  # a job name may come from a sensor's message
+    return (f"{visible(s.scan_id[:8])}  {job:<14} {mark:<24} {_when(s.started_at)}  "
             f"{took:>8}  {s.hosts:>5}  {s.services:>8}  {s.findings:>8}  {s.failed:>6}")
 
 

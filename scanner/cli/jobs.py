@@ -54,13 +54,17 @@ submit_command = click.Command(
 
 
 def _show(rows: list[Any]) -> str:
+    # A failed job's reason is the sensor's text, targets the submitter's: no terminal
+    # sequence in either reaches the terminal.
+    from scanner.outputs.escape import visible
+
     lines = [f"{'JOB':<12} {'SENSOR':<12} {'STATE':<8} {'PROGRESS':>9} {'TRY':>3}  "
              "TARGETS / RESULT"]
     for r in rows:
         prog = f"{r.done}/{r.total}" if r.total else "-"
         tail = r.scan_id or r.reason or r.targets
-        lines.append(f"{r.job_id[:12]:<12} {r.sensor:<12} {r.state.value:<8} {prog:>9} "
-                     f"{r.delivery:>3}  {tail}")
+        lines.append(f"{visible(r.job_id[:12]):<12} {visible(r.sensor):<12} "
+                     f"{r.state.value:<8} {prog:>9} {r.delivery:>3}  {visible(str(tail))}")
     return "\n".join(lines) + "\n"
 
 
