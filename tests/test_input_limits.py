@@ -3,10 +3,13 @@ a traceback, a hang or memory without bound. Run as real processes under a memor
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +117,57 @@ def test_drift_table_shows_a_peers_product_text_without_terminal_sequences() -> 
                                  changes=[change]))
     assert "DCMTK -> \\x1b]0;owned\\x07" in table
     assert not set(table) & {"\x1b", "\x07", "\x9b"}, table
+
+
+# --- standard output that cannot be written ------------------------------------------------
+
+STDOUT_COMMANDS = [("rules", "list"), ("scan", "--plan", "127.0.0.0/30"),
+                   ("report", "fixtures/scans/orthanc-find-open.json")]
+
+
+def _run_to(stdout: Any, *args: str, close_stdout: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+    def setup() -> None:
+        _cap_memory()
+        if close_stdout:
+            os.close(1)
+
+    return subprocess.run([sys.executable, "-m", "scanner", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT,
+                          preexec_fn=setup)
+
+
+@pytest.mark.parametrize("args", STDOUT_COMMANDS, ids=lambda a: " ".join(a))
+def test_full_disk_on_stdout_is_exit_4_with_one_line(args: tuple[str, ...]) -> None:
+    with open("/dev/full", "w") as full:
+        out = _run_to(full, *args)
+    assert out.returncode == 4, out.stderr[-2000:]
+    assert out.stderr == "dicomscan: cannot write standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("args", STDOUT_COMMANDS, ids=lambda a: " ".join(a))
+def test_closed_stdout_is_exit_4_with_one_line(args: tuple[str, ...]) -> None:
+    out = _run_to(None, *args, close_stdout=True)
+    assert out.returncode == 4, out.stderr[-2000:]
+    assert out.stderr == "dicomscan: cannot write standard output: Bad file descriptor\n"
+
+
+def test_closed_stdout_does_not_stop_a_file_output(tmp_path: Path) -> None:
+    target = tmp_path / "scan.json"
+    out = _run_to(None, "report", "fixtures/scans/orthanc-find-open.json", "-o", str(target),
+                  close_stdout=True)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(target.read_text())["scan"]["id"]
+
+
+@pytest.mark.parametrize("args", STDOUT_COMMANDS, ids=lambda a: " ".join(a))
+def test_reader_gone_is_exit_4_quietly_not_1(args: tuple[str, ...]) -> None:
+    # click's own answer to a broken pipe was exit 1, which reads as "failed findings".
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = _run_to(write_end, *args)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 4, out.stderr[-2000:]
+    assert out.stderr == ""
