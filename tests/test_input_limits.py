@@ -171,3 +171,31 @@ def test_reader_gone_is_exit_4_quietly_not_1(args: tuple[str, ...]) -> None:
         os.close(write_end)
     assert out.returncode == 4, out.stderr[-2000:]
     assert out.stderr == ""
+
+
+# --- saved scans a user may hand 'report' and 'audit --from' ------------------------------
+
+SAVED = ROOT / "fixtures" / "scans" / "orthanc-find-open.json"
+
+
+@pytest.mark.parametrize("command", [("report",), ("audit", "--from")], ids=" ".join)
+def test_saved_scan_with_a_number_thousands_of_digits_long(command: tuple[str, ...],
+                                                          tmp_path: Path) -> None:
+    text = SAVED.read_text(encoding="utf-8").replace('"port": 41699', '"port": ' + "9" * 5000, 1)
+    bad = tmp_path / "scan.json"
+    bad.write_text(text, encoding="utf-8")
+    assert_input_error(run(*command, str(bad)), "thousands of digits")
+
+
+@pytest.mark.parametrize("command", [("report",), ("audit", "--from")], ids=" ".join)
+def test_saved_scan_of_another_major_schema_is_refused(command: tuple[str, ...],
+                                                       tmp_path: Path) -> None:
+    doc = json.loads(SAVED.read_text(encoding="utf-8"))
+    assert doc["schema_version"].startswith("1.")
+    doc["schema_version"] = "2.0"
+    newer = tmp_path / "scan.json"
+    newer.write_text(json.dumps(doc), encoding="utf-8")
+    assert_input_error(run(*command, str(newer)), "schema version '2.0'", "reads schema 1.x")
+    doc["schema_version"] = "1.7"  # a later minor version only adds fields: still read
+    newer.write_text(json.dumps(doc), encoding="utf-8")
+    assert run("report", str(newer)).returncode == 0
