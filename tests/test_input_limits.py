@@ -199,3 +199,29 @@ def test_saved_scan_of_another_major_schema_is_refused(command: tuple[str, ...],
     doc["schema_version"] = "1.7"  # a later minor version only adds fields: still read
     newer.write_text(json.dumps(doc), encoding="utf-8")
     assert run("report", str(newer)).returncode == 0
+
+
+# --- YAML scalars the loader matches but Python cannot build -------------------------------
+
+HUGE = "9" * 5000
+JOB = f"jobs:\n  a:\n    targets: [127.0.0.1]\n    max_rate: {HUGE}\n"
+
+
+@pytest.mark.parametrize(("command", "text"), [
+    (("config", "check"), JOB),
+    (("scan", "--plan", "--config"), JOB),
+    (("scan", "--plan", "127.0.0.1", "--policy"),
+     f"waivers:\n  - rule: dicom-echo-open\n    host: 127.0.0.1\n    reason: {HUGE}\n"),
+    (("baselines", "validate"), f"id: x\ntitle: t\nversion: {HUGE}\n"),
+], ids=["config check", "scan --config", "scan --policy", "baselines validate"])
+def test_yaml_integer_of_thousands_of_digits(command: tuple[str, ...], text: str,
+                                              tmp_path: Path) -> None:
+    doc = tmp_path / "doc.yaml"
+    doc.write_text(text, encoding="utf-8")
+    assert_input_error(run(*command, str(doc)), "more than 4,300 digits")
+
+
+def test_yaml_date_that_does_not_exist(tmp_path: Path) -> None:
+    doc = tmp_path / "b.yaml"
+    doc.write_text("id: x\ntitle: t\nversion: 2026-13-45\n", encoding="utf-8")
+    assert_input_error(run("baselines", "validate", str(doc)), "month must be in 1..12")

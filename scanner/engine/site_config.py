@@ -16,7 +16,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
-from scanner.model.documents import TooDeep, check_yaml_nesting, read_text
+from scanner.model.documents import (
+    TooDeep,
+    Unconvertible,
+    check_yaml_nesting,
+    load_yaml,
+    read_text,
+)
 from scanner.model.drift import DriftKind
 
 
@@ -142,8 +148,8 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
     try:
         check_yaml_nesting(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except TooDeep as exc:
+        data = load_yaml(text, yaml.SafeLoader)
+    except (TooDeep, Unconvertible) as exc:
         raise SiteConfigError([f"{path}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Any
 
 MAX_NESTING = 100
 MIB = 1 << 20
@@ -31,6 +32,25 @@ class TooLarge(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class Unconvertible(ValueError):
+    """A scalar the YAML loader matched as a type but Python cannot build: an integer of
+    more than 4,300 digits (Python's limit on converting digits), a date like 2026-13-40."""
+
+
+def load_yaml(text: str, loader: Any) -> Any:
+    """``yaml.load`` whose constructors' ValueErrors become Unconvertible (they are no
+    yaml.YAMLError, so a reader's syntax handling would not catch them)."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=loader)
+    except ValueError as exc:
+        why = str(exc)
+        if "integer string conversion" in why:
+            why = "an integer of more than 4,300 digits"
+        raise Unconvertible(f"a value that cannot be read: {why}") from None
 
 
 def read_bytes(path: str | os.PathLike[str], limit: int = MAX_TEXT) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import TooDeep, Unconvertible, check_yaml_nesting, load_yaml
 from scanner.rules.baseline_model import (
     EXPECTED_RULE,
     PACKAGE,
@@ -93,8 +93,8 @@ def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline
         if not shipped:
             check_yaml_nesting(text)
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
-        raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
-    except (yaml.YAMLError, TooDeep) as exc:
+        raw: Any = load_yaml(text, yaml.CSafeLoader)
+    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
         raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
         raise BaselineError([f"{origin}: expected a mapping with id, title, version, ..."])

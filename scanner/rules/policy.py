@@ -36,7 +36,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
-from scanner.model.documents import TooDeep, check_yaml_nesting, read_text
+from scanner.model.documents import (
+    TooDeep,
+    Unconvertible,
+    check_yaml_nesting,
+    load_yaml,
+    read_text,
+)
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
@@ -178,8 +184,8 @@ def parse_policy(text: str, origin: str) -> SitePolicy:
     try:
         check_yaml_nesting(text)
         root = yaml.compose(text)
-        raw: Any = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except (yaml.YAMLError, TooDeep) as exc:
+        raw: Any = load_yaml(text, _Loader)  # _Loader is a SafeLoader
+    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
         raise PolicyError([f"{origin}: not valid YAML: {exc}"]) from None
     if raw is None:
         raw = {}
