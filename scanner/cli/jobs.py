@@ -35,10 +35,16 @@ def _submit(directory: Path, sensor: str, **opts: Any) -> None:
     from scanner.fleet.central import submit
     from scanner.fleet.layout import CentralDir, FleetError
 
+    d = CentralDir(directory)
+    try:
+        d.load()  # a missing or broken central directory is the user's input: exit 2
+    except FleetError as exc:
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     opts = apply_site_config(opts)
     settings = build_settings(opts)
     try:
-        job_id = asyncio.run(submit(CentralDir(directory), sensor, settings, opts.get("job")))
+        job_id = asyncio.run(submit(d, sensor, settings, opts.get("job")))
     except FleetError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE if "scope" in str(exc) or "no sensor" in str(exc) else EXIT_FAILED)
