@@ -8,6 +8,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,66 @@ def test_yaml_date_that_does_not_exist(tmp_path: Path) -> None:
     doc = tmp_path / "b.yaml"
     doc.write_text("id: x\ntitle: t\nversion: 2026-13-45\n", encoding="utf-8")
     assert_input_error(run("baselines", "validate", str(doc)), "month must be in 1..12")
+
+
+# --- outputs: a named pipe, a syslog URL or CA that cannot work -----------------------------
+
+
+def test_output_to_a_named_pipe_nobody_reads_is_exit_4_and_kept(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # It waited for a reader for ever (a blocking open of the FIFO).
+    out = run("report", str(SAVED), "-o", f"json:{fifo}", timeout=30)
+    assert out.returncode == 4, out.stderr
+    assert "a named pipe that no process reads; results kept in " in out.stderr
+    kept = Path(out.stderr.rsplit("results kept in ", 1)[1].strip())
+    try:
+        assert json.loads(kept.read_text())["scan"]["id"]
+    finally:
+        kept.unlink()
+
+
+def test_output_to_a_named_pipe_with_a_reader_is_written_whole(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        # cat opens the FIFO soon after it starts; retry the write until it has.
+        while True:
+            out = run("report", str(SAVED), "-o", f"json:{fifo}", timeout=30)
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert out.returncode == 0, out.stderr
+        data, _ = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert json.loads(data)["scan"]["id"] == json.loads(SAVED.read_text())["scan"]["id"]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("tls://[::1", "not a URL"),
+    ("udp://127.0.0.1:0", "give a host and a port"),
+])
+def test_syslog_url_that_cannot_work_is_a_usage_error(url: str, words: str) -> None:
+    assert_input_error(run("report", str(SAVED), "--syslog", url), "--syslog", words)
+
+
+def test_syslog_ca_without_a_certificate_is_refused_before_sending(tmp_path: Path) -> None:
+    import socket
+
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    with socket.socket() as listener:  # a receiver that must see no connection
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        out = run("report", str(SAVED), "--syslog", f"tls://127.0.0.1:{port}",
+                  "--syslog-ca", str(not_pem))
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    # It was exit 4 after the outputs were written, as an unreachable receiver is.
+    assert_input_error(out, "--syslog-ca", "no PEM certificate in it")
