@@ -289,3 +289,49 @@ def test_syslog_ca_without_a_certificate_is_refused_before_sending(tmp_path: Pat
             listener.accept()
     # It was exit 4 after the outputs were written, as an unreachable receiver is.
     assert_input_error(out, "--syslog-ca", "no PEM certificate in it")
+
+
+# --- schedule: what goes into a crontab line or a systemd unit ------------------------------
+
+
+def _site(tmp_path: Path, history: str = "/var/lib/dicomscan/h.sqlite",
+          cron: str = "0 2 * * *", on_calendar: str = "daily") -> Path:
+    conf = tmp_path / "site.yaml"
+    conf.write_text(json.dumps({"history": history, "jobs": {"a": {
+        "targets": ["127.0.0.1"], "schedule": {"cron": cron, "on_calendar": on_calendar}}}}))
+    return conf
+
+
+INJECTED = "\nExecStartPre=/bin/touch /tmp/owned"
+
+
+@pytest.mark.parametrize(("kind", "fields"), [
+    ("cron", {"history": "/var/lib/dicomscan/h.sqlite" + INJECTED}),
+    ("systemd", {"history": "/var/lib/dicomscan/h.sqlite" + INJECTED}),
+    ("cron", {"cron": "0 2 * *\n*"}),  # five fields, and a second crontab line
+    ("systemd", {"on_calendar": "daily" + INJECTED}),
+], ids=["cron history", "systemd history", "cron fields", "systemd calendar"])
+def test_schedule_refuses_a_newline_that_would_add_a_line(kind: str, fields: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    out = run("schedule", "--print", kind, "--config", str(_site(tmp_path, **fields)))
+    assert_input_error(out, "control character")
+    assert "ExecStartPre" not in out.stdout
+
+
+def test_schedule_systemd_escapes_percent_but_keeps_the_credentials_specifier(
+        tmp_path: Path) -> None:
+    ca = tmp_path / "100%ca.pem"
+    ca.write_text("")  # the configuration needs it to exist; systemd would load it
+    conf = tmp_path / "site.yaml"
+    conf.write_text(json.dumps({"jobs": {"a": {"targets": ["127.0.0.1"], "ca": str(ca)}}}))
+    out = run("schedule", "--print", "systemd", "--config", str(conf),
+              "--history", "/var/lib/dicomscan/50%.sqlite")
+    assert out.returncode == 0, out.stderr
+    exec_start = next(x for x in out.stdout.splitlines() if x.startswith("ExecStart="))
+    assert "/var/lib/dicomscan/50%%.sqlite" in exec_start and "--ca %d/ca" in exec_start
+    assert f"LoadCredential=ca:{tmp_path}/100%%ca.pem" in out.stdout
+
+
+def test_schedule_exec_with_an_unclosed_quote(tmp_path: Path) -> None:
+    out = run("schedule", "--print", "cron", "--config", str(_site(tmp_path)), "--exec", "'x")
+    assert_input_error(out, "--exec", "No closing quotation")

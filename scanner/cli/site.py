@@ -84,9 +84,28 @@ def check(file: str) -> None:
 
 def _command(exec_: str | None) -> list[str]:
     if exec_:
-        return shlex.split(exec_)
+        try:
+            words = shlex.split(exec_)
+        except ValueError as exc:  # an unclosed quote
+            raise click.BadParameter(f"{exec_!r}: {exc}", param_hint="'--exec'") from None
+        if not words:
+            raise click.BadParameter("empty command", param_hint="'--exec'")
+        return words
     found = shutil.which("dicomscan")
     return [found] if found else [sys.executable, "-m", "scanner"]
+
+
+def _one_line(values: list[str], where: str) -> None:
+    """A newline (or any control character) in a path, store URL or schedule would end the
+    crontab line or unit directive early and start another: refuse it."""
+    for value in values:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise click.UsageError(f"{value!r} holds a control character, which the {where} "
+                                   "cannot carry")
+
+
+def _unit_escape(value: str) -> str:
+    return value.replace("%", "%%")  # systemd expands %-specifiers in these settings
 
 
 def _under_state(path: str, what: str) -> None:
@@ -106,15 +125,17 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
         _under_state(out.path, "output")
     if spec.drift_output:
         _under_state(spec.drift_output, "drift_output")
-    args = [*command, "scan", "--config", config_path, "--job", name, "--history", store,
-            "--quiet"]
+    args = [_unit_escape(a) for a in (*command, "scan", "--config", config_path, "--job", name,
+                                      "--history", store, "--quiet")]
     creds = []
     for key, option in (("client_cert", "--client-cert"), ("client_key", "--client-key"),
                         ("ca", "--ca")):
         path = getattr(spec, key)
         if path:  # handed over by systemd, so the key need not be readable by the unit's user
-            creds.append(f"LoadCredential={key}:{path}")
-            args += [option, f"%d/{key}"]
+            _one_line([path], "systemd unit")
+            creds.append(f"LoadCredential={key}:{_unit_escape(path)}")
+            args += [option, f"%d/{key}"]  # %d: the unit's credentials folder
+    _one_line([*args, spec.schedule.on_calendar], "systemd unit")
     caps = "CAP_NET_RAW" if spec.needs_raw_sockets else ""
     families = "AF_INET AF_INET6 AF_UNIX AF_NETLINK" + (" AF_PACKET" if caps else "")
     service = "\n".join([
@@ -195,6 +216,7 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
         args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
         if store:
             args += ["--history", store]
+        _one_line([*args, spec.schedule.cron], "crontab line")
         # cron runs the line through sh: '%' would be a newline there, so escape it.
         line = shlex.join(args).replace("%", "\\%")
         click.echo(f"{spec.schedule.cron} {line}")
