@@ -82,3 +82,18 @@ def test_submit_while_central_is_down_gives_up(tmp_path: Path) -> None:
     # It retried for ever, printing a line every 2 s.
     assert time.monotonic() - started < 30
     one_line_error(out, 3, "cannot reach the central nats-server", "ConnectionRefusedError")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "folder"])
+def test_damaged_job_ledger_is_one_line(damage: str, tmp_path: Path) -> None:
+    root = central(tmp_path)
+    ledger = root / "jobs.sqlite"
+    ledger.unlink(missing_ok=True)
+    if damage == "garbage":
+        ledger.write_bytes(b"\x8f\x01 not sqlite " * 300)
+    else:
+        ledger.mkdir()
+    # jobs and submit died with an sqlalchemy traceback.
+    one_line_error(dicomscan("jobs", str(root)), 2, "cannot open the job ledger")
+    one_line_error(dicomscan("submit", str(root), "--sensor", "s1", "127.0.0.1", "-p", "1"),
+                   3, "cannot open the job ledger")

@@ -90,10 +90,10 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
     d = CentralDir(directory)
     try:
         d.load()
+        ledger = Ledger(d.ledger)
     except FleetError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    ledger = Ledger(d.ledger)
     try:
         if wait_for is None:
             rows = ledger.all()
