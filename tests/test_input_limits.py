@@ -335,3 +335,20 @@ def test_schedule_systemd_escapes_percent_but_keeps_the_credentials_specifier(
 def test_schedule_exec_with_an_unclosed_quote(tmp_path: Path) -> None:
     out = run("schedule", "--print", "cron", "--config", str(_site(tmp_path)), "--exec", "'x")
     assert_input_error(out, "--exec", "No closing quotation")
+
+
+def test_history_written_by_a_newer_version_is_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = tmp_path / "h.sqlite"
+    out = run("scan", "127.0.0.1", "-p", "1", "--discovery", "none", "-q", "--format", "json",
+              "--job", "night", "--history", str(store))
+    assert out.returncode == 0, out.stderr
+    with sqlite3.connect(store) as db:  # as a later dicomscan's migration would leave it
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed9999'")
+    for args in (("history", "list"), ("diff", "--job", "night"),
+                 ("scan", "127.0.0.1", "-p", "1", "--discovery", "none", "-q", "--job", "n")):
+        out = run(*args, "--history", str(store))
+        # It was alembic's CommandError traceback ("Can't locate revision").
+        assert_input_error(out, "'f00dfeed9999'", "newer than this dicomscan")
+        assert out.stderr.count("\n") == 1, out.stderr

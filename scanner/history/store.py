@@ -159,9 +159,19 @@ class HistoryStore:
     def upgrade(self, to: str = "head") -> None:
         """Bring the schema to ``to`` in one transaction; concurrent openers wait."""
         cfg = self.alembic_config()
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        if to == "head" and self.revision() == head:
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
+        current = self.revision()
+        if to == "head" and current == head:
             return
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            # alembic's own answer is a CommandError traceback ("Can't locate revision").
+            from scanner import __version__
+
+            raise HistoryError(
+                f"cannot open the history {self.engine.url.render_as_string()}: its schema "
+                f"(revision {current!r}) is newer than this dicomscan {__version__} knows; "
+                "open it with the version that wrote it")
         with _UPGRADE, self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
