@@ -352,3 +352,32 @@ def test_history_written_by_a_newer_version_is_one_line(tmp_path: Path) -> None:
         # It was alembic's CommandError traceback ("Can't locate revision").
         assert_input_error(out, "'f00dfeed9999'", "newer than this dicomscan")
         assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_ctrl_c_while_reading_an_input_is_130_not_1(tmp_path: Path) -> None:
+    import errno
+    import signal
+
+    fifo = tmp_path / "targets"
+    os.mkfifo(fifo)
+    child = subprocess.Popen([sys.executable, "-m", "scanner", "scan", "--plan", "-T", str(fifo)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    writer = None
+    try:
+        deadline = time.monotonic() + 30
+        while writer is None:  # succeeds once the scanner has the pipe open to read
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO and time.monotonic() < deadline
+                time.sleep(0.05)
+        child.send_signal(signal.SIGINT)  # it waits in read() for targets
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+        if writer is not None:
+            os.close(writer)
+    # click's Abort was exit 1: "failed findings" to a script.
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and err.strip() == "Aborted!"

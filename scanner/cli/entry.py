@@ -17,7 +17,9 @@ import os
 import sys
 from typing import Any
 
-from scanner.cli.common import EXIT_OUTPUT
+import click
+
+from scanner.cli.common import EXIT_INTERRUPTED, EXIT_OUTPUT
 
 
 class StdoutFailed(BaseException):
@@ -88,16 +90,33 @@ def guard_stdout() -> GuardedStdout:
     return raw
 
 
+def _run(group: click.Command) -> int:
+    """click's standalone handling, but Ctrl-C outside a scan's own handling (while a
+    file is read, a job waited for) is 130 like Ctrl-C during a scan, not click's 1 (which
+    reads as "failed findings")."""
+    try:
+        code = group.main(standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if sys.stderr is not None:
+            print("Aborted!", file=sys.stderr)
+        return EXIT_INTERRUPTED if isinstance(exc.__context__, KeyboardInterrupt) else 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return code if isinstance(code, int) else 0  # --help, --version: click.Exit's code
+
+
 def main() -> None:
     from scanner.cli.main import main as group
 
     guard_stdout()
     try:
         try:
-            group()
+            code = _run(group)
         finally:  # output still buffered is written now, while a failure can be reported
             sys.stdout.flush()
     except StdoutFailed as exc:
         if exc.error.errno != errno.EPIPE and sys.stderr is not None:
             print(f"dicomscan: cannot write standard output: {exc}", file=sys.stderr)
         sys.exit(EXIT_OUTPUT)
+    sys.exit(code)
