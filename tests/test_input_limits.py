@@ -381,3 +381,13 @@ def test_ctrl_c_while_reading_an_input_is_130_not_1(tmp_path: Path) -> None:
     # click's Abort was exit 1: "failed findings" to a script.
     assert child.returncode == 130, err
     assert "Traceback" not in err and err.strip() == "Aborted!"
+
+
+def test_http_json_nested_deeper_than_python_recurses_is_no_json() -> None:
+    from probes.http import _MAX_BODY, Answer, count_items
+
+    half = _MAX_BODY // 2
+    answer = Answer(status=200, headers={"content-type": "application/json"},
+                    body=b"[" * half + b"]" * half, complete=True)
+    # It raised RecursionError, which containment then reported as a probe error.
+    assert count_items(answer) is None
