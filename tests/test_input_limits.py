@@ -391,3 +391,21 @@ def test_http_json_nested_deeper_than_python_recurses_is_no_json() -> None:
                     body=b"[" * half + b"]" * half, complete=True)
     # It raised RecursionError, which containment then reported as a probe error.
     assert count_items(answer) is None
+
+
+@pytest.mark.parametrize("command", [("scan", "--plan", "127.0.0.1", "--policy"),
+                                     ("baselines", "validate")], ids=" ".join)
+@pytest.mark.parametrize(("text", "problem"), [
+    ("? [a, b]\n: c\n", "line 1: found unhashable key"),
+    ('"\\ud800"\n', "line 1: found invalid Unicode character escape code"),
+    ("jobs: [\n", "line 2: did not find expected node content"),
+])
+def test_yaml_syntax_error_is_one_line(command: tuple[str, ...], text: str, problem: str,
+                                       tmp_path: Path) -> None:
+    doc = tmp_path / "doc.yaml"
+    doc.write_text(text, encoding="utf-8")
+    out = run(*command, str(doc))
+    assert_input_error(out, f"{doc}: not valid YAML: {problem}")
+    # PyYAML's text spanned five lines and quoted the file back.
+    assert out.stderr.strip().splitlines()[-1].startswith("Error:")
+    assert "<unicode string>" not in out.stderr

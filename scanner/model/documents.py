@@ -53,6 +53,16 @@ def load_yaml(text: str, loader: Any) -> Any:
         raise Unconvertible(f"a value that cannot be read: {why}") from None
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML error as one line, ``line N: problem``: PyYAML's own text spans several lines
+    and quotes the document's lines back."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem is None:  # TooDeep, Unconvertible and reader errors are one line already
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)
+
+
 def read_bytes(path: str | os.PathLike[str], limit: int = MAX_TEXT) -> bytes:
     """The file's bytes, reading at most ``limit`` (raises TooLarge past it)."""
     with open(path, "rb") as fh:

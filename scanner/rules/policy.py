@@ -42,6 +42,7 @@ from scanner.model.documents import (
     check_yaml_nesting,
     load_yaml,
     read_text,
+    yaml_problem,
 )
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
@@ -186,7 +187,7 @@ def parse_policy(text: str, origin: str) -> SitePolicy:
         root = yaml.compose(text)
         raw: Any = load_yaml(text, _Loader)  # _Loader is a SafeLoader
     except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
-        raise PolicyError([f"{origin}: not valid YAML: {exc}"]) from None
+        raise PolicyError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
