@@ -97,3 +97,20 @@ def test_damaged_job_ledger_is_one_line(damage: str, tmp_path: Path) -> None:
     one_line_error(dicomscan("jobs", str(root)), 2, "cannot open the job ledger")
     one_line_error(dicomscan("submit", str(root), "--sensor", "s1", "127.0.0.1", "-p", "1"),
                    3, "cannot open the job ledger")
+
+
+@pytest.mark.parametrize("address", ["", "a" * 300, "é.example", "foo bar", "x\ny"],
+                         ids=["empty", "long", "unicode", "space", "newline"])
+def test_central_init_checks_addresses_before_writing(address: str, tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    out = dicomscan("central", "init", str(root), "--listen", "127.0.0.1:4999",
+                    "--address", address)
+    # The first three were cryptography's ValueError traceback, the others a certificate
+    # and a bundle naming a host no sensor can dial.
+    one_line_error(out, 2, "is neither an IP address nor a host name")
+    assert not root.exists()
+
+
+def test_central_init_in_a_folder_that_cannot_be_made() -> None:
+    one_line_error(dicomscan("central", "init", "/proc/no/such", "--listen", "127.0.0.1:4999"),
+                   2, "cannot write the central directory /proc/no/such")

@@ -103,6 +103,23 @@ def check_name(name: str) -> str:
     return name
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_address(value: str, option: str = "--address") -> str:
+    """An IP address or an ASCII host name: it goes into the server certificate (whose
+    library raised ValueError on an empty, non-ASCII or over-long name) and the bundles."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels):
+        return value
+    raise FleetError(f"{option} {value!r} is neither an IP address nor a host name "
+                     "(letters, digits and '-' in dot-separated labels; IDNs as xn--)")
+
+
 def check_scope(scope: list[str]) -> list[str]:
     if not scope:
         raise FleetError("a sensor needs at least one --scope network")
@@ -208,14 +225,22 @@ def init_central(root: Path, listen_host: str, listen_port: int, addresses: list
         raise FleetError(f"{root} already holds a central configuration")
     if not addresses:
         raise FleetError("give --address: the name or address sensors dial")
-    root.mkdir(parents=True, exist_ok=True)
-    d.pki.mkdir(mode=0o700, exist_ok=True)
-    d.nats.mkdir(exist_ok=True)
-    pki.make_ca(d.pki)
-    pki.issue(d.pki, d.pki / "server.pem", d.pki / "server.key", addresses[0],
-              server_hosts=addresses)
-    pki.issue(d.pki, d.pki / "central.pem", d.pki / "central.key", CENTRAL_USER,
-              client_name=CENTRAL_USER)
+    check_address(listen_host, "--listen host")
+    addresses = [check_address(a) for a in addresses]
+    if len(addresses[0]) > 64:
+        raise FleetError(f"--address {addresses[0]!r}: the first address is the server "
+                         "certificate's common name, at most 64 characters")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        d.pki.mkdir(mode=0o700, exist_ok=True)
+        d.nats.mkdir(exist_ok=True)
+        pki.make_ca(d.pki)
+        pki.issue(d.pki, d.pki / "server.pem", d.pki / "server.key", addresses[0],
+                  server_hosts=addresses)
+        pki.issue(d.pki, d.pki / "central.pem", d.pki / "central.key", CENTRAL_USER,
+                  client_name=CENTRAL_USER)
+    except OSError as exc:  # a folder that cannot be made or written
+        raise FleetError(f"cannot write the central directory {root}: {exc}") from None
     config = CentralConfig(listen_host=listen_host, listen_port=listen_port,
                            addresses=addresses, store=store or "history.sqlite",
                            ack_wait=ack_wait, max_deliver=max_deliver)
