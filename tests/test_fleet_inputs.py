@@ -114,3 +114,10 @@ def test_central_init_checks_addresses_before_writing(address: str, tmp_path: Pa
 def test_central_init_in_a_folder_that_cannot_be_made() -> None:
     one_line_error(dicomscan("central", "init", "/proc/no/such", "--listen", "127.0.0.1:4999"),
                    2, "cannot write the central directory /proc/no/such")
+
+
+def test_sensor_spool_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    root = central(tmp_path)
+    out = dicomscan("sensor", str(root / "sensors" / "s1"), "--spool", "/proc/no/such",
+                    timeout=30)
+    one_line_error(out, 2, "cannot make the spool folder /proc/no/such")
