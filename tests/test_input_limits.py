@@ -409,3 +409,35 @@ def test_yaml_syntax_error_is_one_line(command: tuple[str, ...], text: str, prob
     # PyYAML's text spanned five lines and quoted the file back.
     assert out.stderr.strip().splitlines()[-1].startswith("Error:")
     assert "<unicode string>" not in out.stderr
+
+
+# --- do-not-probe lists ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.2-127.0.0.5", "127.0.0.2-5"])
+def test_do_not_probe_range_keeps_every_address_in_it_out(entry: str, tmp_path: Path) -> None:
+    listed = tmp_path / "dnp.txt"
+    listed.write_text(f"{entry} infusion pumps\n")
+    out = run("scan", "--plan", "--format", "json", "127.0.0.0/29", "--exclude-file", str(listed))
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    # A range was taken for a host name that no target has: nothing was kept out.
+    assert sorted(s["address"] for s in plan["skipped"]) == [f"127.0.0.{i}" for i in (2, 3, 4, 5)]
+    assert plan["targets"] == ["127.0.0.1", "127.0.0.6"]
+    assert {s["reason"] for s in plan["skipped"]} == {"infusion pumps"}
+
+
+def test_do_not_probe_range_in_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("do_not_probe:\n  - host: 127.0.0.2-3\n    reason: ventilators\n")
+    out = run("scan", "--plan", "--format", "json", "127.0.0.0/29", "--policy", str(policy))
+    assert out.returncode == 0, out.stderr
+    assert sorted(s["address"] for s in json.loads(out.stdout)["skipped"]) == [
+        "127.0.0.2", "127.0.0.3"]
+
+
+def test_do_not_probe_backwards_range_is_an_input_error(tmp_path: Path) -> None:
+    listed = tmp_path / "dnp.txt"
+    listed.write_text("127.0.0.9-1 pumps\n")
+    assert_input_error(run("scan", "--plan", "127.0.0.0/29", "--exclude-file", str(listed)),
+                       "dnp.txt:1", "the end comes before the start")

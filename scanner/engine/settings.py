@@ -101,7 +101,7 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[DoNotProbe]:
     """Entries from --exclude-file and the policy's do_not_probe list."""
-    from scanner.engine.do_not_probe import DoNotProbeError, make_entry, read_exclude_file
+    from scanner.engine.do_not_probe import DoNotProbeError, make_entries, read_exclude_file
 
     out: list[DoNotProbe] = []
     try:
@@ -110,7 +110,7 @@ def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[D
         for i, item in enumerate((policy or {}).get("do_not_probe") or ()):
             entry = next(item[k] for k in ("host", "cidr", "mac") if item.get(k))
             where = f"{policy['origin'] if policy else 'policy'} do_not_probe[{i}]"
-            out.append(make_entry(entry, item["reason"], where))
+            out += make_entries(entry, item["reason"], where)
     except DoNotProbeError as exc:
         raise SettingsError(str(exc), param="--exclude-file") from None
     return out
