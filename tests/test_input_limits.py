@@ -441,3 +441,19 @@ def test_do_not_probe_backwards_range_is_an_input_error(tmp_path: Path) -> None:
     listed.write_text("127.0.0.9-1 pumps\n")
     assert_input_error(run("scan", "--plan", "127.0.0.0/29", "--exclude-file", str(listed)),
                        "dnp.txt:1", "the end comes before the start")
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ('    ports: [1, "x"]', "'x' in '1,x' is not a port number"),
+    ("    ports: [99999]", "port 99999 in '99999' is outside 1-65535"),
+    ('    calling_ae: ""', "'' is not a valid AE title"),
+    ('    exclude: [""]', "invalid exclusion ''"),
+    ('    syslog: "tls://[::1"', "syslog: 'tls://[::1': not a URL"),
+], ids=["port word", "port range", "calling AE", "exclusion", "syslog"])
+def test_config_check_refuses_what_the_scan_would(line: str, problem: str,
+                                                  tmp_path: Path) -> None:
+    conf = tmp_path / "site.yaml"
+    conf.write_text(f"jobs:\n  night:\n    targets: [127.0.0.1]\n{line}\n")
+    # 'config check' said ok, and the scheduled scan then failed with exit 2 every night.
+    assert_input_error(run("config", "check", str(conf)), f"job night: {problem}")
+    assert run("scan", "--plan", "--config", str(conf)).returncode == 2

@@ -75,11 +75,46 @@ def config_group() -> None:
 def check(file: str) -> None:
     """Check FILE: every problem with its line and key; exit 2 if there is one."""
     config, _, _ = load(file, None, pick=False)
+    problems = [f"{file}: job {name}: {why}" for name, job in config.jobs.items()
+                for why in _settings_problems(job)]
+    if problems:
+        click.echo("\n".join(f"dicomscan: {p}" for p in problems), err=True)
+        sys.exit(EXIT_USAGE)
     for name, job in config.jobs.items():
         click.echo(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
                    f"{job.profile.value}, discovery {job.discovery.value}, "
                    f"{len(job.outputs)} output(s)")
     click.echo(f"{file}: ok")
+
+
+def _settings_problems(job: JobSpec) -> list[str]:
+    """What 'dicomscan scan --config' would refuse in this job: ports, AE titles, target and
+    exclusion syntax, the syslog URL. The file's own checks pass these through, and a job
+    that 'config check' called ok then failed at its scheduled hour."""
+    from scanner.cli.scan import scan
+    from scanner.engine.settings import SettingsError, build_settings
+    from scanner.engine.site_config import job_options
+    from scanner.outputs.syslog import SyslogError, parse_url
+
+    ctx = click.get_current_context()
+    defaults: dict[str, Any] = {}
+    for param in scan.params:
+        value = param.get_default(ctx)
+        if value is None or type(value).__name__ == "Sentinel":  # click's "no default"
+            value = () if getattr(param, "multiple", False) or param.nargs == -1 else None
+        defaults[str(param.name)] = value
+    opts = job_options(job, defaults, set())
+    problems = []
+    try:
+        build_settings(opts)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    if job.syslog:
+        try:
+            parse_url(job.syslog)
+        except SyslogError as exc:
+            problems.append(f"syslog: {exc}")
+    return problems
 
 
 def _command(exec_: str | None) -> list[str]:
