@@ -91,18 +91,17 @@ def _settings_problems(job: JobSpec) -> list[str]:
     """What 'dicomscan scan --config' would refuse in this job: ports, AE titles, target and
     exclusion syntax, the syslog URL. The file's own checks pass these through, and a job
     that 'config check' called ok then failed at its scheduled hour."""
-    from scanner.cli.scan import scan
     from scanner.engine.settings import SettingsError, build_settings
     from scanner.engine.site_config import job_options
     from scanner.outputs.syslog import SyslogError, parse_url
 
-    ctx = click.get_current_context()
-    defaults: dict[str, Any] = {}
-    for param in scan.params:
-        value = param.get_default(ctx)
-        if value is None or type(value).__name__ == "Sentinel":  # click's "no default"
-            value = () if getattr(param, "multiple", False) or param.nargs == -1 else None
-        defaults[str(param.name)] = value
+    # The scan command's own defaults for what a job does not set (its module imports
+    # this one, so they are not read from its parameters).
+    defaults: dict[str, Any] = {
+        "targets_file": None, "exclude_file": (), "ae_wordlist": None, "ae_guess": None,
+        "intrusive": False, "timeout": None, "connect_timeout": None, "max_rate": None,
+        "max_addresses": None, "baseline": None, "service_version": False,
+    }
     opts = job_options(job, defaults, set())
     problems = []
     try:
