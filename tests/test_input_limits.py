@@ -457,3 +457,14 @@ def test_config_check_refuses_what_the_scan_would(line: str, problem: str,
     # 'config check' said ok, and the scheduled scan then failed with exit 2 every night.
     assert_input_error(run("config", "check", str(conf)), f"job night: {problem}")
     assert run("scan", "--plan", "--config", str(conf)).returncode == 2
+
+
+@pytest.mark.parametrize("url", ["bogus://u:s3cret@127.0.0.1/db", "postgresql://u:s3cret@[::1/db",
+                                 "postgresql://u:s3cret@127.0.0.1:1/db"],
+                         ids=["unknown scheme", "unclosed bracket", "refused"])
+def test_history_url_error_hides_the_password_on_one_line(url: str) -> None:
+    out = run("history", "list", "--history", url)
+    # The first two printed the URL as given, password and all; the driver's refusal
+    # spanned two lines.
+    assert_input_error(out, "u:***@")
+    assert "s3cret" not in out.stderr and out.stderr.count("\n") == 1, out.stderr

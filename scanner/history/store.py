@@ -10,6 +10,7 @@ The schema is brought to the newest Alembic revision whenever a store is opened.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -93,6 +94,12 @@ def database_url(location: str | Path | None) -> str:
     return url
 
 
+def _shown(text: object) -> str:
+    """A location for a message: a URL's password (user:PASSWORD@) replaced by ***, also
+    when the URL is too broken for SQLAlchemy to parse and hide it itself."""
+    return re.sub(r"(://[^/@:\s]*:)[^@/\s]*@", r"\1***@", str(text))
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -133,13 +140,14 @@ class HistoryStore:
             store = cls(engine)
             store.upgrade()
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            raise HistoryError(f"not a usable database URL or path: {location}: {exc}") from None
+            raise HistoryError(f"not a usable database URL or path: {_shown(location)}: "
+                               f"{_shown(exc)}") from None
         except ImportError as exc:
-            raise HistoryError(f"no database driver for {location}: {exc} (PostgreSQL: "
+            raise HistoryError(f"no database driver for {_shown(location)}: {exc} (PostgreSQL: "
                                "install dicomscan[postgres])") from None
-        except DBAPIError as exc:
+        except DBAPIError as exc:  # the driver's text may span lines
             raise HistoryError(f"cannot open the history {make_url(url).render_as_string()}: "
-                               f"{exc.orig}") from None
+                               f"{' '.join(str(exc.orig).split())}") from None
         return store
 
     def close(self) -> None:
