@@ -468,3 +468,22 @@ def test_history_url_error_hides_the_password_on_one_line(url: str) -> None:
     # spanned two lines.
     assert_input_error(out, "u:***@")
     assert "s3cret" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_drift_file_that_cannot_be_written_is_4_not_1(tmp_path: Path) -> None:
+    store = tmp_path / "h.sqlite"
+    out = run("scan", "127.0.0.1", "-p", "1", "--discovery", "none", "-q", "--format", "json",
+              "--history", str(store))
+    scan_id = json.loads(out.stdout)["scan"]["id"]
+    target = tmp_path / "missing" / "drift.jsonl"
+    out = run("diff", scan_id, scan_id, "--history", str(store), "--format", "jsonl",
+              "-o", str(target))
+    # click's FileError made it exit 1, which reads as "drift found".
+    assert out.returncode == 4, out.stderr
+    assert f"cannot write {target}: No such file or directory; results kept in " in out.stderr
+    Path(out.stderr.rsplit("results kept in ", 1)[1].strip()).unlink()
+
+
+def test_history_list_limit_beyond_sqlite_integers_is_a_usage_error(tmp_path: Path) -> None:
+    out = run("history", "list", "--history", str(tmp_path / "h.sqlite"), "--limit", "9" * 20)
+    assert_input_error(out, "--limit")  # it was an OverflowError traceback

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from scanner.cli.common import EXIT_USAGE
+from scanner.cli.common import EXIT_OUTPUT, EXIT_USAGE
 
 if TYPE_CHECKING:
     from scanner.engine.site_config import JobSpec, SiteConfig
@@ -264,5 +264,6 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
 
     Path(write_dir).mkdir(parents=True, exist_ok=True)
     for unit, text in units.items():
-        write_text(text, str(Path(write_dir) / unit))
+        if not write_text(text, str(Path(write_dir) / unit)):
+            sys.exit(EXIT_OUTPUT)
         click.echo(str(Path(write_dir) / unit))
