@@ -71,6 +71,8 @@ def test_open_port_scan_loads_the_dicom_machinery() -> None:
     assert {"pynetdicom", "probes.dicom.client", "scanner.rules.evaluate"} <= loaded
     # pydicom's pixel handlers and data downloader stay out (probes/dicom/__init__.py).
     assert not {"numpy", "requests"} & loaded
+    # The web product table waits for a web server, the policy's models for a policy.
+    assert not {"probes.web_products", "scanner.rules.policy"} & loaded
 
 
 def test_rules_judge_nothing_on_hosts_without_open_ports_or_services() -> None:
