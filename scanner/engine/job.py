@@ -324,6 +324,7 @@ class ScanJob:
             if not await still_answering(ctx, watch):
                 break  # the device stopped answering: no further probes to it
             await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
+            await before_probes(ctx)  # DICOM this stage found inside TLS, before its checks
         await after_probes(ctx, watch)
         finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
