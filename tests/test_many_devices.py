@@ -41,7 +41,7 @@ def devices() -> Iterator[str]:
         subprocess.run(_in(ns, "ip", "link", "set", "lo", "up"), check=True)
         subprocess.Popen(_in(ns, str(STORESCP_BIN), "--fork", str(PORT)),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        probe = "import socket; socket.create_connection(('127.0.0.9', %d), 1).close()" % PORT
+        probe = f"import socket; socket.create_connection(('127.0.0.9', {PORT}), 1).close()"
         end = time.monotonic() + 20
         while subprocess.run(_in(ns, sys.executable, "-c", probe),
                              capture_output=True).returncode != 0:
