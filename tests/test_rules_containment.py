@@ -9,6 +9,10 @@ and the failure is a scan error naming the host."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -54,3 +58,37 @@ def test_a_failing_rule_costs_one_host_its_findings() -> None:
     assert not [f for f in result.findings if f.host == BAD]
     [error] = result.scan.errors
     assert error.host == BAD and "internal error in the rules: KeyError" in error.message
+
+
+CLI = """
+import sys
+from unittest import mock
+from scanner.cli.main import main
+from scanner.rules import evaluate as rules
+from tests.test_rules_containment import _fails_on_bad
+with mock.patch.object(rules, "RULE_FAMILIES", (*rules.RULE_FAMILIES, _fails_on_bad)):
+    main(sys.argv[1:])
+"""
+
+
+def test_a_host_left_unjudged_never_exits_clean() -> None:
+    """Its missing findings could be failures: exit 3, unless a finding gives 1."""
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def scan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", CLI, "scan", *args, "-p", str(port),
+                               "--profile", "fast", "--discovery", "none", "-q",
+                               "--format", "json"],
+                              capture_output=True, text=True, timeout=120, cwd=root)
+
+    with start_storescp() as peer, start_storescp(host=BAD, port=peer.info.port):
+        port = peer.info.port
+        alone = scan(BAD, "--fail-on", "critical")
+        both = scan(GOOD, BAD, "--fail-on", "high")  # GOOD's known-vulnerable DCMTK: high
+        never = scan(BAD, "--fail-on", "never")
+    assert alone.returncode == 3, alone.stderr
+    [error] = json.loads(alone.stdout)["scan"]["errors"]
+    assert error["unjudged"] and error["host"] == BAD
+    assert both.returncode == 1, both.stderr
+    assert never.returncode == 0, never.stderr
+    assert "Traceback" not in alone.stderr + both.stderr + never.stderr

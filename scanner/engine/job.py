@@ -251,7 +251,7 @@ class ScanJob:
             return evaluate([host], self.settings.baseline, self.settings.policy)
         except Exception as exc:
             msg = f"internal error in the rules: {type(exc).__name__}: {exc}"
-            self._errors.append(ScanError(host=host.address, message=msg))
+            self._errors.append(ScanError(host=host.address, message=msg, unjudged=True))
             return []
 
     def _count_quiet(self, refused: bool) -> None:
