@@ -78,16 +78,9 @@ async def connect_tls(
 
     s = ctx.settings
     async with ctx.gate.slot(watched=watched):
-        watch = ctx.gate.watch if watched else None
         started = time.perf_counter()
-        try:
-            sock = await connect_socket(ctx.host, port, s.timeouts.connect)
-        except (OSError, TimeoutError) as exc:
-            if watch is not None:
-                watch.after(exc)
-            raise
-        if watch is not None:
-            watch.after(None)
+        connecting = connect_socket(ctx.host, port, s.timeouts.connect)
+        sock = await (ctx.watched(connecting) if watched else connecting)
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(

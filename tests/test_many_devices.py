@@ -22,7 +22,7 @@ import pytest
 
 from scanner.lab.peers import STORESCP_BIN
 from scanner.outputs.table import LIST_AT_MOST
-from tests.conftest import namespace_lab_marks, needs_dcmtk
+from tests.conftest import namespace_lab_marks, needs_dcmtk, remove_namespace
 
 pytestmark = [*namespace_lab_marks(), needs_dcmtk]
 PORT = 11112
@@ -49,10 +49,7 @@ def devices() -> Iterator[str]:
             time.sleep(0.1)
         yield ns
     finally:
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            subprocess.run(["kill", "-9", pid], check=False)
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        remove_namespace(ns)
 
 
 def test_many_failed_findings_are_grouped_by_rule_in_the_table(
