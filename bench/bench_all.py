@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The scale and speed targets in one run: ``bench_sweep.py`` then ``bench_lab.py``, each
-printing its own figures, then one table of the targets with met or missed.
+printing its own figures, then one table of the targets with met or missed; then
+``bench_many.py`` (what each live DICOM device costs: no target, figures only).
 
     python bench/bench_all.py [--runs R] [--lab-runs R] [--json FILE]
 
 Needs root (the namespace lab) and nmap; scans only 127.0.0.0/8 and the lab's own
-198.18.0.0/24. About 6 minutes on 2 CPUs.
+198.18.0.0/24. About 9 minutes on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def main() -> int:
     print("\n== the targets ==")
     for what, figure, verdict in table:
         print(f"   {what:48} {figure:>16}   {verdict}")
+    many = run("bench_many.py", "--runs", str(a.runs))
     if a.json:
-        a.json.write_text(json.dumps({"sweep": sweep, "lab": lab, "targets": table}, indent=2))
+        a.json.write_text(json.dumps({"sweep": sweep, "lab": lab, "targets": table,
+                                      "many": many}, indent=2))
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
+from typing import TypeVar
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import (
@@ -29,6 +30,7 @@ from scanner.model.observations import NmapService, Observation
 from scanner.model.vendor import VendorIdentity
 
 Pace = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 class ConnectionWatch(TypingProtocol):
@@ -159,16 +161,22 @@ class ProbeContext:
     async def connect(self, port: int) -> AsyncIterator[OpenConnection]:
         """A new connection inside the host's gate. Raises OSError or TimeoutError."""
         async with self.gate.slot():
-            watch = self.gate.watch
-            try:
-                conn = await open_stream(self.host, port, self.settings.timeouts.connect)
-            except (OSError, TimeoutError) as exc:
-                if watch is not None:
-                    watch.after(exc)
-                raise
-            if watch is not None:
-                watch.after(None)
+            conn = await self.watched(open_stream(self.host, port, self.settings.timeouts.connect))
             try:
                 yield conn
             finally:
                 await conn.close()
+
+    async def watched(self, connecting: Awaitable[T]) -> T:
+        """A connect, reported to the host's connection watch: a failure backs the host
+        off (and, at the limit, stops it), a success resets the count."""
+        watch = self.gate.watch
+        try:
+            opened = await connecting
+        except (OSError, TimeoutError) as exc:
+            if watch is not None:
+                watch.after(exc)
+            raise
+        if watch is not None:
+            watch.after(None)
+        return opened

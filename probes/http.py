@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from probes.web_products import WebSignature, web_table
 from scanner.model.http_observations import HttpCheck, HttpSummary
 
 if TYPE_CHECKING:
     from probes.context import ProbeContext, ServiceState
+    from probes.web_products import WebSignature
 
 _MAX_HEAD = 16384
 _MAX_BODY = 4096
@@ -281,6 +281,8 @@ def _signature_matches(sig: WebSignature, path: str, answer: Answer) -> Identity
 def identify(answers: dict[str, Answer]) -> Identity:
     """The PACS software behind a web service, from what it says about itself, by the
     signatures of ``scanner/data/web_products.yaml`` in their order."""
+    from probes.web_products import web_table
+
     for sig in web_table().signatures:
         candidates = [sig.path] if sig.path is not None else list(answers)
         for path in candidates:
@@ -303,6 +305,9 @@ async def run_http_probe(ctx: ProbeContext, svc: ServiceState) -> None:
     svc.observations.append(_check(scheme, "/", "root", root, title=True))
     if root.status is None:
         return  # not an HTTP server (e.g. another protocol inside TLS)
+    # The product table (YAML and its models, ~20 ms) loads only once a web server answers.
+    from probes.web_products import web_table
+
     table = web_table()
     paths = [r.path for r in table.requests]
     answers = dict(

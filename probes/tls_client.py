@@ -66,24 +66,36 @@ class TlsConnection:
 
 @contextlib.asynccontextmanager
 async def connect_tls(
-    ctx: ProbeContext, port: int, sslctx: ssl.SSLContext
+    ctx: ProbeContext, port: int, sslctx: ssl.SSLContext, *, watched: bool = True
 ) -> AsyncIterator[TlsConnection]:
-    """Like ``ctx.connect`` but TLS from the first byte, inside the host's gate."""
-    hs_timeout = ctx.settings.timeouts.dicom
-    async with ctx.gate.slot():
+    """Like ``ctx.connect`` but TLS from the first byte, inside the host's gate.
+
+    The TCP connect is reported to the host's connection watch, as ``ctx.connect`` does:
+    a device that refuses TLS connections is backed off and stopped like any other. The
+    handshake is not: a server that resets an offer it dislikes is answering, not dying.
+    ``watched=False`` only for the engine's health checks."""
+    from probes.ports import connect_socket
+
+    s = ctx.settings
+    async with ctx.gate.slot(watched=watched):
         started = time.perf_counter()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                ctx.host,
-                port,
-                ssl=sslctx,
-                server_hostname=ctx.state.hostname or None,
-                ssl_handshake_timeout=hs_timeout,
-                ssl_shutdown_timeout=1.0,
-                limit=1 << 20,
-            ),
-            ctx.settings.timeouts.connect + hs_timeout,
-        )
+        connecting = connect_socket(ctx.host, port, s.timeouts.connect)
+        sock = await (ctx.watched(connecting) if watched else connecting)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    sock=sock,
+                    ssl=sslctx,
+                    server_hostname=ctx.state.hostname or ctx.host,
+                    ssl_handshake_timeout=s.timeouts.dicom,
+                    ssl_shutdown_timeout=1.0,
+                    limit=1 << 20,
+                ),
+                s.timeouts.dicom + 1.0,
+            )
+        except BaseException:
+            sock.close()
+            raise
         try:
             yield TlsConnection(reader, writer, time.perf_counter() - started)
         finally:

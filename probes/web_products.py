@@ -3,8 +3,6 @@ probe sends and how their answers identify PACS software. Data, not code: adding
 product touches only the YAML file.
 """
 
-from __future__ import annotations
-
 import re
 from functools import cache
 from importlib import resources
@@ -12,6 +10,8 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from scanner.model.base import empty_dict, empty_list
 
 
 class _Strict(BaseModel):
@@ -31,10 +31,10 @@ class WebSignature(_Strict):
     path: str | None = Field(default=None, description="only this request's answer")
     status: list[int] = Field(min_length=1)
     headers: dict[str, str] = Field(
-        default_factory=dict, description="header name -> regex searched in its value"
+        default_factory=empty_dict, description="header name -> regex searched in its value"
     )
-    json_keys: list[str] = Field(default_factory=list)
-    json_also: list[str] = Field(default_factory=list)
+    json_keys: list[str] = Field(default_factory=empty_list)
+    json_also: list[str] = Field(default_factory=empty_list)
     version_key: str | None = None
 
     @field_validator("headers")
@@ -54,14 +54,14 @@ class DefaultCredentials(_Strict):
 
 class WebProduct(_Strict):
     product: str
-    api_requests: list[str] = Field(default_factory=list)
+    api_requests: list[str] = Field(default_factory=empty_list)
     default_credentials: DefaultCredentials | None = None
 
 
 class WebTable(_Strict):
     requests: list[WebRequest]
     signatures: list[WebSignature]
-    products: list[WebProduct] = Field(default_factory=list)
+    products: list[WebProduct] = Field(default_factory=empty_list)
 
     def product(self, name: str | None) -> WebProduct | None:
         return next((p for p in self.products if p.product == name), None)

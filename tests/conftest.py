@@ -123,3 +123,11 @@ def namespace_lab_marks(*binaries: str) -> list[pytest.MarkDecorator]:
             reason=f"needs root and {', '.join(('iproute2', *binaries))} (network namespaces)",
         ),
     ]
+
+
+def remove_namespace(ns: str) -> None:
+    """Kill whatever still runs in a test's network namespace, then delete it."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    for pid in pids.stdout.split():
+        subprocess.run(["kill", "-9", pid], check=False)
+    subprocess.run(["ip", "netns", "del", ns], check=False)

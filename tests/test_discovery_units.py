@@ -129,18 +129,36 @@ def test_bad_engine_options_are_usage_errors() -> None:
 
 def test_the_registry_is_read_from_its_cache_and_rebuilt_when_that_is_bad(
         tmp_path: Path) -> None:
-    from scanner.identify.oui import registry
+    from scanner.identify.oui import grouped, registry
 
     built = registry(tmp_path)
-    assert built["44:4B:5D"] == "GE Healthcare" and len(built) > 40_000
+    assert built.get("44:4B:5D") == "GE Healthcare" and len(built) > 40_000
     [cached] = tmp_path.glob("manuf-*.marshal")
+    written = cached.read_bytes()
     # What the cache holds is what a scan reads (scapy's 90 ms are skipped).
-    cached.write_bytes(marshal.dumps({"44:4B:5D": "From the cache"}))
-    assert registry(tmp_path) == {"44:4B:5D": "From the cache"}
-    for bad in (b"", b"\x00garbage", marshal.dumps(["not", "a", "table"])):
+    cached.write_bytes(marshal.dumps(grouped({"44:4B:5D": "From the cache"})))
+    assert registry(tmp_path).get("44:4B:5D") == "From the cache"
+    for bad in (b"", b"\x00garbage", marshal.dumps(["not", "a", "table"]), marshal.dumps({}),
+                marshal.dumps({"44:4B:5D": "the old format, one flat table"})):
         cached.write_bytes(bad)
-        assert registry(tmp_path)["44:4B:5D"] == "GE Healthcare"
-    assert marshal.loads(cached.read_bytes()) == built  # rebuilt and written again
+        assert registry(tmp_path).get("44:4B:5D") == "GE Healthcare"
+    assert cached.read_bytes() == written  # rebuilt and written again
+
+
+def test_a_registry_lookup_reads_only_its_own_group() -> None:
+    """A scan looks up a few MACs: unmarshalling all 50,000 names cost 20 ms a scan. A
+    group that does not unmarshal (or holds a non-name) answers "unknown", not a crash."""
+    from scanner.identify.oui import Registry, grouped
+
+    groups = grouped({"44:4B:5D": "GE Healthcare", "88:4B:39": "Siemens AG",
+                      "00:09:5C": "Philips"})
+    groups["00"] = b"\x00not marshal"
+    groups["AA"] = marshal.dumps({"AA:BB:CC": 42})
+    reg = Registry(groups)
+    assert reg.get("44:4B:5D") == "GE Healthcare"
+    assert set(reg._open) == {"44"}
+    assert reg.get("00:09:5C") is None and reg.get("AA:BB:CC") is None
+    assert reg.get("12:34:56") is None
 
 
 def test_the_registry_works_without_a_writable_cache(tmp_path: Path) -> None:
@@ -148,4 +166,4 @@ def test_the_registry_works_without_a_writable_cache(tmp_path: Path) -> None:
 
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
-    assert registry(blocked)["70:B3:D5:20:C0/36"] == "Siemens Healthcare Diagnostics"
+    assert registry(blocked).get("70:B3:D5:20:C0/36") == "Siemens Healthcare Diagnostics"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, remove_namespace
 
 pytestmark = [pytest.mark.root, pytest.mark.peers]
 
@@ -48,10 +48,7 @@ def namespace() -> Iterator[str]:
                "drop")
         yield ns
     finally:
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            subprocess.run(["kill", "-9", pid], check=False)
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        remove_namespace(ns)
 
 
 @needs_root

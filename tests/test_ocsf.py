@@ -42,11 +42,13 @@ def test_every_event_of_a_real_scan_validates_against_ocsf_1_8_0(path: Path) -> 
         assert event["metadata"]["version"] == "1.8.0"
         assert_valid(event)
     assert events == json.loads(to_ocsf(result, array=True))
+    # Written an event at a time, the array is still the same text as one json.dumps.
+    assert to_ocsf(result, array=True) == json.dumps(events, indent=2) + "\n"
 
 
 def test_classes_severity_status_and_time_are_mapped_as_ocsf_defines() -> None:
     result = load(next(p for p in SCANS if p.stem == "orthanc-find-open"))
-    events = ocsf_events(result)
+    events = list(ocsf_events(result))
     by_uid = {e["finding_info"]["uid"]: e for e in events if "finding_info" in e}
     vuln = next(f for f in result.findings if f.rule_id == "software-vulnerable-version")
     event = by_uid[vuln.finding_id]
@@ -76,7 +78,7 @@ def test_waived_is_suppressed_and_not_checked_is_never_a_pass() -> None:
         **fail.evidence, "waiver": {"reason": "vendor contract", "approved_by": "CISO",
                                     "expires": "2027-01-01"}}})
     unchecked = next(f for f in result.findings if f.status is FindingStatus.NOT_CHECKED)
-    events = ocsf_events(result.model_copy(update={"findings": [waived, unchecked]}))
+    events = list(ocsf_events(result.model_copy(update={"findings": [waived, unchecked]})))
     w, n = events[len(result.hosts):]
     assert (w["status_id"], w["compliance"]["status_id"]) == (3, 3)
     assert "vendor contract" in w["status_detail"]

@@ -110,6 +110,28 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["scan.json"]
 
 
+def test_a_large_report_is_written_whole_across_its_encoding_slices(tmp_path: Path) -> None:
+    """The text is encoded a slice (of characters) at a time: multi-byte characters on
+    every boundary still arrive whole, and nothing is lost at the end."""
+    import tracemalloc
+
+    from scanner.outputs import files
+
+    text = ("é€𝄞 patient-free text " * 200_000)[: 3 * files._SLICE + 7]
+    target = tmp_path / "report.json"
+    write_or_keep(target, text)
+    assert target.read_text(encoding="utf-8") == text
+    # No whole encoded copy beside the text: a 32 MB report adds a slice, not 32 MB.
+    big = "x" * (32 << 20)
+    tracemalloc.start()
+    try:
+        write_or_keep(target, big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * files._SLICE, peak
+
+
 def test_write_or_keep_names_where_the_text_went(tmp_path: Path) -> None:
     with pytest.raises(OutputError) as caught:
         write_or_keep(tmp_path, "the results")  # a folder: cannot be replaced by a file

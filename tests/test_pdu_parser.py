@@ -113,3 +113,24 @@ def test_accept_without_user_information_is_not_a_crash() -> None:
     # Found by hypothesis: an A-ASSOCIATE-AC whose body lacks the mandatory items.
     obs, _ = answer(b"\x02\x00\x00\x00\x00\x02\x00\x00")
     assert obs.outcome in (AssociationOutcome.ACCEPTED, AssociationOutcome.ERROR)
+
+
+def test_a_banner_is_kept_whole_when_the_peer_resets_after_sending_it() -> None:
+    """An SSH server sends its banner, reads our A-ASSOCIATE-RQ and resets the connection.
+    asyncio's reader raises the reset before the bytes it already holds: the banner was
+    cut to its first six bytes ("SSH-2.") whenever the reset came between two reads."""
+    banner = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"
+
+    async def go() -> Association:
+        reader = asyncio.StreamReader()
+        reader.feed_data(banner)
+        reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
+        obs, _ = await request_association(
+            reader, SinkWriter(),  # type: ignore[arg-type]
+            purpose="detect", calling_ae="DICOMSCAN", called_ae="ANY",
+            contexts=codes.SERVICE_CONTEXTS, timeout=1.0)
+        return obs
+
+    obs = asyncio.run(go())
+    assert obs.outcome is AssociationOutcome.NOT_DICOM
+    assert bytes.fromhex(obs.first_bytes_hex or "") == banner

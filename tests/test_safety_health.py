@@ -2,7 +2,8 @@
 check before its probes. The scanner backs off on the refused connections, stops at the
 limit, confirms with one check after, reports ``device-unresponsive-after-scan`` with the
 timeline, and sends nothing more to the host: a second service on it (a counting
-listener) hears no connection after the kill."""
+listener) hears no connection after the kill. The same holds for DICOM inside TLS, whose
+checks are made over TLS once the TLS probe has found DICOM there."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from scanner.lab.peers import start_storescp
 from tests.conftest import needs_dcmtk
 
 pytestmark = [pytest.mark.peers, needs_dcmtk]
+CERTS = Path(__file__).resolve().parent.parent / "fixtures" / "certs"
+TLS = ["+tls", str(CERTS / "server.key"), str(CERTS / "server.pem"), "--profile-bcp195", "-ic"]
 
 
-def test_device_killed_mid_scan_is_reported_and_left_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+def test_device_killed_mid_scan_is_reported_and_left_alone(tmp_path: Path, tls: bool) -> None:
     accepts: list[float] = []
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -41,7 +45,7 @@ def test_device_killed_mid_scan_is_reported_and_left_alone(tmp_path: Path) -> No
     threading.Thread(target=serve, daemon=True).start()
     other = listener.getsockname()[1]
     out = tmp_path / "scan.json"
-    with start_storescp(["-v"]) as peer:
+    with start_storescp(["-v", *(TLS if tls else [])]) as peer:
         port = peer.info.port
         scan = subprocess.Popen(
             [sys.executable, "-m", "scanner", "scan", "127.0.0.1", "-p", f"{port},{other}",
@@ -68,11 +72,31 @@ def test_device_killed_mid_scan_is_reported_and_left_alone(tmp_path: Path) -> No
     assert any("after: tcp-connect no answer" in t for t in timeline), timeline
     assert any("stopped" in t for t in timeline), timeline
     svc = next(s for s in doc["hosts"][0]["services"] if s["port"] == port)
+    assert svc["name"] == ("dicom-tls" if tls else "dicom")
     backoff = [o for o in svc["observations"] if o["kind"] == "connection-backoff"]
     # The DICOM checks' connection was refused (a back-off); the check after stopped it.
     assert backoff and backoff[0]["stopped"] and backoff[0]["failures"] >= 1
     # The other service on the host was identified before the kill and never touched after.
     assert accepts and all(t < killed for t in accepts), (accepts, killed)
+
+
+def test_dicom_inside_tls_is_checked_before_and_after_over_tls(tmp_path: Path) -> None:
+    out = tmp_path / "scan.json"
+    with start_storescp(TLS) as peer:
+        done = subprocess.run(
+            [sys.executable, "-m", "scanner", "scan", "127.0.0.1", "-p", str(peer.info.port),
+             "--format", "json", "-o", str(out), "-q", "--fail-on", "never"],
+            capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [svc] = json.loads(out.read_text())["hosts"][0]["services"]
+    checks = [(o["phase"], o["method"], o["answered"]) for o in svc["observations"]
+              if o["kind"] == "health-check"]
+    assert svc["name"] == "dicom-tls"
+    assert checks == [("before", "c-echo", True), ("after", "c-echo", True)], checks
+    # The check before comes ahead of the DICOM checks inside TLS.
+    kinds = [(o["kind"], o.get("purpose")) for o in svc["observations"]]
+    before = kinds.index(("health-check", None))
+    assert ("dicom-association", "called-ae") in kinds[before:], kinds
 
 
 def test_back_off_doubles_is_bounded_and_stops_at_the_limit() -> None:

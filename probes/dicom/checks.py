@@ -26,6 +26,8 @@ from scanner.model.observations import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     from probes.context import ProbeContext, ServiceState
 
 CALLED_AE_REJECTED = (1, 7)
@@ -154,17 +156,24 @@ def _tls_detection(svc: ServiceState) -> Association | None:
     return found.get("detect-tls")
 
 
-def _connect(ctx: ProbeContext, svc: ServiceState) -> AbstractAsyncContextManager[Any]:
-    """A gated connection the way this service speaks DICOM: plain, or inside TLS."""
-    if svc.name != "dicom-tls":
-        return ctx.connect(svc.port)
-    from probes.tls_client import client_context, connect_tls
+def dicom_tls_context(ctx: ProbeContext, svc: ServiceState) -> ssl.SSLContext:
+    """The TLS client the service let in: with the user's certificate when it took that."""
+    from probes.tls_client import client_context
 
     detect = _tls_detection(svc)
     s = ctx.settings
     if detect is not None and detect.purpose == "detect-tls-client-cert":
-        return connect_tls(ctx, svc.port, client_context(s.client_cert, s.client_key))
-    return connect_tls(ctx, svc.port, client_context())
+        return client_context(s.client_cert, s.client_key)
+    return client_context()
+
+
+def _connect(ctx: ProbeContext, svc: ServiceState) -> AbstractAsyncContextManager[Any]:
+    """A gated connection the way this service speaks DICOM: plain, or inside TLS."""
+    if svc.name != "dicom-tls":
+        return ctx.connect(svc.port)
+    from probes.tls_client import connect_tls
+
+    return connect_tls(ctx, svc.port, dicom_tls_context(ctx, svc))
 
 
 async def dicom_checks(ctx: ProbeContext, svc: ServiceState) -> None:

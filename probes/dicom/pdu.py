@@ -134,13 +134,28 @@ async def read_pdu(reader: asyncio.StreamReader, timeout: float, max_len: int) -
     return RawPDU(pdu_type, bytes(buf[HEADER.size :]))
 
 
+def _salvage(reader: asyncio.StreamReader, n: int) -> bytes:
+    """Up to ``n`` bytes that arrived before the connection was reset.
+
+    asyncio's ``StreamReader.read`` raises a stored connection error before it returns
+    data it already holds: an SSH server that resets the connection on our A-ASSOCIATE-RQ
+    left "SSH-2." as its banner whenever the reset was processed between two reads (a
+    busy machine). The buffer is private to asyncio, hence the guarded look."""
+    held = getattr(reader, "_buffer", None)
+    if not isinstance(held, bytearray):
+        return b""
+    data = bytes(held[:n])
+    del held[:n]
+    return data
+
+
 async def _fill(reader: asyncio.StreamReader, buf: bytearray, n: int) -> None:
     """Read until ``buf`` holds ``n`` bytes; partial data stays in ``buf`` for evidence."""
     while len(buf) < n:
         try:
             chunk = await reader.read(n - len(buf))
         except ConnectionError:
-            chunk = b""
+            chunk = _salvage(reader, n - len(buf))
         if not chunk:
             raise PeerClosed(bytes(buf[:FIRST_BYTES]))
         buf += chunk
@@ -161,7 +176,10 @@ async def _read_some(reader: asyncio.StreamReader, n: int) -> bytes:
             break
         try:
             chunk = await asyncio.wait_for(reader.read(n - len(out)), wait)
-        except (TimeoutError, ConnectionError):
+        except TimeoutError:
+            break
+        except ConnectionError:
+            out += _salvage(reader, n - len(out))
             break
         if not chunk:
             break

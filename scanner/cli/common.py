@@ -30,7 +30,8 @@ Exit codes:
   0    no failed finding at or above --fail-on
   1    failed findings at or above --fail-on
   2    usage or input error (bad target, port list, file)
-  3    the scan itself failed
+  3    the scan itself failed, or a host could not be judged (a rules error:
+       its findings are missing) and no finding gives 1
   4    an output could not be written or sent (-o, --syslog); every other output
        was still written, and a file's results were kept in a temporary file
        whose path is printed
@@ -214,8 +215,11 @@ def exit_code(result: ScanResult, fail_on: str) -> int:
     from scanner.model import Severity
 
     worst = result.worst_failure()
-    if fail_on == "never" or worst is None:
+    if fail_on == "never":
         return EXIT_OK
-    return EXIT_FINDINGS if worst.rank >= Severity(fail_on).rank else EXIT_OK
+    if worst is not None and worst.rank >= Severity(fail_on).rank:
+        return EXIT_FINDINGS
+    # A host the rules could not judge may hide a failure: never report that as clean.
+    return EXIT_FAILED if any(e.unjudged for e in result.scan.errors) else EXIT_OK
 
 

@@ -1,10 +1,12 @@
 """Device health before and after a host's probes, and back-off when it starts failing.
 
-Each cleartext DICOM service gets a C-ECHO in an association of its own before its
-follow-up probes and again after them (a TCP connect counts where the association or
-the echo is refused: the device still answered). A device that answered before and not
-after is left alone from then on; the rule ``device-unresponsive-after-scan`` judges
-the two observations.
+Each DICOM service gets a C-ECHO in an association of its own before its follow-up
+probes and again after them (a TCP connect counts where the association or the echo is
+refused: the device still answered). DICOM inside TLS is only known once the TLS probe
+has found it, so its check before comes then, ahead of the DICOM checks inside TLS, over
+TLS with the client the service let in. A device that answered before and not after is
+left alone from then on; the rule ``device-unresponsive-after-scan`` judges the two
+observations.
 
 While the probes run, connections to ports already found open that are refused, reset
 or time out mean the device is struggling: each failure in a row doubles a wait before
@@ -15,7 +17,10 @@ probe connects to it. Both are recorded as observations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
+from collections.abc import AsyncIterator
 
 from probes.context import ProbeContext, ServiceState
 from probes.ports import open_stream
@@ -88,6 +93,28 @@ class Watch:
                                  stopped=self.stopped is not None, events=list(self.events))
 
 
+@contextlib.asynccontextmanager
+async def _connection(
+    ctx: ProbeContext, svc: ServiceState
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """The service's own way in (plain or TLS), in the host's gate but past its watch: the
+    check after is made even to a stopped host (the confirmation)."""
+    if svc.name == "dicom-tls":
+        from probes.dicom.checks import dicom_tls_context
+        from probes.tls_client import connect_tls
+
+        sslctx = dicom_tls_context(ctx, svc)
+        async with connect_tls(ctx, svc.port, sslctx, watched=False) as tls:
+            yield tls.reader, tls.writer
+        return
+    async with ctx.gate.slot(watched=False):
+        conn = await open_stream(ctx.host, svc.port, ctx.settings.timeouts.connect)
+        try:
+            yield conn.reader, conn.writer
+        finally:
+            await conn.close()
+
+
 async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> HealthCheck:
     """One health check: a C-ECHO, or what the TCP connect showed where it was refused."""
     # Imported here: only a host with an open DICOM port needs pynetdicom (start-up time).
@@ -103,37 +130,40 @@ async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> Hea
                                            "answered": answered, "detail": detail, "at": at})
 
     try:
-        async with ctx.gate.slot(watched=False):
-            conn = await open_stream(ctx.host, svc.port, s.timeouts.connect)
-            try:
-                assoc, session = await request_association(
-                    conn.reader, conn.writer, purpose="health", calling_ae=s.calling_ae,
-                    called_ae=first_called_ae(s), contexts=(codes.VERIFICATION,),
-                    timeout=s.timeouts.dicom)
-                if session is None:
-                    refused = assoc.outcome in (AssociationOutcome.REJECTED,
-                                                AssociationOutcome.ABORTED)
-                    return seen("tcp-connect", refused,
-                                f"connected; association {assoc.outcome.value}")
-                op = await run_operation(session, "C-ECHO", codes.VERIFICATION,
-                                         echo_message(), "C-ECHO-RQ")
-                await session.release()
-                if op.outcome is OperationOutcome.AUTHORISED:
-                    return seen("c-echo", True, "C-ECHO answered: success")
-                return seen("tcp-connect", True, f"connected; C-ECHO {op.outcome.value}")
-            finally:
-                await conn.close()
+        async with _connection(ctx, svc) as (reader, writer):
+            assoc, session = await request_association(
+                reader, writer, purpose="health", calling_ae=s.calling_ae,
+                called_ae=first_called_ae(s), contexts=(codes.VERIFICATION,),
+                timeout=s.timeouts.dicom)
+            if session is None:
+                refused = assoc.outcome in (AssociationOutcome.REJECTED,
+                                            AssociationOutcome.ABORTED)
+                return seen("tcp-connect", refused,
+                            f"connected; association {assoc.outcome.value}")
+            op = await run_operation(session, "C-ECHO", codes.VERIFICATION,
+                                     echo_message(), "C-ECHO-RQ")
+            await session.release()
+            if op.outcome is OperationOutcome.AUTHORISED:
+                return seen("c-echo", True, "C-ECHO answered: success")
+            return seen("tcp-connect", True, f"connected; C-ECHO {op.outcome.value}")
+    except ssl.SSLError as exc:
+        # The TCP connect succeeded and the device's TLS stack answered with a refusal.
+        return seen("tls-handshake", True, f"connected; TLS handshake failed: {exc.reason}")
     except (OSError, TimeoutError) as exc:
         return seen("tcp-connect", False, f"connect failed: {type(exc).__name__}")
 
 
 def _dicom_services(ctx: ProbeContext) -> list[ServiceState]:
     return [svc for _, svc in sorted(ctx.state.services.items())
-            if svc.name == "dicom" and not svc.tls]
+            if (svc.name == "dicom" and not svc.tls) or svc.name == "dicom-tls"]
 
 
 async def before_probes(ctx: ProbeContext) -> None:
+    """The check before, for each DICOM service that has none yet: called before the
+    follow-up probes and again after each stage of them (DICOM found inside TLS)."""
     for svc in _dicom_services(ctx):
+        if _answered_before(svc) is not None:
+            continue
         seen = await check(ctx, svc, HealthPhase.BEFORE)
         LOG.info("health %s:%d before: %s", ctx.host, svc.port, seen.detail)
         svc.observations.append(seen)

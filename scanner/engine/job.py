@@ -99,6 +99,10 @@ class ScanJob:
         # Hosts being scanned or kept for the report; a HostState is made when a host
         # answers discovery (or is taken as live), not for every target up front.
         self._hosts: dict[str, HostState] = {}
+        # Hosts whose pipeline is over: frozen and judged the moment they finish, so the
+        # rules' work interleaves with the other hosts' waits on the network.
+        self._finished: dict[str, tuple[Host, list[Finding]]] = {}
+        self._seen_by: dict[str, HostDiscovery] = {}
         self._summarise = len(settings.targets) > SUMMARISE_ABOVE
         self._quiet = 0  # hosts counted instead of listed (see _keep)
         self._quiet_refused = 0
@@ -153,7 +157,7 @@ class ScanJob:
         # flight, not one task per address; the connection caps are the gate's, as before.
         # A host's state is made when a worker takes it: queued addresses cost a few bytes.
         queue: asyncio.Queue[str | None] = asyncio.Queue()
-        seen_by: dict[str, HostDiscovery] = {}  # discovery answers (live hosts only)
+        seen_by = self._seen_by  # discovery answers (live hosts only)
         # As many hosts at once as fill the global slots with their port connections and no
         # more: waiters on a contended asyncio.Semaphore cost O(waiters) per release.
         per_host = max(1, min(len(s.ports), s.per_host_connections))
@@ -231,6 +235,24 @@ class ScanJob:
             state = self._host(address, seen_by)
             await self._scan_host(state, global_slots)
             self._keep(state)
+            if state.address in self._hosts:
+                host = state.freeze()
+                self._finished[host.address] = (host, self._judge(host))
+                del self._hosts[host.address]
+
+    def _judge(self, host: Host) -> list[Finding]:
+        """The host's findings (rules judge each host on its own). A rule that fails costs
+        this host its findings and is reported, never the scan."""
+        if nothing_to_judge([host], self.settings.policy):
+            return []
+        from scanner.rules.evaluate import evaluate
+
+        try:
+            return evaluate([host], self.settings.baseline, self.settings.policy)
+        except Exception as exc:
+            msg = f"internal error in the rules: {type(exc).__name__}: {exc}"
+            self._errors.append(ScanError(host=host.address, message=msg, unjudged=True))
+            return []
 
     def _count_quiet(self, refused: bool) -> None:
         """The port phase's quiet host (nothing open) in a large scan: counted, not built."""
@@ -324,6 +346,7 @@ class ScanJob:
             if not await still_answering(ctx, watch):
                 break  # the device stopped answering: no further probes to it
             await asyncio.gather(*(contained_probe(probe, ctx, s, self._errors) for s in services))
+            await before_probes(ctx)  # DICOM this stage found inside TLS, before its checks
         await after_probes(ctx, watch)
         finish_host(ctx.state, (fill_mac, *HOST_ANALYSES), self._errors)
 
@@ -346,12 +369,20 @@ class ScanJob:
 
     def result(self, interrupted: bool) -> ScanResult:
         order = {a: i for i, a in enumerate(self.settings.targets)}
-        hosts = [h.freeze() for h in sorted(self._hosts.values(), key=lambda h: order[h.address])]
+        judged = dict(self._finished)
+        for state in self._hosts.values():  # in flight when interrupted, or never taken
+            if state.address not in judged:
+                host = state.freeze()
+                judged[host.address] = (host, self._judge(host))
+        hosts: list[Host] = []
         findings: list[Finding] = []
-        if not nothing_to_judge(hosts, self.settings.policy):
-            from scanner.rules.evaluate import evaluate
-
-            findings = evaluate(hosts, self.settings.baseline, self.settings.policy)
+        for address in sorted(judged, key=order.__getitem__):
+            host, found = judged[address]
+            later = self._seen_by.get(address)  # a fuller discovery answer came after it
+            if later is not None and host.discovery != later:
+                host = host.model_copy(update={"discovery": later})
+            hosts.append(host)
+            findings += found
         meta = ScanMeta(
             id=self.settings.scan_id,
             started_at=self._started,

@@ -6,8 +6,6 @@ relative to the file. ``job_options`` turns a job into options for ``build_setti
 the command line wins over the file wherever the user gave an option explicitly.
 """
 
-from __future__ import annotations
-
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.base import empty_list
 from scanner.model.documents import (
     TooDeep,
     Unconvertible,
@@ -58,27 +57,27 @@ class ScheduleSpec(_Strict):
 
 class JobSpec(_Strict):
     targets: list[str] = Field(min_length=1)
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=empty_list)
     do_not_probe: list[str] = Field(
-        default_factory=list, description="devices never to touch (fragile); same as exclude")
-    scope: list[str] = Field(default_factory=list)
+        default_factory=empty_list, description="devices never to touch (fragile); same as exclude")
+    scope: list[str] = Field(default_factory=empty_list)
     allow_public: bool = False
     profile: ProfileName = ProfileName.SAFE
     ports: str | list[int | str] = "default"
     policy: str | None = None
     calling_ae: str = "DICOMSCAN"
-    ae_titles: list[str] = Field(default_factory=list)
+    ae_titles: list[str] = Field(default_factory=empty_list)
     client_cert: str | None = None
     client_key: str | None = None
     ca: str | None = None
     discovery: DiscoveryMethod = DiscoveryMethod.AUTO
     engine: EngineName = EngineName.EMBEDDED
     fail_on: Literal["info", "low", "medium", "high", "critical", "never"] = "high"
-    outputs: list[OutputSpec] = Field(default_factory=list)
+    outputs: list[OutputSpec] = Field(default_factory=empty_list)
     syslog: str | None = Field(default=None, description="CEF over syslog: udp|tcp|tls://HOST:PORT")
     drift_output: str | None = Field(
         default=None, description="JSON Lines drift events since the job's previous scan")
-    fail_on_drift: list[DriftKind | Literal["any"]] = Field(default_factory=list)
+    fail_on_drift: list[DriftKind | Literal["any"]] = Field(default_factory=empty_list)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
 
     @property

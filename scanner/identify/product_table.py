@@ -4,15 +4,15 @@ Every entry names its source and how sure it is; a malformed table is an error n
 the entry, never a silently weaker match.
 """
 
-from __future__ import annotations
-
 import re
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scanner.model.base import empty_list
 
 Certainty = Literal["src", "obs", "tbl", "unconfirmed"]
 Role = Literal["pacs", "modality", "workstation", "worklist", "print"]
@@ -61,7 +61,7 @@ class ProductEntry(_Strict):
     result_note: str = Field(default="", description="shown in matched_by with every match")
     version_name_prefix: str | None = Field(default=None, min_length=1)
     version_name_regex: str | None = None
-    uid: list[str] = Field(default_factory=list)
+    uid: list[str] = Field(default_factory=empty_list)
     uid_version_prefix: str | None = None
     uid_prefix: str | None = None
     max_pdu_length: int | None = Field(default=None, gt=0)
@@ -98,7 +98,7 @@ class ProductEntry(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> ProductEntry:
+    def _consistent(self) -> Self:
         if not self.source.strip():
             raise ValueError("source is empty")
         strong = (
@@ -135,7 +135,7 @@ class HttpSignal(_Strict):
     note: str = ""
     confidence: Level
     require: list[str] = Field(min_length=1)
-    forbid: list[str] = Field(default_factory=list)
+    forbid: list[str] = Field(default_factory=empty_list)
     role_hint: Role | None = None
 
     @field_validator("require", "forbid")
@@ -148,7 +148,7 @@ class HttpSignal(_Strict):
 
 class FingerprintTable(_Strict):
     products: list[ProductEntry]
-    http_signals: list[HttpSignal] = Field(default_factory=list)
+    http_signals: list[HttpSignal] = Field(default_factory=empty_list)
 
 
 def parse_table(raw: Any, origin: str = TABLE_FILE) -> FingerprintTable:

@@ -6,8 +6,6 @@ The table is data (``scanner/data/vendors.yaml``), one sourced fact per row. A p
 function of a finished ``Host``, so a saved scan is identified again offline.
 """
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -113,6 +111,6 @@ def identify_vendors(host: Host) -> list[VendorIdentity]:
     return found
 
 
-def identify_vendor_state(state: HostState) -> None:
+def identify_vendor_state(state: "HostState") -> None:
     """Host analysis: record the vendors on the host being built."""
     state.vendors = identify_vendors(state.freeze())

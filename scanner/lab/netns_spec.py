@@ -5,15 +5,15 @@ Every address must lie in 198.18.0.0/15, the benchmarking range that is never ro
 and inside the lab's own subnet, so a description cannot point the lab at a real network.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scanner.model.base import empty_list
 
 BENCH_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 _NAME = r"^[a-z][a-z0-9]{0,9}$"  # short: it ends up in interface and namespace names
@@ -35,7 +35,7 @@ class ServiceSpec(_Strict):
     kind: Literal["storescp", "orthanc", "ctn", "listener"]
     port: int = Field(ge=1, le=65535)
     aet: str = "LAB"
-    args: list[str] = Field(default_factory=list, description="extra storescp arguments")
+    args: list[str] = Field(default_factory=empty_list, description="extra storescp arguments")
     http_port: int | None = Field(default=None, ge=1, le=65535, description="Orthanc REST")
     banner: str = Field(default="", description="listener: bytes sent on accept")
 
@@ -44,11 +44,11 @@ class DeviceSpec(_Strict):
     name: str = Field(pattern=_NAME)
     address: str
     mac: str | None = Field(default=None, description="unicast MAC, e.g. a vendor's OUI")
-    services: list[ServiceSpec] = Field(default_factory=list)
-    drop: list[int] = Field(default_factory=list, description="TCP ports a firewall drops")
+    services: list[ServiceSpec] = Field(default_factory=empty_list)
+    drop: list[int] = Field(default_factory=empty_list, description="TCP ports a firewall drops")
 
     @model_validator(mode="after")
-    def _mac(self) -> DeviceSpec:
+    def _mac(self) -> Self:
         if self.mac is not None:
             mac = self.mac.lower()
             if not _MAC.match(mac) or int(mac[:2], 16) & 1:
@@ -63,7 +63,7 @@ class LabSpec(_Strict):
     devices: list[DeviceSpec]
 
     @model_validator(mode="after")
-    def _addresses(self) -> LabSpec:
+    def _addresses(self) -> Self:
         net = ipaddress.ip_network(self.subnet)
         if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(BENCH_RANGE):
             raise ValueError(f"subnet {self.subnet} is not inside {BENCH_RANGE}")

@@ -193,11 +193,12 @@ class HealthPhase(StrEnum):
 
 class HealthCheck(_Frozen):
     """Was the device answering, before its probes and after them: a C-ECHO in an
-    association of its own, or a TCP connect where the echo was refused."""
+    association of its own, or a TCP connect where the echo was refused (for DICOM inside
+    TLS, the handshake where the device's TLS stack refused us: it still answered)."""
 
     kind: Literal["health-check"] = "health-check"
     phase: HealthPhase
-    method: Literal["c-echo", "tcp-connect"]
+    method: Literal["c-echo", "tcp-connect", "tls-handshake"]
     answered: bool
     detail: str
     at: str = Field(description="UTC time of the check (ISO 8601)")

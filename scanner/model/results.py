@@ -185,6 +185,8 @@ class ScanError(Frozen):
     host: str | None = None
     port: int | None = None
     message: str
+    unjudged: bool = Field(
+        False, description="the rules failed on this host's data: its findings are missing")
 
 
 class DiscoveryInfo(Frozen):

@@ -19,6 +19,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 class OutputError(Exception):
@@ -52,7 +53,17 @@ def _write_fifo(path: str | Path, text: str) -> None:
         raise
     os.set_blocking(fd, True)  # a reader is there: let it read at its own pace
     with os.fdopen(fd, "wb") as stream:
-        stream.write(text.encode("utf-8"))
+        _write_text(stream, text)
+
+
+# Encoded a slice at a time: a report of a few thousand devices is tens of MB, and its
+# whole UTF-8 copy would sit beside the text at the scan's peak of memory.
+_SLICE = 1 << 20
+
+
+def _write_text(handle: BinaryIO, text: str) -> None:
+    for start in range(0, len(text), _SLICE):
+        handle.write(text[start:start + _SLICE].encode("utf-8"))
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -66,7 +77,7 @@ def write_atomic(path: str | Path, text: str) -> None:
         return
     if mode is not None and not stat.S_ISREG(mode):
         with open(path, "wb") as stream:  # a device or terminal: never renamed over
-            stream.write(text.encode("utf-8"))
+            _write_text(stream, text)
         return
     target = Path(os.path.realpath(path))  # through a link: replace its file, keep the link
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -74,7 +85,7 @@ def write_atomic(path: str | Path, text: str) -> None:
         # mkstemp's file is private (0600); give the report the mode a plain write would.
         os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
+            _write_text(handle, text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -96,7 +107,7 @@ def keep_elsewhere(name: str, text: str) -> str | None:
     try:
         fd, tmp = tempfile.mkstemp(prefix="dicomscan-", suffix=f"-{Path(name).name}")
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
+            _write_text(handle, text)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError:

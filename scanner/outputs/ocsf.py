@@ -28,6 +28,8 @@ against the official 1.8.0 JSON Schema in the tests (tests/test_ocsf.py).
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -210,20 +212,26 @@ def inventory_info(result: ScanResult, host: Host) -> dict[str, Any]:
     return event
 
 
-def ocsf_events(result: ScanResult) -> list[dict[str, Any]]:
+def ocsf_events(result: ScanResult) -> Iterator[dict[str, Any]]:
+    """The events one at a time: a scan of a thousand devices has tens of thousands, and
+    only their text is kept."""
     hosts = {h.address: h for h in result.hosts}
-    events = [inventory_info(result, h) for h in result.hosts]
+    for h in result.hosts:
+        yield inventory_info(result, h)
     for f in result.findings:
         host = hosts.get(f.host)
         vulnerable = (f.rule_id == VULNERABLE_RULE and f.evidence.get("cves")
                       and f.status in (FindingStatus.FAIL, FindingStatus.WAIVED))
-        events.append(vulnerability_finding(result, f, host) if vulnerable
-                      else compliance_finding(result, f, host))
-    return events
+        yield (vulnerability_finding(result, f, host) if vulnerable
+               else compliance_finding(result, f, host))
 
 
 def to_ocsf(result: ScanResult, array: bool = False) -> str:
     events = ocsf_events(result)
     if array:
-        return json.dumps(events, indent=2) + "\n"
+        # json.dumps(list, indent=2), an event at a time: JSON text has no raw newlines,
+        # so each event's lines are indented one level as the list would indent them.
+        items = (textwrap.indent(json.dumps(e, indent=2), "  ") for e in events)
+        body = ",\n".join(items)
+        return f"[\n{body}\n]\n" if body else "[]\n"
     return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)

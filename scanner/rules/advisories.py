@@ -7,13 +7,11 @@ numbers (``OFFIS_DCMTK_367`` -> ``3.6.7``), and a version that is not one is rep
 as not comparable rather than guessed at.
 """
 
-from __future__ import annotations
-
 import re
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -71,7 +69,7 @@ class AffectedRange(_Strict):
         return _check_version(value)
 
     @model_validator(mode="after")
-    def _one_upper_bound(self) -> AffectedRange:
+    def _one_upper_bound(self) -> Self:
         # An open-ended range would flag every future release; the sources always
         # state either a fix or a last affected release.
         if (self.fixed is None) == (self.last_affected is None):

@@ -1,11 +1,9 @@
 """The shape of a hardening baseline file, validated on load: what it matches, what it
 expects, and the sources it cites. ``baselines`` loads, resolves and selects them."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -15,6 +13,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from scanner.model.base import empty_list
 
 PACKAGE = "dicomscan_baselines"
 Role = Literal["pacs", "modality", "workstation", "worklist", "print"]
@@ -80,7 +80,7 @@ class Source(_Strict):
     date: str = Field(pattern=r"^\d{4}(-\d{2}){0,2}$", description="YYYY, YYYY-MM or YYYY-MM-DD")
 
     @model_validator(mode="after")
-    def _locatable(self) -> Source:
+    def _locatable(self) -> Self:
         if not (self.url or self.reference):
             raise ValueError("a source needs a url or a reference")
         return self
@@ -105,7 +105,7 @@ class AdvisoryRef(_Strict):
 
 
 class _Expectation(_Strict):
-    cite: list[Citation] = Field(default_factory=list)
+    cite: list[Citation] = Field(default_factory=empty_list)
 
 
 class Match(_Strict):
@@ -130,7 +130,7 @@ class Match(_Strict):
     )(_regex)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Match:
+    def _not_empty(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("a match block needs at least one criterion")
         return self
@@ -148,14 +148,14 @@ class Match(_Strict):
 
 class Ports(_Expectation):
     rule: str
-    allowed: list[PortRange] = Field(default_factory=list)
-    must_be_closed: list[PortRange] = Field(default_factory=list)
+    allowed: list[PortRange] = Field(default_factory=empty_list)
+    must_be_closed: list[PortRange] = Field(default_factory=empty_list)
 
 
 class RemoteAccess(_Expectation):
     rule: str
     ports: list[PortRange] = Field(default_factory=lambda: [(p, p) for p in REMOTE_ACCESS_PORTS])
-    allowed: list[PortRange] = Field(default_factory=list)
+    allowed: list[PortRange] = Field(default_factory=empty_list)
 
 
 class Required(_Expectation):
@@ -204,16 +204,16 @@ class Baseline(_Strict):
     title: str = Field(min_length=1)
     version: str = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
-    match: list[Match] = Field(default_factory=list)
+    match: list[Match] = Field(default_factory=empty_list)
     extends: str | None = None
     vendor: str | None = Field(
         default=None, description="set on vendor baselines: each expectation must cite a source"
     )
-    advisories: list[AdvisoryRef] = Field(default_factory=list)
+    advisories: list[AdvisoryRef] = Field(default_factory=empty_list)
     expectations: Expectations = Field(default_factory=Expectations)
 
     @model_validator(mode="after")
-    def _cited(self) -> Baseline:
+    def _cited(self) -> Self:
         ids = {s.id for s in self.sources if s.id}
         problems: list[str] = []
         cited = [(k, getattr(self.expectations, k)) for k in EXPECTED_RULE]

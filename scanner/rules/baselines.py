@@ -98,7 +98,6 @@ def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline
     try:
         if not shipped:
             check_yaml_nesting(text)
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
         raw: Any = load_yaml(text, yaml.CSafeLoader)
     except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
         raise BaselineError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
@@ -107,13 +106,15 @@ def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline
     try:
         baseline = Baseline.model_validate(raw)
     except ValidationError as exc:
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)  # the lines, for the message only
         problems = [
             f"{_where(origin, root, tuple(e['loc']))}: {_explain(dict(e))}" for e in exc.errors()
         ]
         raise BaselineError(problems) from None
-    rule_errors = [f"{_where(origin, root, loc)}: {msg}" for loc, msg in _rule_problems(baseline)]
+    rule_errors = list(_rule_problems(baseline))
     if rule_errors:
-        raise BaselineError(rule_errors)
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        raise BaselineError([f"{_where(origin, root, loc)}: {msg}" for loc, msg in rule_errors])
     return baseline
 
 

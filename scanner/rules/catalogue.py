@@ -5,8 +5,6 @@ rewording a rule touches no code. Rules in code only say which rule failed or pa
 and with what evidence; everything a reader sees about the rule comes from here.
 """
 
-from __future__ import annotations
-
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scanner.model import Finding, FindingStatus, Severity
+from scanner.model.base import empty_list
 from scanner.model.observations import Confidence
 
 
@@ -31,7 +30,7 @@ class Rule(BaseModel):
     severity: Severity
     rationale: str
     remediation: str
-    references: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=empty_list)
 
 
 @cache

@@ -4,8 +4,6 @@ Data, not code: a new default certificate is one entry in that file. Used by the
 rules to raise ``tls-cert-default``.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -13,6 +11,7 @@ from importlib import resources
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from scanner.model.base import empty_dict
 from scanner.model.observations import Confidence
 from scanner.model.tls_observations import TlsCertificate
 
@@ -24,8 +23,8 @@ class DefaultCertificate(BaseModel):
     product: str
     description: str
     sha1: str | None = Field(default=None, description="leaf SHA-1 fingerprint, hex")
-    subject: dict[str, str] = Field(default_factory=dict)
-    issuer: dict[str, str] = Field(default_factory=dict)
+    subject: dict[str, str] = Field(default_factory=empty_dict)
+    issuer: dict[str, str] = Field(default_factory=empty_dict)
     source: str
     tag: str = Field(pattern="^(confirmed|secondary|unconfirmed)$")
 

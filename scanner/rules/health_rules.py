@@ -1,8 +1,8 @@
 """Device health rules: did a device still answer after it was scanned?
 
-The engine checks each cleartext DICOM service before its probes and after them
-(``HealthCheck`` observations); a device that answered before and not after may have
-been knocked over by the scan, which a site must hear about at once.
+The engine checks each DICOM service (in the clear or inside TLS) before its probes and
+after them (``HealthCheck`` observations); a device that answered before and not after
+may have been knocked over by the scan, which a site must hear about at once.
 """
 
 from __future__ import annotations

@@ -26,16 +26,15 @@ covers; a valid one gives a ``waiver-expired`` pass, so an auditor sees which wa
 verdicts rest on.
 """
 
-from __future__ import annotations
-
 import ipaddress
 from datetime import date
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model import Finding, FindingStatus, Host
+from scanner.model.base import empty_list
 from scanner.model.documents import (
     TooDeep,
     Unconvertible,
@@ -90,7 +89,7 @@ class _Scope(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_scope(self) -> _Scope:
+    def _one_scope(self) -> Self:
         if (self.host is None) == (self.cidr is None):
             raise ValueError("give exactly one of 'host' and 'cidr'")
         return self
@@ -155,7 +154,7 @@ class NoProbe(_Strict):
     _network = field_validator("cidr")(_Scope._network.__func__)  # type: ignore[attr-defined]
 
     @model_validator(mode="after")
-    def _one(self) -> NoProbe:
+    def _one(self) -> Self:
         if sum(v is not None for v in (self.host, self.cidr, self.mac)) != 1:
             raise ValueError("give exactly one of 'host', 'cidr' and 'mac'")
         return self
@@ -168,10 +167,10 @@ class NoProbe(_Strict):
 class SitePolicy(_Strict):
     title: str | None = None
     origin: str = Field(default="policy", description="the file it was read from")
-    baselines: list[Pin] = Field(default_factory=list)
-    waivers: list[Waiver] = Field(default_factory=list)
+    baselines: list[Pin] = Field(default_factory=empty_list)
+    waivers: list[Waiver] = Field(default_factory=empty_list)
     do_not_probe: list[NoProbe] = Field(
-        default_factory=list, description="devices never to send a packet to, with reasons"
+        default_factory=empty_list, description="devices never to send a packet to, with reasons"
     )
 
     def pin_for(self, host: Host) -> Pin | None:
