@@ -114,7 +114,7 @@ def json_of(answer: Answer) -> Any:
         return None
     try:
         return json.loads(answer.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # [[[[... 2,048 deep fits 4 KiB
         return None
 
 

@@ -1,5 +1,5 @@
 """Allow ``python -m scanner``."""
 
-from scanner.cli.main import main
+from scanner.cli.entry import main
 
 main()

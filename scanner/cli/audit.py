@@ -11,7 +11,6 @@ Only click is imported at module level, like the other commands.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,22 +50,39 @@ def _fail(message: str) -> None:
     raise SystemExit(EXIT_USAGE)
 
 
+def _check_schema(raw: object, path: str) -> None:
+    """A document of another major schema version is not read as this one's: its fields
+    may mean other things (a minor version only adds fields)."""
+    from scanner.model.results import SCHEMA_VERSION
+
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    major = SCHEMA_VERSION.split(".")[0]
+    if isinstance(version, str) and version.split(".")[0] != major:
+        _fail(f"{path}: saved scan of schema version {version[:20]!r}; this dicomscan reads "
+              f"schema {major}.x")
+
+
 def load_saved(path: str) -> ScanResult:
     import json
 
     from pydantic import ValidationError
 
     from scanner.model import ScanResult
+    from scanner.model.documents import MAX_SCAN, read_text
 
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        return ScanResult.model_validate(raw)
+        raw = json.loads(read_text(path, MAX_SCAN))
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"cannot read saved scan {path!r}: {exc}")
     except json.JSONDecodeError as exc:
         _fail(f"{path}: not JSON (save scans with --format json): {exc}")
     except RecursionError:  # json recurses per level: [[[... thousands deep
         _fail(f"{path}: not a dicomscan --format json scan: nested far too deeply")
+    except ValueError:  # Python refuses to convert integers of more than 4,300 digits
+        _fail(f"{path}: not a dicomscan --format json scan: a number thousands of digits long")
+    _check_schema(raw, path)
+    try:
+        return ScanResult.model_validate(raw)
     except ValidationError as exc:
         _fail(f"{path}: not a dicomscan --format json scan: {exc.error_count()} problem(s), "
               f"first: {'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}")

@@ -86,6 +86,7 @@ def validate(files: tuple[str, ...]) -> None:
     """
     from pathlib import Path
 
+    from scanner.model.documents import read_text
     from scanner.rules.baseline_model import BaselineError
     from scanner.rules.baselines import load_files
 
@@ -93,7 +94,7 @@ def validate(files: tuple[str, ...]) -> None:
     texts: list[tuple[str, str]] = []
     for name in files:
         try:
-            texts.append((name, Path(name).read_text(encoding="utf-8")))
+            texts.append((name, read_text(name)))
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{name}: cannot read: {exc}")
     shipped = _shipped()

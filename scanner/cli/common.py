@@ -181,7 +181,8 @@ def send_syslog(result: ScanResult, opts: dict[str, Any]) -> bool:
 
 
 def check_syslog(opts: dict[str, Any]) -> None:
-    """A malformed --syslog URL is a usage error, said before scanning."""
+    """A malformed --syslog URL, or a --syslog-ca that holds no certificate, is a usage
+    error said before scanning (not exit 4 once the scan is done)."""
     if opts.get("syslog"):
         from scanner.outputs.syslog import SyslogError, parse_url
 
@@ -189,6 +190,13 @@ def check_syslog(opts: dict[str, Any]) -> None:
             parse_url(opts["syslog"])
         except SyslogError as exc:
             raise click.BadParameter(str(exc), param_hint="'--syslog'") from None
+    if opts.get("syslog_ca"):
+        from scanner.engine.settings import SettingsError, check_tls_files
+
+        try:
+            check_tls_files(opts["syslog_ca"], None, None)
+        except SettingsError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--syslog-ca'") from None
 
 
 def say_discovery(result: ScanResult, quiet: bool) -> None:

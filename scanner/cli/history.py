@@ -44,10 +44,13 @@ def _when(value: Any) -> str:
 
 
 def _scan_line(s: StoredScan) -> str:
+    from scanner.outputs.escape import visible
+
     took = (f"{(s.finished_at - s.started_at).total_seconds():.1f}s"
             if s.finished_at else "-")
     mark = s.status.value + (" (partial)" if s.partial else "")
-    return (f"{s.scan_id[:8]}  {(s.job or '-'):<14} {mark:<24} {_when(s.started_at)}  "
+    job = visible(s.job) if s.job else "-"  # a job name may come from a sensor's message
+    return (f"{visible(s.scan_id[:8])}  {job:<14} {mark:<24} {_when(s.started_at)}  "
             f"{took:>8}  {s.hosts:>5}  {s.services:>8}  {s.findings:>8}  {s.failed:>6}")
 
 
@@ -59,7 +62,7 @@ def history() -> None:
 @history.command("list")
 @history_option
 @click.option("--job", help="Only this job's scans.")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> None:
@@ -138,7 +141,8 @@ Exit codes:
   0    no drift of the kinds in --fail-on-drift (or none given)
   1    drift of at least one of those kinds
   2    usage error: unknown scan, not two complete scans, bad store
-  4    --syslog could not be reached (the drift was still written)
+  4    --syslog could not be reached (the drift was still written), or -o could not
+       be written (the drift kept in a temporary file, path printed)
 """
 
 
@@ -184,9 +188,9 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
     except HistoryError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    write_text(DRIFT_WRITERS[fmt](drift), output)
+    written = write_text(DRIFT_WRITERS[fmt](drift), output)
     sent = send_drift_syslog(drift, syslog, syslog_ca)
     found = {c.kind.value for c in drift.changes} & kinds
     if found:
         click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
-    sys.exit(EXIT_FINDINGS if found else EXIT_OK if sent else EXIT_OUTPUT)
+    sys.exit(EXIT_FINDINGS if found else EXIT_OK if sent and written else EXIT_OUTPUT)

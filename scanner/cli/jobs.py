@@ -35,10 +35,16 @@ def _submit(directory: Path, sensor: str, **opts: Any) -> None:
     from scanner.fleet.central import submit
     from scanner.fleet.layout import CentralDir, FleetError
 
+    d = CentralDir(directory)
+    try:
+        d.load()  # a missing or broken central directory is the user's input: exit 2
+    except FleetError as exc:
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     opts = apply_site_config(opts)
     settings = build_settings(opts)
     try:
-        job_id = asyncio.run(submit(CentralDir(directory), sensor, settings, opts.get("job")))
+        job_id = asyncio.run(submit(d, sensor, settings, opts.get("job")))
     except FleetError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE if "scope" in str(exc) or "no sensor" in str(exc) else EXIT_FAILED)
@@ -54,13 +60,17 @@ submit_command = click.Command(
 
 
 def _show(rows: list[Any]) -> str:
+    # A failed job's reason is the sensor's text, targets the submitter's: no terminal
+    # sequence in either reaches the terminal.
+    from scanner.outputs.escape import visible
+
     lines = [f"{'JOB':<12} {'SENSOR':<12} {'STATE':<8} {'PROGRESS':>9} {'TRY':>3}  "
              "TARGETS / RESULT"]
     for r in rows:
         prog = f"{r.done}/{r.total}" if r.total else "-"
         tail = r.scan_id or r.reason or r.targets
-        lines.append(f"{r.job_id[:12]:<12} {r.sensor:<12} {r.state.value:<8} {prog:>9} "
-                     f"{r.delivery:>3}  {tail}")
+        lines.append(f"{visible(r.job_id[:12]):<12} {visible(r.sensor):<12} "
+                     f"{r.state.value:<8} {prog:>9} {r.delivery:>3}  {visible(str(tail))}")
     return "\n".join(lines) + "\n"
 
 
@@ -80,10 +90,10 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
     d = CentralDir(directory)
     try:
         d.load()
+        ledger = Ledger(d.ledger)
     except FleetError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    ledger = Ledger(d.ledger)
     try:
         if wait_for is None:
             rows = ledger.all()

@@ -14,18 +14,22 @@ if TYPE_CHECKING:
 
 
 def _text(p: ScanPlan) -> str:
+    from scanner.outputs.escape import visible
+
     lines = [f"Plan (nothing sent): engine {p.engine}, profile {p.profile}",
              f"Hosts: {len(p.targets)}"]
     shown = p.targets[:50]
     for a in shown:
-        lines.append(f"  {a}" + (f" ({p.hostnames[a]})" if a in p.hostnames else ""))
+        lines.append(f"  {a}" + (f" ({visible(p.hostnames[a])})" if a in p.hostnames else ""))
     if len(p.targets) > len(shown):
         lines.append(f"  ... and {len(p.targets) - len(shown)} more")
     lines.append(f"Skipped (do not probe): {len(p.skipped)}")
-    lines += [f"  {s.address}: {s.reason} [{s.entry}, {s.source}]" for s in p.skipped]
+    # Reasons and entries are the user's file's text: no terminal sequence passes through.
+    lines += [f"  {s.address}: {visible(s.reason)} [{visible(s.entry)}, {visible(s.source)}]"
+              for s in p.skipped]
     split = ", ".join(f"{k} {v}" for k, v in p.discovery_split.items() if v)
     lines.append(f"Discovery: {p.discovery} ({p.discovery_why})" + (f": {split}" if split else ""))
-    lines += [f"  note: {n}" for n in p.discovery_notes]
+    lines += [f"  note: {visible(n)}" for n in p.discovery_notes]
     lines.append(f"Ports ({len(p.ports)}): {','.join(map(str, p.ports))}")
     lines.append("Probes, in order:")
     lines += [f"  {s.name}: {s.sends}" for s in p.probes]
@@ -39,7 +43,7 @@ def _text(p: ScanPlan) -> str:
         f"  whole scan: at most {p.max_concurrency} connections at once, "
         + (f"{p.max_rate:g} new connections/s" if p.max_rate else "no rate cap"),
     ]
-    lines += [f"Note: {n}" for n in p.notes]
+    lines += [f"Note: {visible(n)}" for n in p.notes]
     return "\n".join(lines) + "\n"
 
 

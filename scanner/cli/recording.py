@@ -71,17 +71,16 @@ def open_store(location: str | None) -> HistoryStore:
         sys.exit(EXIT_USAGE)
 
 
-def write_text(text: str, output: str | None) -> None:
-    """To stdout, or atomically to a file (a reader never sees half a report)."""
-    from scanner.outputs.files import write_atomic
+def write_text(text: str, output: str | None) -> bool:
+    """To stdout, or atomically to a file (a reader never sees half a report). False when
+    the file could not be written: said on stderr with where the text was kept instead.
+    (click's FileError made that exit 1, which reads as "drift found".)"""
+    from scanner.cli.common import write_output
 
     if output is None or output == "-":
         click.echo(text, nl=False)
-        return
-    try:
-        write_atomic(output, text)
-    except OSError as exc:
-        raise click.FileError(output, str(exc)) from None
+        return True
+    return write_output(output, text)
 
 
 # --- the scan command's hook ------------------------------------------------------------
@@ -147,14 +146,16 @@ def _drift_after_scan(store: HistoryStore, scan_id: str, opts: dict[str, Any]) -
     drift = stored_drift(store, earlier[0].scan_id, scan_id, opts["job"])
     if output:
         fmt, path = drift_file(output)
-        write_text(DRIFT_WRITERS[fmt](drift), path)
+        written = write_text(DRIFT_WRITERS[fmt](drift), path)
+    else:
+        written = True
     click.echo(f"dicomscan: drift since {earlier[0].scan_id[:8]}: {len(drift.changes)} "
                "change(s)", err=True)
     sent = send_drift_syslog(drift, opts.get("syslog"), opts.get("syslog_ca"))
     found = {c.kind.value for c in drift.changes} & kinds
     if found:
         click.echo(f"dicomscan: drift: {', '.join(sorted(found))}", err=True)
-    return EXIT_FINDINGS if found else EXIT_OK if sent else EXIT_OUTPUT
+    return EXIT_FINDINGS if found else EXIT_OK if sent and written else EXIT_OUTPUT
 
 
 def send_drift_syslog(drift: Drift, url: str | None, ca_file: str | None) -> bool:

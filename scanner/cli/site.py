@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from scanner.cli.common import EXIT_USAGE
+from scanner.cli.common import EXIT_OUTPUT, EXIT_USAGE
 
 if TYPE_CHECKING:
     from scanner.engine.site_config import JobSpec, SiteConfig
@@ -75,6 +75,11 @@ def config_group() -> None:
 def check(file: str) -> None:
     """Check FILE: every problem with its line and key; exit 2 if there is one."""
     config, _, _ = load(file, None, pick=False)
+    problems = [f"{file}: job {name}: {why}" for name, job in config.jobs.items()
+                for why in _settings_problems(job)]
+    if problems:
+        click.echo("\n".join(f"dicomscan: {p}" for p in problems), err=True)
+        sys.exit(EXIT_USAGE)
     for name, job in config.jobs.items():
         click.echo(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
                    f"{job.profile.value}, discovery {job.discovery.value}, "
@@ -82,11 +87,59 @@ def check(file: str) -> None:
     click.echo(f"{file}: ok")
 
 
+def _settings_problems(job: JobSpec) -> list[str]:
+    """What 'dicomscan scan --config' would refuse in this job: ports, AE titles, target and
+    exclusion syntax, the syslog URL. The file's own checks pass these through, and a job
+    that 'config check' called ok then failed at its scheduled hour."""
+    from scanner.engine.settings import SettingsError, build_settings
+    from scanner.engine.site_config import job_options
+    from scanner.outputs.syslog import SyslogError, parse_url
+
+    # The scan command's own defaults for what a job does not set (its module imports
+    # this one, so they are not read from its parameters).
+    defaults: dict[str, Any] = {
+        "targets_file": None, "exclude_file": (), "ae_wordlist": None, "ae_guess": None,
+        "intrusive": False, "timeout": None, "connect_timeout": None, "max_rate": None,
+        "max_addresses": None, "baseline": None, "service_version": False,
+    }
+    opts = job_options(job, defaults, set())
+    problems = []
+    try:
+        build_settings(opts)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    if job.syslog:
+        try:
+            parse_url(job.syslog)
+        except SyslogError as exc:
+            problems.append(f"syslog: {exc}")
+    return problems
+
+
 def _command(exec_: str | None) -> list[str]:
     if exec_:
-        return shlex.split(exec_)
+        try:
+            words = shlex.split(exec_)
+        except ValueError as exc:  # an unclosed quote
+            raise click.BadParameter(f"{exec_!r}: {exc}", param_hint="'--exec'") from None
+        if not words:
+            raise click.BadParameter("empty command", param_hint="'--exec'")
+        return words
     found = shutil.which("dicomscan")
     return [found] if found else [sys.executable, "-m", "scanner"]
+
+
+def _one_line(values: list[str], where: str) -> None:
+    """A newline (or any control character) in a path, store URL or schedule would end the
+    crontab line or unit directive early and start another: refuse it."""
+    for value in values:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise click.UsageError(f"{value!r} holds a control character, which the {where} "
+                                   "cannot carry")
+
+
+def _unit_escape(value: str) -> str:
+    return value.replace("%", "%%")  # systemd expands %-specifiers in these settings
 
 
 def _under_state(path: str, what: str) -> None:
@@ -106,15 +159,17 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
         _under_state(out.path, "output")
     if spec.drift_output:
         _under_state(spec.drift_output, "drift_output")
-    args = [*command, "scan", "--config", config_path, "--job", name, "--history", store,
-            "--quiet"]
+    args = [_unit_escape(a) for a in (*command, "scan", "--config", config_path, "--job", name,
+                                      "--history", store, "--quiet")]
     creds = []
     for key, option in (("client_cert", "--client-cert"), ("client_key", "--client-key"),
                         ("ca", "--ca")):
         path = getattr(spec, key)
         if path:  # handed over by systemd, so the key need not be readable by the unit's user
-            creds.append(f"LoadCredential={key}:{path}")
-            args += [option, f"%d/{key}"]
+            _one_line([path], "systemd unit")
+            creds.append(f"LoadCredential={key}:{_unit_escape(path)}")
+            args += [option, f"%d/{key}"]  # %d: the unit's credentials folder
+    _one_line([*args, spec.schedule.on_calendar], "systemd unit")
     caps = "CAP_NET_RAW" if spec.needs_raw_sockets else ""
     families = "AF_INET AF_INET6 AF_UNIX AF_NETLINK" + (" AF_PACKET" if caps else "")
     service = "\n".join([
@@ -195,6 +250,7 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
         args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
         if store:
             args += ["--history", store]
+        _one_line([*args, spec.schedule.cron], "crontab line")
         # cron runs the line through sh: '%' would be a newline there, so escape it.
         line = shlex.join(args).replace("%", "\\%")
         click.echo(f"{spec.schedule.cron} {line}")
@@ -208,5 +264,6 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
 
     Path(write_dir).mkdir(parents=True, exist_ok=True)
     for unit, text in units.items():
-        write_text(text, str(Path(write_dir) / unit))
+        if not write_text(text, str(Path(write_dir) / unit)):
+            sys.exit(EXIT_OUTPUT)
         click.echo(str(Path(write_dir) / unit))

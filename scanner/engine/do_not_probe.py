@@ -55,6 +55,24 @@ def make_entry(entry: str, reason: str, source: str) -> DoNotProbe:
     )
 
 
+def make_entries(entry: str, reason: str, source: str) -> list[DoNotProbe]:
+    """Like ``make_entry``, and a range (``10.0.0.5-9``, ``10.0.0.5-10.0.0.40``, as targets
+    and --exclude take them) becomes the networks that cover exactly it. A range was read
+    as a host name made of digits that no target is called, so it protected nothing."""
+    text = entry.strip()
+    ranged = "-" in text and (text[:1].isdigit() or ":" in text) and "/" not in text
+    if ranged and not _MAC.match(text.lower()):  # 00-11-22-aa-bb-cc is a MAC
+        from scanner.engine.targets import TargetError, range_ends
+
+        try:
+            first, last = range_ends(text)
+        except TargetError as exc:
+            raise DoNotProbeError(f"{source}: {exc}") from None
+        return [DoNotProbe(entry=str(net), kind=K.NETWORK, reason=reason, source=source)
+                for net in ipaddress.summarize_address_range(first, last)]
+    return [make_entry(entry, reason, source)]
+
+
 def read_exclude_file(text: str, path: str) -> list[DoNotProbe]:
     """One entry a line: ``ENTRY [reason...]``; ``#`` starts a comment."""
     out: list[DoNotProbe] = []
@@ -64,7 +82,7 @@ def read_exclude_file(text: str, path: str) -> list[DoNotProbe]:
             continue
         entry, _, reason = line.partition(" ")
         where = f"{path}:{number}"
-        out.append(make_entry(entry, reason.strip() or f"listed in {path}", where))
+        out += make_entries(entry, reason.strip() or f"listed in {path}", where)
     return out
 
 

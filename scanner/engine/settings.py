@@ -7,12 +7,11 @@ future sensor can each report a bad option their own way.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from scanner.model import DoNotProbe, ScanSettings, Timeouts
+from scanner.model import DoNotProbe, ScanSettings, Timeouts, documents
 
 
 class SettingsError(ValueError):
@@ -27,7 +26,7 @@ class SettingsError(ValueError):
 
 def read_text(path: str, what: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return documents.read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"cannot read {what} {path!r}: {exc}") from None
 
@@ -39,7 +38,7 @@ def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
         from cryptography import x509
 
         try:
-            x509.load_pem_x509_certificates(Path(ca).read_bytes())
+            x509.load_pem_x509_certificates(documents.read_bytes(ca))
         except (OSError, ValueError) as exc:
             why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
                    else "no PEM certificate in it")
@@ -102,7 +101,7 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[DoNotProbe]:
     """Entries from --exclude-file and the policy's do_not_probe list."""
-    from scanner.engine.do_not_probe import DoNotProbeError, make_entry, read_exclude_file
+    from scanner.engine.do_not_probe import DoNotProbeError, make_entries, read_exclude_file
 
     out: list[DoNotProbe] = []
     try:
@@ -111,7 +110,7 @@ def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[D
         for i, item in enumerate((policy or {}).get("do_not_probe") or ()):
             entry = next(item[k] for k in ("host", "cidr", "mac") if item.get(k))
             where = f"{policy['origin'] if policy else 'policy'} do_not_probe[{i}]"
-            out.append(make_entry(entry, item["reason"], where))
+            out += make_entries(entry, item["reason"], where)
     except DoNotProbeError as exc:
         raise SettingsError(str(exc), param="--exclude-file") from None
     return out

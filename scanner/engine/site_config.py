@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
 from scanner.model.base import empty_list
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import (
+    TooDeep,
+    Unconvertible,
+    check_yaml_nesting,
+    load_yaml,
+    read_text,
+)
 from scanner.model.drift import DriftKind
 
 
@@ -135,14 +141,14 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
     """Read and check a site configuration; relative paths become absolute."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise SiteConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
         check_yaml_nesting(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except TooDeep as exc:
+        data = load_yaml(text, yaml.SafeLoader)
+    except (TooDeep, Unconvertible) as exc:
         raise SiteConfigError([f"{path}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -75,7 +75,8 @@ def _too_many(what: str, count: int, limit: int) -> TargetError:
     )
 
 
-def _range(spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
+def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
+    """First and last address of ``10.0.0.5-40`` or ``10.0.0.5-10.0.0.40``."""
     start_text, _, end_text = spec.partition("-")
     try:
         start = ipaddress.ip_address(start_text.strip())
@@ -94,6 +95,11 @@ def _range(spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
         raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}") from None
     if end.version != start.version or int(end) < int(start):
         raise TargetError(f"invalid range {spec!r}: the end comes before the start")
+    return start, end
+
+
+def _range(spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
+    start, end = range_ends(spec)
     if int(end) - int(start) + 1 > limit:
         raise _too_many(f"range {spec!r}", int(end) - int(start) + 1, limit)
     cls = type(start)

@@ -51,16 +51,24 @@ async def connect_central(d: CentralDir, config: CentralConfig, reconnect: bool 
                           ) -> Any:
     import nats
 
+    failures: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:  # one message at the end, not one a try
+        failures.append(exc)
+
     ctx = tls_context(d.pki / "ca.pem", d.pki / "central.pem", d.pki / "central.key")
     opts = connect_options([config.url], ctx, config.addresses[0], "dicomscan-central",
-                           None, _log_error)
+                           None, _log_error if reconnect else remember)
     if not reconnect:
-        opts.update(allow_reconnect=False, max_reconnect_attempts=0)
+        # nats-py gives a server up only after a positive number of attempts: 0 retried it
+        # forever, so 'submit' hung while central was down. 1 is a try and one retry.
+        opts.update(allow_reconnect=False, max_reconnect_attempts=1)
     try:
         return await nats.connect(**opts)
     except Exception as exc:  # nats-py raises several unrelated types here
+        cause = failures[-1] if failures else exc  # "no servers available" hides why
         raise FleetError(f"cannot reach the central nats-server at {config.url}: "
-                         f"{type(exc).__name__}: {exc} (is 'dicomscan central run' up?)"
+                         f"{type(cause).__name__}: {cause} (is 'dicomscan central run' up?)"
                          ) from None
 
 

@@ -14,12 +14,15 @@ import ipaddress
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
+from scanner.model.documents import read_bytes
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 CENTRAL_USER = "central"
@@ -40,11 +43,25 @@ class SensorEntry(Frozen):
 class CentralConfig(Frozen):
     listen_host: str
     listen_port: int = Field(gt=0, lt=65536)
-    addresses: list[str] = Field(description="names/addresses sensors dial (server cert SANs)")
+    addresses: list[str] = Field(min_length=1,
+                                 description="names/addresses sensors dial (server cert SANs)")
     store: str = Field(description="history store: a path or a database URL")
     ack_wait: float = Field(gt=0, description="seconds a job lease lasts without progress")
     max_deliver: int = Field(gt=0, description="deliveries before a job is failed")
     sensors: dict[str, SensorEntry] = Field(default_factory=dict)
+
+    # central.json is a file a person may edit: what add-sensor checks is checked on
+    # reading too, or a bad name or scope surfaced as a traceback in submit.
+    @field_validator("sensors")
+    @classmethod
+    def _checked_sensors(cls, value: dict[str, SensorEntry]) -> dict[str, SensorEntry]:
+        for name, entry in value.items():
+            try:
+                check_name(name)
+                check_scope(entry.scope)
+            except FleetError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @property
     def url(self) -> str:
@@ -55,10 +72,28 @@ class CentralConfig(Frozen):
 
 class SensorBundle(Frozen):
     name: str
-    servers: list[str]
+    # nats-py, told to reconnect forever, spins on an empty server list.
+    servers: list[str] = Field(min_length=1)
     tls_hostname: str
     scope: list[str]
-    ack_wait: float
+    ack_wait: float = Field(gt=0)
+
+    @field_validator("scope")
+    @classmethod
+    def _checked_scope(cls, value: list[str]) -> list[str]:
+        try:
+            return check_scope(value)
+        except FleetError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def one_line(exc: ValidationError) -> str:
+    """pydantic's first problem as one line (its own text spans lines and a web link)."""
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"]))
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where + ': ' if where else ''}{msg}{more}"
 
 
 def check_name(name: str) -> str:
@@ -66,6 +101,23 @@ def check_name(name: str) -> str:
         raise FleetError(f"bad sensor name {name!r}: 1-32 of a-z, 0-9 and '-', starting with "
                          f"a letter or digit, and not {CENTRAL_USER!r}")
     return name
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_address(value: str, option: str = "--address") -> str:
+    """An IP address or an ASCII host name: it goes into the server certificate (whose
+    library raised ValueError on an empty, non-ASCII or over-long name) and the bundles."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels):
+        return value
+    raise FleetError(f"{option} {value!r} is neither an IP address nor a host name "
+                     "(letters, digits and '-' in dot-separated labels; IDNs as xn--)")
 
 
 def check_scope(scope: list[str]) -> list[str]:
@@ -102,12 +154,14 @@ class CentralDir:
 
     def load(self) -> CentralConfig:
         try:
-            return CentralConfig.model_validate_json(self.config_file.read_text("utf-8"))
+            return CentralConfig.model_validate_json(read_bytes(self.config_file))
         except FileNotFoundError:
             raise FleetError(f"{self.root} is not a central directory (no central.json; "
                              "run 'dicomscan central init' first)") from None
-        except (OSError, ValidationError) as exc:
+        except OSError as exc:
             raise FleetError(f"cannot read {self.config_file}: {exc}") from None
+        except ValidationError as exc:
+            raise FleetError(f"cannot read {self.config_file}: {one_line(exc)}") from None
 
     def save(self, config: CentralConfig) -> None:
         write_json(self.config_file, config.model_dump_json(indent=2))
@@ -171,14 +225,22 @@ def init_central(root: Path, listen_host: str, listen_port: int, addresses: list
         raise FleetError(f"{root} already holds a central configuration")
     if not addresses:
         raise FleetError("give --address: the name or address sensors dial")
-    root.mkdir(parents=True, exist_ok=True)
-    d.pki.mkdir(mode=0o700, exist_ok=True)
-    d.nats.mkdir(exist_ok=True)
-    pki.make_ca(d.pki)
-    pki.issue(d.pki, d.pki / "server.pem", d.pki / "server.key", addresses[0],
-              server_hosts=addresses)
-    pki.issue(d.pki, d.pki / "central.pem", d.pki / "central.key", CENTRAL_USER,
-              client_name=CENTRAL_USER)
+    check_address(listen_host, "--listen host")
+    addresses = [check_address(a) for a in addresses]
+    if len(addresses[0]) > 64:
+        raise FleetError(f"--address {addresses[0]!r}: the first address is the server "
+                         "certificate's common name, at most 64 characters")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        d.pki.mkdir(mode=0o700, exist_ok=True)
+        d.nats.mkdir(exist_ok=True)
+        pki.make_ca(d.pki)
+        pki.issue(d.pki, d.pki / "server.pem", d.pki / "server.key", addresses[0],
+                  server_hosts=addresses)
+        pki.issue(d.pki, d.pki / "central.pem", d.pki / "central.key", CENTRAL_USER,
+                  client_name=CENTRAL_USER)
+    except OSError as exc:  # a folder that cannot be made or written
+        raise FleetError(f"cannot write the central directory {root}: {exc}") from None
     config = CentralConfig(listen_host=listen_host, listen_port=listen_port,
                            addresses=addresses, store=store or "history.sqlite",
                            ack_wait=ack_wait, max_deliver=max_deliver)
@@ -194,12 +256,23 @@ def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, 
     if name in config.sensors:
         raise FleetError(f"sensor {name!r} already exists")
     bundle = d.bundle(name)
-    bundle.mkdir(parents=True, mode=0o700)
-    pki.issue(d.pki, bundle / "sensor.pem", bundle / "sensor.key", name, client_name=name)
-    pki.write_public(bundle / "ca.pem", (d.pki / "ca.pem").read_bytes())
-    info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
-                        scope=scope, ack_wait=config.ack_wait)
-    write_json(bundle / "sensor.json", info.model_dump_json(indent=2))
+    if bundle.exists():
+        raise FleetError(f"{bundle} exists but central.json has no sensor {name!r}; remove "
+                         "it (nothing trusts a bundle central.json does not list) and retry")
+    # Built aside and renamed into place: an interrupted add-sensor leaves no half bundle
+    # that the next attempt trips over.
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
+    try:
+        pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
+        pki.write_public(work / "ca.pem", (d.pki / "ca.pem").read_bytes())
+        info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
+                            scope=scope, ack_wait=config.ack_wait)
+        write_json(work / "sensor.json", info.model_dump_json(indent=2))
+        os.rename(work, bundle)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     config = config.model_copy(update={"sensors": {**config.sensors,
                                                    name: SensorEntry(scope=scope)}})
     d.save(config)
@@ -208,11 +281,13 @@ def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, 
 
 def load_bundle(folder: Path) -> SensorBundle:
     try:
-        bundle = SensorBundle.model_validate_json((folder / "sensor.json").read_text("utf-8"))
+        bundle = SensorBundle.model_validate_json(read_bytes(folder / "sensor.json"))
     except FileNotFoundError:
         raise FleetError(f"{folder} is not a sensor bundle (no sensor.json)") from None
-    except (OSError, ValidationError) as exc:
+    except OSError as exc:
         raise FleetError(f"cannot read {folder / 'sensor.json'}: {exc}") from None
+    except ValidationError as exc:
+        raise FleetError(f"cannot read {folder / 'sensor.json'}: {one_line(exc)}") from None
     for part in ("sensor.pem", "sensor.key", "ca.pem"):
         if not (folder / part).is_file():
             raise FleetError(f"sensor bundle {folder} lacks {part}")

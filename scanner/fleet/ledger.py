@@ -27,8 +27,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
+from scanner.fleet.layout import FleetError
 from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
 from scanner.model.base import Frozen
 
@@ -95,8 +97,13 @@ class Ledger:
 
         # IF NOT EXISTS, not create_all's look-then-create: the centre and a submit may
         # both be first to open the ledger, and the slower one would fail.
-        with self.engine.begin() as c:
-            c.execute(CreateTable(jobs, if_not_exists=True))
+        try:
+            with self.engine.begin() as c:
+                c.execute(CreateTable(jobs, if_not_exists=True))
+        except SQLAlchemyError as exc:  # not a database, a folder in the way, unreadable
+            self.engine.dispose()
+            why = getattr(exc, "orig", None) or exc
+            raise FleetError(f"cannot open the job ledger {path}: {why}") from None
 
     def close(self) -> None:
         self.engine.dispose()

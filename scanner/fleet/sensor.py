@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scanner.fleet.layout import JOBS, SensorBundle, load_bundle
+from scanner.fleet.layout import JOBS, FleetError, SensorBundle, load_bundle
 from scanner.fleet.protocol import (
     Job,
     Progress,
@@ -47,7 +47,10 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:  # before any job: a spool that cannot hold a result is input
+            raise FleetError(f"cannot make the spool folder {folder}: {exc}") from None
 
     def path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"

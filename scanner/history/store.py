@@ -10,6 +10,7 @@ The schema is brought to the newest Alembic revision whenever a store is opened.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -93,6 +94,12 @@ def database_url(location: str | Path | None) -> str:
     return url
 
 
+def _shown(text: object) -> str:
+    """A location for a message: a URL's password (user:PASSWORD@) replaced by ***, also
+    when the URL is too broken for SQLAlchemy to parse and hide it itself."""
+    return re.sub(r"(://[^/@:\s]*:)[^@/\s]*@", r"\1***@", str(text))
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -133,13 +140,14 @@ class HistoryStore:
             store = cls(engine)
             store.upgrade()
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            raise HistoryError(f"not a usable database URL or path: {location}: {exc}") from None
+            raise HistoryError(f"not a usable database URL or path: {_shown(location)}: "
+                               f"{_shown(exc)}") from None
         except ImportError as exc:
-            raise HistoryError(f"no database driver for {location}: {exc} (PostgreSQL: "
+            raise HistoryError(f"no database driver for {_shown(location)}: {exc} (PostgreSQL: "
                                "install dicomscan[postgres])") from None
-        except DBAPIError as exc:
+        except DBAPIError as exc:  # the driver's text may span lines
             raise HistoryError(f"cannot open the history {make_url(url).render_as_string()}: "
-                               f"{exc.orig}") from None
+                               f"{' '.join(str(exc.orig).split())}") from None
         return store
 
     def close(self) -> None:
@@ -159,9 +167,19 @@ class HistoryStore:
     def upgrade(self, to: str = "head") -> None:
         """Bring the schema to ``to`` in one transaction; concurrent openers wait."""
         cfg = self.alembic_config()
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        if to == "head" and self.revision() == head:
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
+        current = self.revision()
+        if to == "head" and current == head:
             return
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            # alembic's own answer is a CommandError traceback ("Can't locate revision").
+            from scanner import __version__
+
+            raise HistoryError(
+                f"cannot open the history {self.engine.url.render_as_string()}: its schema "
+                f"(revision {current!r}) is newer than this dicomscan {__version__} knows; "
+                "open it with the version that wrote it")
         with _UPGRADE, self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})

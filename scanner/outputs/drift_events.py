@@ -13,6 +13,7 @@ from typing import Any
 
 from scanner import __version__
 from scanner.model.drift import Drift, DriftChange
+from scanner.outputs.escape import visible
 
 
 def event_id(drift: Drift, change: DriftChange) -> str:
@@ -52,14 +53,15 @@ def drift_to_json(drift: Drift) -> str:
 def drift_to_table(drift: Drift) -> str:
     head = (f"drift {drift.old.scan_id[:8]} ({drift.old.started_at:%Y-%m-%d %H:%M}) -> "
             f"{drift.new.scan_id[:8]} ({drift.new.started_at:%Y-%m-%d %H:%M})"
-            f"{f' job {drift.new.job}' if drift.new.job else ''}")
+            f"{f' job {visible(drift.new.job)}' if drift.new.job else ''}")
     if not drift.changes:
         return f"{head}\nno changes\n"
     width = max(len(c.kind.value) for c in drift.changes)
     lines = [head]
     for c in drift.changes:
         seen = (f"  [first seen {c.first_seen:%Y-%m-%d %H:%M}]" if c.first_seen else "")
-        lines.append(f"  {c.kind.value:<{width}}  {c.summary}{seen}")
+        # A summary quotes the device's product and version: peer text, shown not obeyed.
+        lines.append(f"  {c.kind.value:<{width}}  {visible(c.summary)}{seen}")
     lines.append(f"{len(drift.changes)} change(s)")
     return "\n".join(lines) + "\n"
 

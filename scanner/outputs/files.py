@@ -14,6 +14,7 @@ temporary folder instead, and the caller says where: the scan's results are neve
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -40,6 +41,21 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
+def _write_fifo(path: str | Path, text: str) -> None:
+    """Write to a named pipe that someone reads. A blocking open of a FIFO with no reader
+    waits for one for ever (the scan hung at its very end); opened without blocking, it
+    fails at once with ENXIO instead, and the results are kept elsewhere."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a named pipe that no process reads") from None
+        raise
+    os.set_blocking(fd, True)  # a reader is there: let it read at its own pace
+    with os.fdopen(fd, "wb") as stream:
+        _write_text(stream, text)
+
+
 # Encoded a slice at a time: a report of a few thousand devices is tens of MB, and its
 # whole UTF-8 copy would sit beside the text at the scan's peak of memory.
 _SLICE = 1 << 20
@@ -56,8 +72,11 @@ def write_atomic(path: str | Path, text: str) -> None:
         mode = os.stat(path).st_mode  # follows links: what a plain write would reach
     except FileNotFoundError:
         mode = None
+    if mode is not None and stat.S_ISFIFO(mode):
+        _write_fifo(path, text)
+        return
     if mode is not None and not stat.S_ISREG(mode):
-        with open(path, "wb") as stream:  # a device, pipe or terminal: never renamed over
+        with open(path, "wb") as stream:  # a device or terminal: never renamed over
             _write_text(stream, text)
         return
     target = Path(os.path.realpath(path))  # through a link: replace its file, keep the link

@@ -45,14 +45,17 @@ class SyslogError(Exception):
 
 def parse_url(url: str) -> tuple[str, str, int]:
     """(transport, host, port) of ``udp|tcp|tls://HOST:PORT``."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket: tls://[::1
+        raise SyslogError(f"{url!r}: not a URL ({exc})") from None
     if parts.scheme not in ("udp", "tcp", "tls"):
         raise SyslogError(f"{url!r}: use udp://, tcp:// or tls://HOST:PORT")
     try:
         port = parts.port
     except ValueError:
         port = None
-    if not parts.hostname or port is None:
+    if not parts.hostname or not port:  # port 0 is no receiver's
         raise SyslogError(f"{url!r}: give a host and a port, e.g. {parts.scheme or 'udp'}"
                           "://127.0.0.1:514")
     return parts.scheme, parts.hostname, port

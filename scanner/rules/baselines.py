@@ -21,7 +21,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import (
+    TooDeep,
+    Unconvertible,
+    check_yaml_nesting,
+    load_yaml,
+    yaml_problem,
+)
 from scanner.rules.baseline_model import (
     EXPECTED_RULE,
     PACKAGE,
@@ -92,9 +98,9 @@ def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline
     try:
         if not shipped:
             check_yaml_nesting(text)
-        raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
-    except (yaml.YAMLError, TooDeep) as exc:
-        raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
+        raw: Any = load_yaml(text, yaml.CSafeLoader)
+    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
+        raise BaselineError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
     if not isinstance(raw, dict):
         raise BaselineError([f"{origin}: expected a mapping with id, title, version, ..."])
     try:

@@ -35,7 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scanner.model import Finding, FindingStatus, Host
 from scanner.model.base import empty_list
-from scanner.model.documents import TooDeep, check_yaml_nesting
+from scanner.model.documents import (
+    TooDeep,
+    Unconvertible,
+    check_yaml_nesting,
+    load_yaml,
+    read_text,
+    yaml_problem,
+)
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
@@ -177,9 +184,9 @@ def parse_policy(text: str, origin: str) -> SitePolicy:
     try:
         check_yaml_nesting(text)
         root = yaml.compose(text)
-        raw: Any = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except (yaml.YAMLError, TooDeep) as exc:
-        raise PolicyError([f"{origin}: not valid YAML: {exc}"]) from None
+        raw: Any = load_yaml(text, _Loader)  # _Loader is a SafeLoader
+    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
+        raise PolicyError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -215,8 +222,7 @@ def parse_policy(text: str, origin: str) -> SitePolicy:
 
 def read_policy(path: str) -> SitePolicy:
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([f"{path}: cannot read: {exc}"]) from None
     return parse_policy(text, path)
