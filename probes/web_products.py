@@ -8,10 +8,10 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scanner.model.base import empty_dict, empty_list
+from scanner.model.data_cache import shipped_yaml
 
 
 class _Strict(BaseModel):
@@ -70,4 +70,4 @@ class WebTable(_Strict):
 @cache
 def web_table() -> WebTable:
     text = (resources.files("scanner") / "data" / "web_products.yaml").read_text()
-    return WebTable.model_validate(yaml.load(text, Loader=yaml.CSafeLoader))
+    return WebTable.model_validate(shipped_yaml(text))

@@ -20,9 +20,10 @@ import importlib.util
 import marshal
 import os
 import re
-import tempfile
 from functools import cache
 from pathlib import Path
+
+from scanner.model.data_cache import cache_folder, read_marshal, write_marshal
 
 # Registrant-name patterns of imaging and medical-device makers -> the family's name.
 MEDICAL_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -83,34 +84,23 @@ def grouped(table: dict[str, str]) -> dict[str, bytes]:
 
 @cache
 def _manuf() -> Registry:
-    import platformdirs
-
-    return registry(platformdirs.user_cache_path("dicomscan"))
+    return registry(cache_folder())
 
 
 def registry(cache_dir: Path) -> Registry:
     """The registry from the cache in ``cache_dir`` when it matches scapy's data, else from
     scapy (then cached)."""
     path = cache_dir / f"manuf-v2-{_source_stamp()}.marshal"
-    with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
-        groups = marshal.loads(path.read_bytes())
-        if isinstance(groups, dict) and groups and all(
-                isinstance(k, str) and isinstance(v, bytes) for k, v in groups.items()):
-            return Registry(groups)
+    found, groups = read_marshal(path)
+    if found and isinstance(groups, dict) and groups and all(
+            isinstance(k, str) and isinstance(v, bytes) for k, v in groups.items()):
+        return Registry(groups)
     from scapy.config import conf
 
     groups = grouped({key: (long.strip() or short)
                       for key, (short, long) in conf.manufdb.d.items()})
     with contextlib.suppress(OSError):  # no cache folder: slower next time, still right
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".manuf-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(marshal.dumps(groups))
-            os.replace(tmp, path)  # whole or not at all, whoever writes it at the same time
-        except OSError:
-            os.unlink(tmp)
-            raise
+        write_marshal(path, groups)
     return Registry(groups)
 
 

@@ -9,10 +9,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scanner.model.base import empty_list
+from scanner.model.data_cache import DataError, shipped_yaml
 
 Certainty = Literal["src", "obs", "tbl", "unconfirmed"]
 Role = Literal["pacs", "modality", "workstation", "worklist", "print"]
@@ -186,8 +186,8 @@ def load_table() -> FingerprintTable:
     """The packaged table, parsed once per process."""
     path = resources.files("scanner") / "data" / TABLE_FILE
     try:
-        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-    except yaml.YAMLError as exc:
+        raw: Any = shipped_yaml(path.read_text(encoding="utf-8"))
+    except DataError as exc:
         raise FingerprintTableError(f"{TABLE_FILE}: not valid YAML: {exc}") from None
     return parse_table(raw)
 

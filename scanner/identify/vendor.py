@@ -12,11 +12,11 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from scanner.identify.oui import medical_family
 from scanner.model import Host
+from scanner.model.data_cache import shipped_yaml
 from scanner.model.http_observations import HttpSummary, ServiceBannerInfo
 from scanner.model.legacy_observations import SnmpObservation
 from scanner.model.observations import Association, Banner
@@ -47,7 +47,7 @@ class VendorRow(BaseModel):
 @cache
 def vendor_table() -> tuple[VendorRow, ...]:
     text = (resources.files("scanner") / "data" / "vendors.yaml").read_text(encoding="utf-8")
-    raw: Any = yaml.load(text, Loader=yaml.CSafeLoader)
+    raw: Any = shipped_yaml(text)
     return tuple(VendorRow.model_validate(r) for r in raw["rows"])
 
 

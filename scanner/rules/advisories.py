@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scanner.model.data_cache import DataError, shipped_yaml
 
 ADVISORIES_FILE = "advisories.yaml"
 
@@ -152,6 +153,8 @@ def parse_advisories(raw: Any, origin: str = ADVISORIES_FILE) -> list[Advisory]:
 
 def load_advisories_file(path: Path) -> list[Advisory]:
     """Read and validate an advisory file (used for the packaged data and in tests)."""
+    import yaml
+
     try:
         raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     except OSError as exc:
@@ -166,8 +169,8 @@ def load_advisories() -> tuple[Advisory, ...]:
     """The packaged advisories, parsed once per process."""
     path = resources.files("scanner") / "data" / ADVISORIES_FILE
     try:
-        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-    except yaml.YAMLError as exc:
+        raw: Any = shipped_yaml(path.read_text(encoding="utf-8"))
+    except DataError as exc:
         raise AdvisoryError(f"{ADVISORIES_FILE}: not valid YAML: {exc}") from None
     return tuple(parse_advisories(raw))
 

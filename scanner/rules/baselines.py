@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
+from scanner.model.data_cache import DataError, shipped_yaml
 from scanner.model.documents import (
     TooDeep,
     Unconvertible,
@@ -39,11 +39,16 @@ from scanner.rules.baseline_model import (
 )
 from scanner.rules.catalogue import load_catalogue
 
+if TYPE_CHECKING:
+    import yaml
+
 # --- loading, with errors that point at a line ------------------------------------------------
 
 
 def _line_of(root: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
     """1-based line of the deepest node on ``loc`` that exists in the composed YAML."""
+    import yaml
+
     node, line = root, (root.start_mark.line + 1 if root is not None else None)
     for step in loc:
         nxt: yaml.Node | None = None
@@ -62,6 +67,14 @@ def _line_of(root: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
             break
         node, line = nxt, nxt.start_mark.line + 1
     return line
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's nodes, for the lines an error message names (PyYAML loads only then:
+    a scan reads the shipped baselines from the data cache)."""
+    import yaml
+
+    return yaml.compose(text, Loader=yaml.CSafeLoader)
 
 
 def _where(origin: str, root: yaml.Node | None, loc: tuple[int | str, ...]) -> str:
@@ -92,28 +105,41 @@ def _rule_problems(b: Baseline) -> Iterator[tuple[tuple[int | str, ...], str]]:
             yield loc, f"{key} is checked by rule {want!r}, not {exp.rule!r}"
 
 
+def _shipped_document(text: str, origin: str) -> Any:
+    try:
+        return shipped_yaml(text)
+    except DataError as exc:
+        raise BaselineError([f"{origin}: not valid YAML: {exc}"]) from None
+
+
+def _user_document(text: str, origin: str) -> Any:
+    """A user's file, checked for absurd nesting before it is loaded."""
+    import yaml
+
+    try:
+        check_yaml_nesting(text)
+        return load_yaml(text, yaml.CSafeLoader)
+    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
+        raise BaselineError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
+
+
 def parse_baseline(text: str, origin: str, *, shipped: bool = False) -> Baseline:
     """One baseline from YAML text; raises BaselineError naming ``origin``, line and key.
     A user's file is checked for absurd nesting first (the shipped ones are ours)."""
-    try:
-        if not shipped:
-            check_yaml_nesting(text)
-        raw: Any = load_yaml(text, yaml.CSafeLoader)
-    except (yaml.YAMLError, TooDeep, Unconvertible) as exc:
-        raise BaselineError([f"{origin}: not valid YAML: {yaml_problem(exc)}"]) from None
+    raw = _shipped_document(text, origin) if shipped else _user_document(text, origin)
     if not isinstance(raw, dict):
         raise BaselineError([f"{origin}: expected a mapping with id, title, version, ..."])
     try:
         baseline = Baseline.model_validate(raw)
     except ValidationError as exc:
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)  # the lines, for the message only
+        root = _compose(text)  # the lines, for the message only
         problems = [
             f"{_where(origin, root, tuple(e['loc']))}: {_explain(dict(e))}" for e in exc.errors()
         ]
         raise BaselineError(problems) from None
     rule_errors = list(_rule_problems(baseline))
     if rule_errors:
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        root = _compose(text)
         raise BaselineError([f"{_where(origin, root, loc)}: {msg}" for loc, msg in rule_errors])
     return baseline
 
@@ -155,7 +181,7 @@ def load_files(
         try:
             _chain(bid, found)
         except BaselineError as exc:
-            where = _where(origin, yaml.compose(text, Loader=yaml.CSafeLoader), ("extends",))
+            where = _where(origin, _compose(text), ("extends",))
             problems += [f"{where}: {p}" for p in exc.problems]
     if problems:
         raise BaselineError(problems)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scanner.model.base import empty_dict
+from scanner.model.data_cache import shipped_yaml
 from scanner.model.observations import Confidence
 from scanner.model.tls_observations import TlsCertificate
 
@@ -54,7 +54,7 @@ class Match:
 @cache
 def known() -> tuple[DefaultCertificate, ...]:
     text = (resources.files("scanner") / "data" / "default_certificates.yaml").read_text()
-    return tuple(_File.model_validate(yaml.load(text, Loader=yaml.CSafeLoader)).certificates)
+    return tuple(_File.model_validate(shipped_yaml(text)).certificates)
 
 
 def _attributes(dn: str) -> set[tuple[str, str]]:
