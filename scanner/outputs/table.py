@@ -20,7 +20,7 @@ _STYLE = {
     Severity.INFO: "dim",
 }
 # Failed findings listed one by one up to this many; more are grouped by rule. A terminal
-# table of thousands of rows helps nobody and took rich 20-40 s for a /22 of DICOM
+# table of thousands of rows helps nobody and took rich about 11 s for a /22 of DICOM
 # devices (7,154 failed findings); every finding stays in the file formats.
 LIST_AT_MOST = 200
 
