@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from scanner.model.data_cache import shipped_yaml
+from tests.test_startup_imports import loaded_by
 
 TABLE = "rules:\n  - id: dicom-cleartext\n    severity: medium\n    references: [a, b]\n"
 
@@ -51,34 +49,14 @@ def test_what_marshal_cannot_hold_or_no_folder_only_costs_the_parse(tmp_path: Pa
     assert shipped_yaml(TABLE, blocked)["rules"][0]["id"] == "dicom-cleartext"
 
 
-RUN = """
-import json, sys
-from scanner.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-sys.stderr.write(json.dumps(sorted(m for m in sys.modules)))
-"""
-
-
 def test_a_scan_with_a_warm_cache_never_imports_yaml(tmp_path: Path) -> None:
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
-    root = Path(__file__).resolve().parent.parent
-
-    def loaded() -> set[str]:
-        out = subprocess.run(
-            [sys.executable, "-c", RUN, "scan", "127.0.0.1", "-p", str(srv.getsockname()[1]),
-             "--profile", "fast", "--format", "json", "--fail-on", "never", "-q"],
-            capture_output=True, text=True, timeout=120, env=env, cwd=root)
-        names: list[str] = json.loads(out.stderr.strip().splitlines()[-1])
-        return set(names)
-
+    args = ("127.0.0.1", "-p", str(srv.getsockname()[1]), "--profile", "fast")
     try:
-        cold, warm = loaded(), loaded()
+        cold, warm = loaded_by(*args, env=env), loaded_by(*args, env=env)
     finally:
         srv.close()
     assert "scanner.rules.evaluate" in cold and "yaml" in cold  # the tables were read

@@ -37,10 +37,11 @@ sys.stderr.write(json.dumps(sorted(m for m in sys.modules)))
 """
 
 
-def loaded_by(*args: str) -> set[str]:
+def loaded_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a scan with ``args`` loaded, in a fresh interpreter."""
     out = subprocess.run([sys.executable, "-c", RUN, "scan", *args, "--format", "json",
                           "--fail-on", "never", "-q"], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env=env)
     names: list[str] = json.loads(out.stderr.strip().splitlines()[-1])
     return set(names)
 
