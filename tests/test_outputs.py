@@ -70,8 +70,9 @@ def test_explicit_prefix_and_single_output_with_format_keep_working(tmp_path: Pa
 
 
 def test_an_unwritable_output_keeps_the_results_and_the_other_outputs(tmp_path: Path) -> None:
-    blocked = tmp_path / "report.html"
-    blocked.mkdir()  # a folder where the file should go: the rename must fail, even as root
+    # A folder that exists but takes no file, even from root: only writing shows it (a
+    # folder named as the file is refused before any work, test_cli).
+    blocked = Path("/proc/self/report.html")
     out = run("report", str(ORTHANC), "-o", str(blocked), "-o", str(tmp_path / "s.json"))
     assert out.returncode == 4, out.stderr
     assert f"cannot write {blocked}" in out.stderr
@@ -81,7 +82,7 @@ def test_an_unwritable_output_keeps_the_results_and_the_other_outputs(tmp_path: 
     finally:
         kept.unlink()
     assert load(tmp_path / "s.json") == load(ORTHANC)
-    assert [p.name for p in blocked.iterdir()] == []  # no half-written temp file left
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temp file left behind
 
 
 def test_a_missing_folder_is_a_usage_error_before_any_work(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
     plan: list[tuple[str, str | None]] = []
     for out in outputs:
         prefix, sep, rest = out.partition(":")
+        if not out or (sep and prefix in FORMATS and not rest):
+            # Caught before the scan: an empty name failed only when the results were
+            # written (exit 4), and 'json:' made a file of that name in the current folder.
+            raise click.BadParameter(f"{out!r} names no file (- is standard output)",
+                                     param_hint="'-o'")
         if sep and prefix in FORMATS and rest:
             chosen, path = prefix, rest
         elif len(outputs) == 1 and explicit:  # '--format json -o scan.out', as before
@@ -116,6 +121,8 @@ def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
         if not folder.is_dir():
             raise click.BadParameter(f"folder {str(folder)!r} does not exist",
                                      param_hint="'-o'")
+        if Path(path).is_dir():
+            raise click.BadParameter(f"{path!r} is a folder, not a file", param_hint="'-o'")
         plan.append((chosen, path))
     return plan or [(fmt, None)]
 
