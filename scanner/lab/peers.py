@@ -1,7 +1,8 @@
 """Real DICOM peers on loopback, for the tests and for ``dicomscan demo``.
 
 Each ``start_*`` function runs one real implementation (Orthanc, DCMTK's storescp and
-dcmqrscp, MIR CTN's simple_storage, or a pynetdicom SCP) as a subprocess in its own
+dcmqrscp, MIR CTN's simple_storage, pynetdicom's own apps (``pynetdicom_apps``), or a
+pynetdicom SCP of the lab's own) as a subprocess in its own
 temporary directory, on a free port of 127.0.0.1, and returns once that process is
 listening. ``RunningPeer.stop()`` kills it and removes the directory; ``lab()`` does that
 for a whole set of peers, whatever happens.
@@ -39,6 +40,7 @@ from scanner.lab.process import (
     free_port,
     launch,
 )
+from scanner.lab.pynetdicom_apps import start_pynetdicom_app
 from scanner.lab.shim import loopback_shim
 
 # The harness names are re-exported: tests and the demo reach every peer through here.
@@ -60,6 +62,7 @@ __all__ = [
     "start_ctn_simple_storage",
     "start_dcmqrscp",
     "start_orthanc",
+    "start_pynetdicom_app",
     "start_pynetdicom_scp",
     "start_storescp",
     "which_available",
