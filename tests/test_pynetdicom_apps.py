@@ -123,3 +123,15 @@ def test_qrscp_with_a_patient_study_is_judged_without_reading_it(tmp_path: Path)
     assert after == before
     for text in (run.stderr, json.dumps(run.doc)):
         assert "SENTINEL" not in text
+
+
+def test_qrscp_on_ipv6_loopback_is_judged_as_on_ipv4() -> None:
+    with peers.start_pynetdicom_app("qrscp", host="::1") as peer:
+        port = peer.info.port
+        run = run_scan("::1", str(port))
+    [host] = run.doc["hosts"]
+    assert host["address"] == "::1"
+    [service] = host["services"]
+    assert service["name"] == "dicom" and service["product"] == "pynetdicom"
+    assert run.verdicts(port) == {**OPEN_TO_ANYONE, "dicom-query-open": "fail",
+                                  "dicom-retrieve-open": "fail", "dicom-store-open": "fail"}
