@@ -42,9 +42,16 @@ class Slots(asyncio.Semaphore):
         self._value -= 1
 
     def set_aside(self, count: int) -> None:
-        """Take ``count`` slots out of use for good (another process's share)."""
+        """Take ``count`` slots out of use (another process's share) until ``give_back``."""
         self._value -= count
         self.total -= count
+
+    def give_back(self, count: int) -> None:
+        """Slots set aside come back into use (their process has finished), waking any
+        coroutine that waits for one."""
+        self.total += count
+        for _ in range(count):
+            self.release()
 
 
 class Sweep:

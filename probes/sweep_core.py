@@ -78,9 +78,14 @@ class RateSlots:
     than bunch with the others due meanwhile. 0 per second means no cap."""
 
     def __init__(self, per_second: float, late: float) -> None:
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._late = max(self._interval / 4, late)
+        self._grain = late
         self._next = 0.0  # the next free slot
+        self.set_rate(per_second)
+
+    def set_rate(self, per_second: float) -> None:
+        """A new cap for the starts from now on (the slot already reserved stays)."""
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._late = max(self._interval / 4, self._grain)
 
     def take(self, now: float) -> float:
         if not self._interval:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +175,54 @@ def test_the_scan_keeps_only_its_share_of_the_rate(monkeypatch: pytest.MonkeyPat
     job = ScanJob(build_settings(scan_command.make_context("scan", args).params))
     assert job._rate.take(100.0) == 0.0
     assert job._rate.take(100.0) == pytest.approx(4 / 1000)  # 250/s: a quarter of the cap
+
+
+@pytest.mark.parametrize("peer", [HOSTS[:8]], indirect=True)
+def test_a_finished_helper_gives_its_slots_and_rate_back(
+        peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the helper has ended and every socket it passed over is released, its share of
+    the connection slots and of the rate is the scan's again, so the live hosts' follow-up
+    probes are not left with half of either for the rest of the scan."""
+    from scanner.cli.scan import scan as scan_command
+
+    made: list[sweep.Slots] = []
+
+    class Kept(sweep.Slots):
+        def __init__(self, value: int) -> None:
+            super().__init__(value)
+            made.append(self)
+
+    opened_by_helper: list[str] = []
+    real_open = sweep_remote.RemoteSweep.__init__
+
+    def watching(self: sweep_remote.RemoteSweep, **kwargs: Any) -> None:
+        on_open = kwargs["on_open"]
+
+        def noting(host: str, *rest: Any) -> None:
+            opened_by_helper.append(host)
+            on_open(host, *rest)
+
+        real_open(self, **{**kwargs, "on_open": noting})
+
+    monkeypatch.setattr(sweep, "Slots", Kept)
+    monkeypatch.setattr(sweep_remote.RemoteSweep, "__init__", watching)
+    monkeypatch.setattr(job_module, "helpers_for", lambda settings: 1)
+    args = ["127.0.21.0/27", "-p", str(peer.port), "--profile", "fast", "--discovery", "none",
+            "--max-rate", "1000"]
+    settings = build_settings(scan_command.make_context("scan", args).params)
+    job = ScanJob(settings)
+    assert job._rate.take(100.0) == 0.0
+    assert job._rate.take(100.0) == pytest.approx(2 / 1000)  # half the rate while it sweeps
+    result = asyncio.run(job.run())
+    assert sorted(h.address for h in result.hosts
+                  if any(p.state is PortState.OPEN for p in h.ports)) == HOSTS[:8]
+    assert opened_by_helper  # the helper passed open sockets over, and they were released
+    [slots] = made
+    assert slots.total == settings.max_concurrency
+    assert slots._value == slots.total  # every slot back and free
+    now = time.monotonic() + 100.0
+    assert job._rate.take(now) == 0.0
+    assert job._rate.take(now) == pytest.approx(1 / 1000)  # the whole rate again
 
 
 @pytest.mark.parametrize("peer", [HOSTS[:8]], indirect=True)

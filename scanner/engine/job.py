@@ -173,6 +173,7 @@ class ScanJob:
                 if self._summarise and not s.udp_ports else None,
                 count=self._count_quiet,
                 tick=self._tick, helpers=self._helpers,
+                helpers_done=lambda: self._rate.set_rate(s.max_rate),
             )
 
         def alive(address: str, seen: HostDiscovery | None) -> None:

@@ -71,7 +71,7 @@ class PortPhase:
                  host: Callable[[str], HostState], handoff: Handoff,
                  ready: Callable[[str], None], countable: Callable[[str], bool] | None,
                  count: Callable[[bool], None], tick: Callable[[int, str], None],
-                 helpers: int = 0) -> None:
+                 helpers: int = 0, helpers_done: Callable[[], None] = lambda: None) -> None:
         self._settings = settings
         self._host = host  # the host's state, made on first use
         self._handoff = handoff  # ports a discovery TCP ping already opened and identified
@@ -99,7 +99,14 @@ class PortPhase:
                 LOG.warning("sweep helper could not start (%s); sweeping with %d", exc,
                             len(self._remotes))
                 break
-        slots.set_aside(share * len(self._remotes))
+        # The helpers' share of the slots, and (helpers_done) of the rate, come back to the
+        # scan once every helper has ended and each socket it passed over is released: the
+        # follow-up probes of the live hosts would otherwise run on the scan's share alone.
+        self._slots, self._helpers_done = slots, helpers_done
+        self._lent = share * len(self._remotes)  # slots set aside for the helpers
+        self._held = [0] * (len(self._remotes) + 1)  # per sweeper: sockets being identified
+        self._remotes_ended = False
+        slots.set_aside(self._lent)
         self._sweep = sweep.Sweep(
             timeout=settings.timeouts.connect, slots=slots,
             per_host=settings.per_host_connections, spacing=settings.probe_spacing,
@@ -125,7 +132,15 @@ class PortPhase:
             sweeper.no_more()
         for remote in self._remotes:
             await remote.finished()  # a helper that died has handed its hosts back
+        self._remotes_ended = True
+        self._give_back()
         await self._sweep.finished()
+
+    def _give_back(self) -> None:
+        if self._lent and self._remotes_ended and not any(self._held[1:]):
+            self._slots.give_back(self._lent)
+            self._lent = 0
+            self._helpers_done()
 
     def _lost(self, hosts: list[tuple[str, tuple[tuple[int, ...], bool]]]) -> None:
         for address, (ports, countable) in hosts:
@@ -157,6 +172,7 @@ class PortPhase:
         state = self._host(address)
         state.ports[port] = observation(port, PortState.OPEN, "connected", rtt)
         self._began.setdefault(address, asyncio.get_running_loop().time())
+        self._held[owner] += 1
         task = asyncio.ensure_future(self._identify(owner, state, port, sock))
         self._identifying.setdefault(address, []).append(task)
 
@@ -172,6 +188,9 @@ class PortPhase:
                 await conn.close()
         finally:
             self._sweepers[owner].release(state.address)  # its slots were the finder's
+            self._held[owner] -= 1
+            if owner:
+                self._give_back()
 
     def _quiet(self, address: str, refused: bool) -> None:
         self._tick(self._port_count, address)
