@@ -1,24 +1,25 @@
 """ARP sweep of a directly attached link on a packet socket: who-has for each address,
 the replies are the live hosts (with their MACs).
 
-Hand-written rather than scapy's ``srp`` (which the ICMP sweep still uses): an ARP
-request is 42 fixed bytes and a reply is read at fixed offsets, while scapy costs about
-0.2 s of imports and parses every frame on the link (its own requests included) in
-Python, in a thread that holds the GIL against the scan the replies start (the namespace
-lab's ARP sweep took about 1 s of the scan's CPU). Semantics as ``srp``: every request
-is sent, then replies are read until ``timeout`` after the last one; a reply counts
-when it is an ARP reply from an address asked for. Needs raw sockets (root or
+Hand-written rather than scapy's ``srp``: an ARP request is 42 fixed bytes and a reply
+is read at fixed offsets, while scapy costs about 0.2 s of imports and parses every
+frame on the link (its own requests included) in Python, in a thread that holds the GIL
+against the scan the replies start (the namespace lab's ARP sweep took about 1 s of the
+scan's CPU). Each request waits for a slot of the scan's rate cap; replies are read
+between requests and until ``timeout`` after the last (``probes.raw_sweep``); a reply
+counts when it is an ARP reply from an address asked for. Needs raw sockets (root or
 CAP_NET_RAW), which the caller checks first.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from probes.raw_sweep import Pace, sweep
 from scanner.model import HostDiscovery
 
 ETH_P_ARP = 0x0806
@@ -46,7 +47,7 @@ def request(mac: bytes, source_ip: bytes, target: str) -> bytes:
             + socket.inet_aton(target))
 
 
-def parse_reply(frame: bytes) -> tuple[str, str] | None:
+def parse_reply(frame: bytes) -> tuple[str, str | None] | None:
     """(sender IPv4, sender MAC) of an ARP reply for IPv4 over Ethernet, else None."""
     if len(frame) < _FRAME or frame[12:20] != _ARP_HEADER or frame[20:22] != _REPLY:
         return None
@@ -55,38 +56,27 @@ def parse_reply(frame: bytes) -> tuple[str, str] | None:
 
 
 def arp_sweep(addresses: Sequence[str], iface: str, timeout: float,
-              on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
-    """Broadcast an ARP who-has for each address on ``iface``; the replies are the live
-    hosts. Blocking (run it in a thread); ``on_reply`` is called from that thread as each
-    host first answers."""
+              on_reply: OnReply | None = None,
+              pace: Pace | None = None) -> dict[str, HostDiscovery]:
+    """Broadcast an ARP who-has for each address on ``iface``, each when ``pace`` allows;
+    the replies are the live hosts. Blocking (run it in a thread); ``on_reply`` is called
+    from that thread as each host first answers."""
     found: dict[str, HostDiscovery] = {}
     if not addresses:
         return found
-    wanted = set(addresses)
-    sent_at: dict[str, float] = {}
+
+    def answered(address: str, peer_mac: str | None, rtt_ms: float, at: float) -> None:
+        seen = HostDiscovery(method="arp", reason="arp-reply", mac=peer_mac, rtt_ms=rtt_ms,
+                             observed_at=datetime.fromtimestamp(at, UTC))
+        found[address] = seen
+        if on_reply is not None:
+            on_reply(address, seen)
+
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
         sock.bind((iface, ETH_P_ARP))
         mac = sock.getsockname()[4][:6]  # the interface's own hardware address
         source_ip = source_address(addresses[0])
-        for address in addresses:
-            sent_at[address] = time.time()
-            sock.send(request(mac, source_ip, address))
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                frame = sock.recv(128)
-            except TimeoutError:
-                break
-            now = time.time()
-            answer = parse_reply(frame)
-            if answer is None or answer[0] not in wanted or answer[0] in found:
-                continue
-            address, peer_mac = answer
-            seen = HostDiscovery(method="arp", reason="arp-reply", mac=peer_mac,
-                                 rtt_ms=round((now - sent_at[address]) * 1000, 3),
-                                 observed_at=datetime.fromtimestamp(now, UTC))
-            found[address] = seen
-            if on_reply is not None:
-                on_reply(address, seen)
+        packets = ((a, functools.partial(sock.send, request(mac, source_ip, a)))
+                   for a in addresses)
+        sweep(sock, packets, parse_reply, timeout, answered, pace)
     return found

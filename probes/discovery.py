@@ -1,5 +1,5 @@
-"""Host discovery: ICMP echo with scapy (ARP: probes/arp.py), and a TCP "ping" that needs
-no privileges.
+"""Host discovery: the TCP "ping", which needs no privileges, and what the methods share
+(ARP: probes/arp.py, ICMP echo: probes/icmp.py).
 
 Each method returns one ``HostDiscovery`` per address that answered; silence means
 nothing. ARP only reaches a directly attached link and answers with the MAC; ICMP
@@ -8,7 +8,6 @@ counts a refusal as alive (a host that says "no" is there). A TCP ping connectio
 opens is never closed empty (a legacy DICOM stack such as MIR CTN exits on that): it is
 handed to ``take_over``, which runs service identification on it. ARP and ICMP need raw
 sockets (root or CAP_NET_RAW); the caller checks ``raw_sockets_allowed`` first.
-scapy runs blocking, so the sweeps are called in a worker thread.
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import HostDiscovery, utcnow
@@ -87,60 +83,7 @@ def neighbour_mac(address: str) -> str | None:
     return None
 
 
-def _when(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _rtt_ms(sent: Any, reply: Any) -> float:
-    sent_at = float(sent.sent_time) if sent.sent_time is not None else float(reply.time)
-    return round((float(reply.time) - sent_at) * 1000, 3)
-
-
 OnReply = Callable[[str, HostDiscovery], None]
-
-
-def _first_seen(wanted: set[str], on_reply: OnReply | None, method: str, reason: str,
-                source: Callable[[Any], str | None]) -> Callable[[Any], bool]:
-    """A scapy stop_filter that reports each wanted address the first time it answers."""
-    seen: set[str] = set()
-
-    def check(packet: Any) -> bool:
-        address = source(packet)
-        if on_reply is not None and address in wanted and address not in seen:
-            seen.add(address)
-            on_reply(address, HostDiscovery(method=method, reason=reason, observed_at=utcnow()))
-        return False  # never stop early: silent addresses still get their full wait
-
-    return check
-
-
-def icmp_sweep(addresses: Sequence[str], timeout: float,
-               on_reply: OnReply | None = None) -> dict[str, HostDiscovery]:
-    """ICMP echo to each address through the kernel's own routing and ARP."""
-    from scapy.layers.inet import ICMP, IP
-    from scapy.supersocket import L3RawSocket
-
-    wanted = set(addresses)
-    ident = os.getpid() & 0xFFFF
-    packets = [IP(dst=a) / ICMP(id=ident, seq=i) for i, a in enumerate(addresses)]
-    # L3RawSocket lets the kernel resolve next hops; scapy's own L3 socket would ARP
-    # for every silent address one at a time.
-    with L3RawSocket() as sock:
-        early = _first_seen(wanted, on_reply, "icmp", "echo-reply", lambda p: str(p[IP].src)
-                            if ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident else None)
-        answered, _ = sock.sr(packets, timeout=timeout, verbose=0, stop_filter=early)
-    found: dict[str, HostDiscovery] = {}
-    for sent, reply in answered:
-        ip = str(reply.src)
-        if ip in wanted and ip not in found and reply[ICMP].type == 0:
-            found[ip] = HostDiscovery(
-                method="icmp", reason="echo-reply",
-                rtt_ms=_rtt_ms(sent, reply),
-                observed_at=_when(float(reply.time)),
-            )
-    return found
-
-
 Slot = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 # Takes over an open connection (and closes it) with the connect time in ms.
 TakeOver = Callable[[OpenConnection, float], Awaitable[None]]

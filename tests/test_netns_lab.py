@@ -254,3 +254,83 @@ def test_demo_on_the_namespace_lab() -> None:
     assert vendors == {**{a: v for a, v in VENDORS.items() if a != "198.18.0.13"},
                        "198.18.0.250": None}
     assert lab_namespaces("demo") == []
+
+
+# ------------------------------------------------------------------ discovery under the cap
+
+# Runs in the scanner's namespace: every frame the scanner sends (PACKET_OUTGOING), kept
+# as (time, "arp" | "echo") for ARP requests and ICMP echo requests, until stdin closes.
+_SNIFFER = """
+import json, select, socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+seen = []
+print("ready", flush=True)
+while not select.select([sys.stdin], [], [], 0)[0]:
+    if not select.select([s], [], [], 0.05)[0]:
+        continue
+    frame, addr = s.recvfrom(2048)
+    if addr[2] != socket.PACKET_OUTGOING:
+        continue
+    kind = frame[12:14]
+    if kind == b"\\x08\\x06" and frame[20:22] == b"\\x00\\x01":
+        seen.append((time.monotonic(), "arp"))
+    elif kind == b"\\x08\\x00" and frame[23] == 1 and frame[14 + (frame[14] & 15) * 4] == 8:
+        seen.append((time.monotonic(), "echo"))
+print(json.dumps(seen), flush=True)
+"""
+
+
+def _sent_during_scan(lab: NetnsLab, *args: str) -> tuple[dict[str, Any], list[float], list[float]]:
+    """Scan with ``args``; the times of the ARP and echo requests the scanner sent."""
+    sniffer = subprocess.Popen(lab.in_scanner([sys.executable, "-c", _SNIFFER]),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sniffer.stdout is not None and sniffer.stdout.readline().strip() == "ready"
+        doc, _ = scan(lab, *args)
+        out, _ = sniffer.communicate("stop\n", timeout=30)
+    finally:
+        sniffer.kill()
+    frames = json.loads(out)
+    return (doc, [t for t, kind in frames if kind == "arp"],
+            [t for t, kind in frames if kind == "echo"])
+
+
+def _busiest_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max((sum(1 for t in times[i:] if t - start < 1.0)
+                for i, start in enumerate(times)), default=0)
+
+
+def test_arp_requests_keep_to_the_rate_cap(lab: NetnsLab) -> None:
+    """254 who-has broadcasts reach every device on the link: at --max-rate 100 they are
+    spread over 2.5 s, not sent back to back (which they were, whatever the cap)."""
+    doc, arp, _ = _sent_during_scan(lab, "--discovery", "arp", "-p", "104", "--max-rate",
+                                    "100")
+    assert alive(doc) == live_addresses(lab)  # still every live device
+    assert len(arp) >= 253  # every address of the /24 but the scanner's own
+    # The kernel resolves the few live devices' MACs itself for the port scan: a handful
+    # of requests of its own beside the sweep's.
+    assert _busiest_second(arp) <= 100 + 8, _busiest_second(arp)
+    assert max(arp) - min(arp) >= 2.3
+
+
+def test_icmp_echo_requests_keep_to_the_rate_cap(lab: NetnsLab) -> None:
+    """Each echo request waits for a slot of the cap (scapy's sr sent them back to back).
+    Static neighbour entries for the silent addresses let every request leave at once,
+    without the kernel's own ARP for it, so the wire shows when the sweep sent each."""
+    live = live_addresses(lab)
+    silent = [f"198.18.0.{i}" for i in range(1, 255) if f"198.18.0.{i}" not in live]
+    batch = "".join(f"neigh replace {a} lladdr 02:00:5e:00:00:{i % 256:02x} nud permanent "
+                    f"dev eth0\n" for i, a in enumerate(silent))
+    subprocess.run(lab.in_scanner(["ip", "-batch", "-"]), input=batch, text=True, check=True)
+    try:
+        doc, _, echo = _sent_during_scan(lab, "--discovery", "icmp", "-p", "104",
+                                         "--max-rate", "100")
+    finally:
+        subprocess.run(lab.in_scanner(["ip", "neigh", "flush", "nud", "permanent"]),
+                       check=False)
+    assert alive(doc) == live_addresses(lab)
+    assert doc["scan"]["discovery"]["used"] == "icmp"
+    assert len(echo) >= len(silent)
+    assert _busiest_second(echo) <= 100 + 2, _busiest_second(echo)
+    assert max(echo) - min(echo) >= 2.3

@@ -11,13 +11,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from probes.arp import arp_sweep
-from probes.discovery import (
-    TakeOver,
-    icmp_sweep,
-    raw_sockets_allowed,
-    tcp_ping,
-)
+from probes.discovery import TakeOver, raw_sockets_allowed, tcp_ping
+from probes.icmp import icmp_sweep
 from probes.ports import OpenConnection
+from probes.raw_sweep import ThreadPace
 from scanner.engine.discovery_plan import Plan, plan
 from scanner.model import (
     DiscoveryInfo,
@@ -107,14 +104,20 @@ async def _embedded(
     def from_thread(address: str, seen: HostDiscovery) -> None:
         loop.call_soon_threadsafe(announce, address, seen)
 
-    jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait, from_thread)
+    # ARP and ICMP packets take their slots of the one rate cap from their threads, so
+    # discovery packets, TCP pings and the port scans of hosts found meanwhile share it.
+    paced = ThreadPace(loop, pace)
+    jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait, from_thread, paced)
             for iface, addrs in p.arp.items()]
     if p.icmp:
-        jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread))
+        jobs.append(asyncio.to_thread(icmp_sweep, p.icmp, wait, from_thread, paced))
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
                              settings.max_concurrency, take_over, on_alive=announce,
                              pace=pace))
-    for part in await asyncio.gather(*jobs):
-        found.update(part)
+    try:
+        for part in await asyncio.gather(*jobs):
+            found.update(part)
+    finally:
+        paced.stop()  # a stopped scan (Ctrl-C) frees the sweep threads: they send no more
     return found
