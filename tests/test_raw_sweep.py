@@ -86,3 +86,11 @@ def test_icmp_sweep_on_loopback_sends_each_request_when_paced() -> None:
     assert not calls.acquire(timeout=0)  # one slot per request, no more
     stopped = icmp_sweep(["127.0.0.1"], 0.3, pace=lambda: False)
     assert stopped == {}  # a stopping scan sends nothing
+
+
+def test_echo_request_is_the_one_scapy_builds() -> None:
+    from scapy.layers.inet import ICMP
+    from scapy.packet import Raw
+
+    ours = echo_request(0x1234, 7)
+    assert bytes(ICMP(type=8, id=0x1234, seq=7) / Raw(ours[8:])) == ours
