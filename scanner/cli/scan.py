@@ -82,8 +82,8 @@ from scanner.cli.site import apply_site_config, site_options
     type=FiniteRange(0.1, 100_000),
     default=None,
     metavar="N",
-    help="At most N new connections per second across the scan. Default: the "
-    "profile's (see 'dicomscan profiles').",
+    help="At most N new connections per second across the scan; each ARP or ICMP "
+    "discovery packet counts as one. Default: the profile's (see 'dicomscan profiles').",
 )
 @click.option(
     "--plan",
