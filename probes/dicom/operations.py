@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Hashable
 from io import BytesIO
 from typing import Any
 
@@ -70,7 +71,38 @@ def _is_authorised(operation: str, code: int) -> bool:
     return category in (_status.STATUS_SUCCESS, _status.STATUS_PENDING, _status.STATUS_WARNING)
 
 
-async def _send_message(session: Session, message: Any, context_id: int) -> None:
+class Request:
+    """A DIMSE request, as the PDUs to send for a context ID and the peer's maximum PDU
+    length. Every device gets the same requests in a scan (the zero-match keys are the
+    scan's), and pydicom's and pynetdicom's encoders cost about a millisecond a message,
+    so the PDUs are encoded once per ``key`` and reused; ``key=None`` (a request unique
+    to one device, the C-STORE test object) is encoded each time."""
+
+    __slots__ = ("_build", "_key")
+
+    def __init__(self, key: tuple[Hashable, ...] | None, build: Callable[[], Any]) -> None:
+        self._key, self._build = key, build
+
+    def pdus(self, context_id: int, max_pdu: int) -> tuple[bytes, ...]:
+        if self._key is None:
+            return self._encode(context_id, max_pdu)
+        key = (self._key, context_id, max_pdu)
+        found = _ENCODED.get(key)
+        if found is None:
+            if len(_ENCODED) >= _ENCODED_AT_MOST:
+                _ENCODED.clear()  # more kinds of peer than a scan meets: start again
+            found = _ENCODED[key] = self._encode(context_id, max_pdu)
+        return found
+
+    def _encode(self, context_id: int, max_pdu: int) -> tuple[bytes, ...]:
+        return tuple(encode_pdata(p) for p in self._build().encode_msg(context_id, max_pdu))
+
+
+_ENCODED: dict[tuple[Hashable, ...], tuple[bytes, ...]] = {}
+_ENCODED_AT_MOST = 512
+
+
+async def _send_message(session: Session, message: Request, context_id: int) -> None:
     if session.peer_max_pdu < MIN_PEER_PDU:
         # pynetdicom's encoder cannot split a message into PDUs that small (and divides by
         # the length less 6); no real peer announces it, so nothing is sent.
@@ -78,8 +110,8 @@ async def _send_message(session: Session, message: Any, context_id: int) -> None
             f"peer announced a maximum PDU length of {session.peer_max_pdu} bytes, "
             f"under the {MIN_PEER_PDU} a request needs; nothing sent"
         )
-    for p_data in message.encode_msg(context_id, session.peer_max_pdu):
-        await session.send(encode_pdata(p_data))
+    for pdu in message.pdus(context_id, session.peer_max_pdu):
+        await session.send(pdu)
 
 
 async def _read_command(session: Session) -> Dataset:
@@ -106,7 +138,7 @@ async def _read_command(session: Session) -> Dataset:
 
 
 async def run_operation(
-    session: Session, operation: str, sop_class: str, message: Any, sent: str
+    session: Session, operation: str, sop_class: str, message: Request, sent: str
 ) -> Operation:
     """Send one request on an accepted context and classify the final response."""
 
@@ -167,20 +199,26 @@ async def run_operation(
     return result(OperationOutcome.REFUSED, status=code, status_text=text)
 
 
-def _identifier(session: Session, sop_class: str, ds: Dataset) -> BytesIO:
-    ts = session.transfer[session.accepted[sop_class]]
-    implicit = ts == codes.IMPLICIT_LE
+def _identifier(implicit: bool, ds: Dataset) -> BytesIO:
     encoded = _encode_ds(ds, implicit, True)
     return BytesIO(encoded or b"")
 
 
-def echo_message() -> Any:
+def _implicit(session: Session, sop_class: str) -> bool:
+    return session.transfer[session.accepted[sop_class]] == codes.IMPLICIT_LE
+
+
+def _build_echo() -> Any:
     primitive = _dimse.C_ECHO()
     primitive.MessageID = 1
     primitive.AffectedSOPClassUID = codes.VERIFICATION
     msg = _msgs.C_ECHO_RQ()
     msg.primitive_to_message(primitive)
     return msg
+
+
+def echo_message() -> Request:
+    return Request(("C-ECHO",), _build_echo)
 
 
 def zero_match_query(study_uid: str, patient_id: str) -> Dataset:
@@ -193,37 +231,47 @@ def zero_match_query(study_uid: str, patient_id: str) -> Dataset:
     return ds
 
 
-def query_message(session: Session, sop_class: str, study_uid: str, patient_id: str) -> Any:
-    primitive = _dimse.C_FIND()
-    primitive.MessageID = 2
-    primitive.AffectedSOPClassUID = sop_class
-    primitive.Priority = 2
-    if sop_class == codes.WORKLIST_FIND:
-        ds = Dataset()
-        ds.PatientID = patient_id
-        ds.AccessionNumber = patient_id[:16]
-    else:
-        ds = zero_match_query(study_uid, patient_id)
-    primitive.Identifier = _identifier(session, sop_class, ds)
-    msg = _msgs.C_FIND_RQ()
-    msg.primitive_to_message(primitive)
-    return msg
+def query_message(session: Session, sop_class: str, study_uid: str, patient_id: str) -> Request:
+    implicit = _implicit(session, sop_class)
+
+    def build() -> Any:
+        primitive = _dimse.C_FIND()
+        primitive.MessageID = 2
+        primitive.AffectedSOPClassUID = sop_class
+        primitive.Priority = 2
+        if sop_class == codes.WORKLIST_FIND:
+            ds = Dataset()
+            ds.PatientID = patient_id
+            ds.AccessionNumber = patient_id[:16]
+        else:
+            ds = zero_match_query(study_uid, patient_id)
+        primitive.Identifier = _identifier(implicit, ds)
+        msg = _msgs.C_FIND_RQ()
+        msg.primitive_to_message(primitive)
+        return msg
+
+    return Request(("C-FIND", sop_class, implicit, study_uid, patient_id), build)
 
 
 def retrieve_message(
     session: Session, operation: str, sop_class: str, study_uid: str, patient_id: str, dest: str
-) -> Any:
-    primitive: Any = _dimse.C_GET() if operation == "C-GET" else _dimse.C_MOVE()
-    primitive.MessageID = 3
-    primitive.AffectedSOPClassUID = sop_class
-    primitive.Priority = 2
-    if operation == "C-MOVE":
-        primitive.MoveDestination = dest
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = study_uid
-    ds.PatientID = patient_id
-    primitive.Identifier = _identifier(session, sop_class, ds)
-    msg: Any = _msgs.C_GET_RQ() if operation == "C-GET" else _msgs.C_MOVE_RQ()
-    msg.primitive_to_message(primitive)
-    return msg
+) -> Request:
+    implicit = _implicit(session, sop_class)
+
+    def build() -> Any:
+        primitive: Any = _dimse.C_GET() if operation == "C-GET" else _dimse.C_MOVE()
+        primitive.MessageID = 3
+        primitive.AffectedSOPClassUID = sop_class
+        primitive.Priority = 2
+        if operation == "C-MOVE":
+            primitive.MoveDestination = dest
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study_uid
+        ds.PatientID = patient_id
+        primitive.Identifier = _identifier(implicit, ds)
+        msg: Any = _msgs.C_GET_RQ() if operation == "C-GET" else _msgs.C_MOVE_RQ()
+        msg.primitive_to_message(primitive)
+        return msg
+
+    return Request((operation, sop_class, implicit, study_uid, patient_id, dest), build)

@@ -22,7 +22,7 @@ from pynetdicom.dsutils import encode as _encode_ds
 
 from probes.dicom import codes
 from probes.dicom.client import Session
-from probes.dicom.operations import run_operation
+from probes.dicom.operations import Request, run_operation
 from scanner import __version__
 from scanner.model.observations import Confidence, Operation, OperationOutcome
 
@@ -99,21 +99,26 @@ def describe(uids: ObjectUids) -> str:
     )
 
 
-def store_message(session: Session, ds: Dataset) -> Any:
-    """A C-STORE-RQ carrying ``ds`` in the transfer syntax the peer accepted."""
+def store_message(session: Session, ds: Dataset) -> Request:
+    """A C-STORE-RQ carrying ``ds`` in the transfer syntax the peer accepted (encoded for
+    this device alone: the test object's UIDs are the target's)."""
     ts = session.transfer[session.accepted[codes.SC_STORAGE]]
     encoded = _encode_ds(ds, ts == codes.IMPLICIT_LE, True)
     if encoded is None:  # pynetdicom logs and returns None instead of raising
         raise ValueError("the synthetic test object could not be encoded")
-    primitive = _dimse.C_STORE()
-    primitive.MessageID = STORE_MESSAGE_ID
-    primitive.AffectedSOPClassUID = codes.SC_STORAGE
-    primitive.AffectedSOPInstanceUID = ds.SOPInstanceUID
-    primitive.Priority = 2  # low: a test object must never delay real traffic
-    primitive.DataSet = BytesIO(encoded)
-    msg = _msgs.C_STORE_RQ()
-    msg.primitive_to_message(primitive)
-    return msg
+
+    def build() -> Any:
+        primitive = _dimse.C_STORE()
+        primitive.MessageID = STORE_MESSAGE_ID
+        primitive.AffectedSOPClassUID = codes.SC_STORAGE
+        primitive.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        primitive.Priority = 2  # low: a test object must never delay real traffic
+        primitive.DataSet = BytesIO(encoded)
+        msg = _msgs.C_STORE_RQ()
+        msg.primitive_to_message(primitive)
+        return msg
+
+    return Request(None, build)
 
 
 def not_tested(sop_class: str, detail: str) -> Operation:
