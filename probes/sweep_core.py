@@ -72,14 +72,19 @@ class Counter:
 
 class RateSlots:
     """A rate cap as evenly spaced start slots (a token bucket of depth one): ``take(now)``
-    is 0 when a start may go now (its slot is taken), else the seconds to the next slot.
-    Late by up to ``late``, a start keeps its slot's place, so starts due within one timer
-    tick may go together; later than that (a stalled loop), it takes a fresh slot rather
-    than bunch with the others due meanwhile. 0 per second means no cap."""
+    is 0 when a start may go now (its slot is taken), else the seconds to its slot, which
+    is then held for it: the caller comes back then. Without that hold, callers that
+    reserve ahead (``RateCap.wait``: the ARP and ICMP sweeps, TCP pings) took every slot
+    from under one that polls (the port sweep), whose hosts then waited for the whole
+    discovery. Late by up to ``late``, a start keeps its slot's place, so starts due
+    within one timer tick may go together; later than that (a stalled loop, a caller
+    that came back late), it takes a fresh slot rather than bunch with the others due
+    meanwhile. 0 per second means no cap. One polling caller per instance."""
 
     def __init__(self, per_second: float, late: float) -> None:
         self._grain = late
         self._next = 0.0  # the next free slot
+        self._held: float | None = None  # the slot held for the polling caller
         self.set_rate(per_second)
 
     def set_rate(self, per_second: float) -> None:
@@ -90,8 +95,17 @@ class RateSlots:
     def take(self, now: float) -> float:
         if not self._interval:
             return 0.0
+        held = self._held
+        if held is not None:
+            if now < held:
+                return held - now
+            self._held = None
+            if now - held <= self._late:
+                return 0.0  # the slot held for this caller
         if now < self._next:
-            return self._next - now
+            self._held = self._next
+            self._next += self._interval
+            return self._held - now
         start = self._next if now - self._next <= self._late else now
         self._next = start + self._interval
         return 0.0

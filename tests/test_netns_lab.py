@@ -334,3 +334,34 @@ def test_icmp_echo_requests_keep_to_the_rate_cap(lab: NetnsLab) -> None:
     assert len(echo) >= len(silent)
     assert _busiest_second(echo) <= 100 + 2, _busiest_second(echo)
     assert max(echo) - min(echo) >= 2.3
+
+
+def test_ctrl_c_during_a_slow_arp_sweep_stops_it_at_once_and_keeps_what_answered(
+        lab: NetnsLab, tmp_path: Path) -> None:
+    """At --max-rate 20 the sweep of the /24 would take about 13 s; the hosts it has
+    asked in the first seconds answer and are scanned. SIGINT then ends the scan within
+    a moment (the sweep thread waits for no further slot), with exit 130 and the hosts
+    found so far in the saved result."""
+    import signal
+    import time
+
+    out = tmp_path / "partial.json"
+    argv = [sys.executable, "-m", "scanner", "scan", SUBNET, "--format", "json", "-o",
+            str(out), "--profile", "fast", "--connect-timeout", "1", "--discovery", "arp",
+            "-p", "104", "--max-rate", "20", "-q"]
+    scan_process = subprocess.Popen(lab.in_scanner(argv), cwd=Path(__file__).parent.parent,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.0)  # the live devices are 198.18.0.10-13: asked within the first second
+        stopped = time.monotonic()
+        scan_process.send_signal(signal.SIGINT)
+        _, err = scan_process.communicate(timeout=30)
+        took = time.monotonic() - stopped
+    finally:
+        scan_process.kill()
+    assert scan_process.returncode == 130, err
+    assert "Traceback" not in err
+    assert took < 5.0, took
+    doc = json.loads(out.read_text())
+    assert doc["scan"]["interrupted"] is True
+    assert {d.address for d in lab.spec.devices} <= alive(doc)

@@ -45,3 +45,39 @@ def test_a_waiter_woken_late_within_one_slot_does_not_crowd_the_next() -> None:
     # queue again.
     gaps = gaps_after_stall(8.0, 3, settle=0.01, stall=0.23)
     assert min(gaps) >= 0.25 / 8.0, gaps
+
+
+def test_a_polling_sweep_gets_its_turn_beside_a_reserving_discovery() -> None:
+    """The ARP sweep reserves its next slot as soon as it has sent (RateCap.wait); the
+    port sweep polls (take). The sweep's hosts must be scanned while discovery is still
+    asking, not after it: the two take turns, and together keep to the cap."""
+    rate, seconds = 200.0, 0.6
+    starts: list[tuple[float, str]] = []
+
+    async def main() -> None:
+        cap = RateCap(rate)
+        end = time.monotonic() + seconds
+
+        async def discovery() -> None:
+            while time.monotonic() < end:
+                await cap.wait()
+                starts.append((time.monotonic(), "arp"))
+
+        async def sweep() -> None:
+            while (now := time.monotonic()) < end:
+                wait = cap.take(now)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                starts.append((now, "connect"))
+
+        await asyncio.gather(discovery(), sweep())
+
+    asyncio.run(main())
+    kinds = [kind for _, kind in starts]
+    # Before the fix every slot went to the reserving side: no connect until it ended.
+    assert kinds.count("connect") >= 0.3 * len(kinds), kinds.count("connect")
+    assert kinds.count("arp") >= 0.3 * len(kinds)
+    times = sorted(t for t, _ in starts)
+    assert len(times) <= rate * seconds + 3
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.5 / rate
