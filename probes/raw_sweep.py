@@ -8,20 +8,20 @@ Answers are read between sends, so a host's port scan starts as soon as it answe
 while a slow sweep is still sending; after the last packet the loop listens ``timeout``
 seconds more for late answers.
 
-Blocking, for a worker thread: the rate cap lives on the event loop, which ``pace``
-reaches (``ThreadPace``); ``pace`` answers False when the scan is stopping.
+Blocking, for a worker thread: ``pace`` (``ThreadPace``) books each packet's slot of
+the scan's rate cap and answers False when the scan is stopping.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import select
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
+
+from probes.sweep_core import RateSlots
 
 # An answer: (address, MAC if the frame carries one), or None for a frame to ignore.
 Parse = Callable[[bytes], tuple[str, str | None] | None]
@@ -33,44 +33,31 @@ _FRAME = 2048  # more than any ARP frame or ICMP echo reply this sweep asks for
 
 
 class ThreadPace:
-    """Blocks a sweep thread until the event loop's rate cap grants the next start.
+    """Blocks a sweep thread until the scan's rate cap grants its next start: the thread
+    books the slot itself (``RateSlots.reserve`` is thread-safe) and sleeps until it, so
+    a packet never waits for a busy event loop. ``stop()`` (the scan is stopping) frees a
+    waiting thread within a quarter of a second and lets it send nothing more."""
 
-    Each call submits one ``pace()`` to the loop and waits for it in short slices, so a
-    scan that stops (``stop()``, or the loop cancelling the wait at shutdown) frees the
-    thread within a quarter of a second instead of leaving it waiting for ever."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop,
-                 pace: Callable[[], Awaitable[None]] | None) -> None:
-        self._loop, self._pace = loop, pace
+    def __init__(self, rate: RateSlots | None) -> None:
+        self._rate = rate
         self._stopped = threading.Event()
 
     def stop(self) -> None:
         self._stopped.set()
 
     def __call__(self) -> bool:
-        if self._stopped.is_set():
-            return False
-        if self._pace is None:
-            return True
-        pace = self._pace
-
-        async def slot() -> None:
-            await pace()
-
-        try:
-            waiting = asyncio.run_coroutine_threadsafe(slot(), self._loop)
-        except RuntimeError:  # the loop is closed
-            return False
+        rate = self._rate
+        if rate is None:
+            return not self._stopped.is_set()
+        start = rate.reserve(time.monotonic())
         while True:
-            try:
-                waiting.result(timeout=0.25)
-                return not self._stopped.is_set()
-            except TimeoutError:
-                if self._stopped.is_set():
-                    waiting.cancel()
+            while (left := start - time.monotonic()) > 0:
+                if self._stopped.wait(min(left, 0.25)):
                     return False
-            except (concurrent.futures.CancelledError, asyncio.CancelledError):
-                return False
+            now = time.monotonic()
+            if not rate.late(start, now):
+                return not self._stopped.is_set()
+            start = rate.reserve(now)  # woke late: a fresh slot, not a bunch
 
 
 def sweep(sock: socket.socket, packets: Iterable[tuple[str, Callable[[], object]]],

@@ -23,6 +23,7 @@ import math
 import os
 import select
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -71,20 +72,24 @@ class Counter:
 
 
 class RateSlots:
-    """A rate cap as evenly spaced start slots (a token bucket of depth one): ``take(now)``
-    is 0 when a start may go now (its slot is taken), else the seconds to its slot, which
-    is then held for it: the caller comes back then. Without that hold, callers that
-    reserve ahead (``RateCap.wait``: the ARP and ICMP sweeps, TCP pings) took every slot
-    from under one that polls (the port sweep), whose hosts then waited for the whole
-    discovery. Late by up to ``late``, a start keeps its slot's place, so starts due
-    within one timer tick may go together; later than that (a stalled loop, a caller
-    that came back late), it takes a fresh slot rather than bunch with the others due
-    meanwhile. 0 per second means no cap. One polling caller per instance."""
+    """A rate cap as evenly spaced start slots (a token bucket of depth one).
+
+    ``take(now)`` is 0 when a start may go now (its slot is taken), else the seconds to
+    its slot, which is then held for it: the caller comes back then. ``reserve(now)``
+    books the next slot and gives its time, for a caller that then sleeps until it
+    (``RateCap.wait``; the ARP and ICMP sweep threads). Without the hold, callers that
+    reserve took every slot from under one that polls (the port sweep), whose hosts then
+    waited for the whole discovery. Late by up to ``late``, a start keeps its slot's
+    place, so starts due within one timer tick may go together; later than that (a
+    stalled loop, a caller that came back late), it takes a fresh slot rather than bunch
+    with the others due meanwhile. 0 per second means no cap. One polling caller per
+    instance; reservations may come from other threads (the lock)."""
 
     def __init__(self, per_second: float, late: float) -> None:
         self._grain = late
         self._next = 0.0  # the next free slot
         self._held: float | None = None  # the slot held for the polling caller
+        self._lock = threading.Lock()
         self.set_rate(per_second)
 
     def set_rate(self, per_second: float) -> None:
@@ -95,20 +100,34 @@ class RateSlots:
     def take(self, now: float) -> float:
         if not self._interval:
             return 0.0
-        held = self._held
-        if held is not None:
-            if now < held:
-                return held - now
-            self._held = None
-            if now - held <= self._late:
-                return 0.0  # the slot held for this caller
-        if now < self._next:
-            self._held = self._next
-            self._next += self._interval
-            return self._held - now
-        start = self._next if now - self._next <= self._late else now
-        self._next = start + self._interval
-        return 0.0
+        with self._lock:
+            held = self._held
+            if held is not None:
+                if now < held:
+                    return held - now
+                self._held = None
+                if now - held <= self._late:
+                    return 0.0  # the slot held for this caller
+            if now < self._next:
+                self._held = self._next
+                self._next += self._interval
+                return self._held - now
+            start = self._next if now - self._next <= self._late else now
+            self._next = start + self._interval
+            return 0.0
+
+    def reserve(self, now: float) -> float:
+        """Book the next free slot: the time (``time.monotonic``) to start at."""
+        if not self._interval:
+            return now
+        with self._lock:
+            start = max(now, self._next)
+            self._next = start + self._interval
+            return start
+
+    def late(self, start: float, now: float) -> bool:
+        """A booked start missed by more than ``late``: book a fresh one instead."""
+        return now - start > self._late
 
 
 def classify_error(err: int) -> tuple[str, str]:

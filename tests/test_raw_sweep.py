@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import struct
@@ -14,6 +13,7 @@ import pytest
 
 from probes.icmp import checksum, echo_request, icmp_sweep, parse_reply
 from probes.raw_sweep import ThreadPace
+from probes.sweep_core import RateSlots
 
 
 def test_checksum_is_rfc_1071() -> None:
@@ -39,36 +39,41 @@ def test_only_echo_replies_with_our_identifier_are_answers() -> None:
 
 
 def test_a_stopped_scan_frees_a_thread_waiting_for_a_slot() -> None:
-    """The rate cap never grants the slot (a scan at a crawl); stop() must still free the
+    """The next slot is two seconds away (a scan at a crawl); stop() must still free the
     sweep thread at once, or Ctrl-C would wait for it."""
-    async def never() -> None:
-        await asyncio.Event().wait()
-
-    async def main() -> tuple[bool, float]:
-        pace = ThreadPace(asyncio.get_running_loop(), never)
-        waiting = asyncio.ensure_future(asyncio.to_thread(pace))
-        await asyncio.sleep(0.3)
-        stopped = time.monotonic()
-        pace.stop()
-        allowed = await waiting
-        return allowed, time.monotonic() - stopped
-
-    allowed, took = asyncio.run(main())
-    assert allowed is False and took < 1.0
+    rate = RateSlots(0.5, 0.002)
+    rate.reserve(time.monotonic())  # the slot now is taken: the next is 2 s away
+    pace = ThreadPace(rate)
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(pace()))
+    thread.start()
+    time.sleep(0.3)
+    stopped = time.monotonic()
+    pace.stop()
+    thread.join(2.0)
+    assert result == [False] and time.monotonic() - stopped < 0.5
 
 
-def test_each_packet_waits_for_its_slot_on_the_loop() -> None:
-    granted: list[float] = []
+def test_each_packet_waits_for_its_slot_and_threads_share_the_cap() -> None:
+    """Two sweep threads (ARP on two links) and the loop's own callers book from one cap,
+    thread-safely: together never faster than it."""
+    rate = RateSlots(100.0, 0.002)
+    starts: list[float] = []
 
-    async def slot() -> None:
-        await asyncio.sleep(0.02)
-        granted.append(time.monotonic())
+    def sweep_thread() -> None:
+        pace = ThreadPace(rate)
+        for _ in range(15):
+            assert pace()
+            starts.append(time.monotonic())
 
-    async def main() -> list[bool]:
-        pace = ThreadPace(asyncio.get_running_loop(), slot)
-        return await asyncio.gather(*(asyncio.to_thread(pace) for _ in range(3)))
-
-    assert asyncio.run(main()) == [True, True, True] and len(granted) == 3
+    threads = [threading.Thread(target=sweep_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5.0)
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert len(starts) == 30 and min(gaps) >= 0.5 / 100, min(gaps)
+    assert max(starts) - min(starts) >= 29 * 0.9 / 100
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from probes.arp import arp_sweep
 from probes.discovery import TakeOver, raw_sockets_allowed, tcp_ping
@@ -16,6 +16,7 @@ from probes.icmp import icmp_sweep
 from probes.ports import OpenConnection
 from probes.raw_sweep import ThreadPace
 from scanner.engine.discovery_plan import Plan, plan
+from scanner.engine.rate import RateCap
 from scanner.model import (
     DiscoveryInfo,
     DiscoveryMethod,
@@ -48,7 +49,7 @@ async def run_discovery(
     addresses: Sequence[str],
     on_alive: OnAlive | None = None,
     take_over: TakeOver | None = None,
-    pace: Callable[[], Awaitable[None]] | None = None,
+    rate: RateCap | None = None,
 ) -> tuple[DiscoveryInfo, dict[str, HostDiscovery] | None]:
     """Discover live hosts. The dict is None when every target is to be port-scanned.
 
@@ -73,7 +74,7 @@ async def run_discovery(
         else:
             found.update(
                 await _embedded(p, settings, notify, take_over or identify_and_drop(settings),
-                                pace)
+                                rate)
             )
     info = DiscoveryInfo(
         requested=p.requested,
@@ -89,7 +90,7 @@ async def run_discovery(
 
 async def _embedded(
     p: Plan, settings: ScanSettings, notify: OnAlive, take_over: TakeOver,
-    pace: Callable[[], Awaitable[None]] | None = None,
+    rate: RateCap | None = None,
 ) -> dict[str, HostDiscovery]:
     # A quarter of the connect timeout: fast 0.25 s, normal 0.5 s, safe 0.75 s.
     wait = min(SWEEP_WAIT, settings.timeouts.connect / 4)
@@ -106,7 +107,7 @@ async def _embedded(
 
     # ARP and ICMP packets take their slots of the one rate cap from their threads, so
     # discovery packets, TCP pings and the port scans of hosts found meanwhile share it.
-    paced = ThreadPace(loop, pace)
+    paced = ThreadPace(rate)
     jobs = [asyncio.to_thread(arp_sweep, addrs, iface, wait, from_thread, paced)
             for iface, addrs in p.arp.items()]
     if p.icmp:
@@ -114,7 +115,7 @@ async def _embedded(
     if p.tcp:
         jobs.append(tcp_ping(p.tcp, settings.timeouts.connect, settings.per_host_connections,
                              settings.max_concurrency, take_over, on_alive=announce,
-                             pace=pace))
+                             pace=rate.wait if rate is not None else None))
     try:
         for part in await asyncio.gather(*jobs):
             found.update(part)

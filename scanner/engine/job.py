@@ -198,7 +198,7 @@ class ScanJob:
 
         try:
             self._discovery, found = await run_discovery(
-                s, targets, alive, self._take_over, self._rate.wait
+                s, targets, alive, self._take_over, self._rate
             )
             for n, address in enumerate(targets if found is None else found, 1):
                 alive(address, None if found is None else found[address])

@@ -35,15 +35,12 @@ class RateCap(RateSlots):
     async def wait(self) -> None:
         if not self._interval:
             return
-        # No await between reading and advancing _next: asyncio makes this atomic.
-        start = max(time.monotonic(), self._next)
-        self._next = start + self._interval
+        start = self.reserve(time.monotonic())
         while True:
             while (left := start - time.monotonic()) > 0:
                 await asyncio.sleep(left)  # the loop may wake a hair early; never start early
             now = time.monotonic()
-            if now - start <= self._late:
+            if not self.late(start, now):
                 return
             # Woken late: the slots due meanwhile would all start now. Queue behind them.
-            start = max(now, self._next)
-            self._next = start + self._interval
+            start = self.reserve(now)
