@@ -52,12 +52,14 @@ import asyncio, json, sys, time
 t = time.perf_counter()
 from scanner.engine.settings import build_settings
 from scanner.engine.discovery import run_discovery
+from scanner.engine.rate import RateCap
 from scanner.model import DiscoveryMethod, ProfileName, ScanSettings, Timeouts
 s = ScanSettings(targets=[f"198.18.0.{i}" for i in range(1, 255)], target_specs=["x"],
                  ports=[104], profile=ProfileName.FAST, max_concurrency=1024,
                  per_host_connections=64, probe_spacing=0, discovery=DiscoveryMethod.ARP,
                  timeouts=Timeouts(connect=1, dicom=3, dimse=3, host=60))
-info, found = asyncio.run(run_discovery(s, s.targets))
+# The fast profile's rate cap, as a scan paces its ARP requests.
+info, found = asyncio.run(run_discovery(s, s.targets, rate=RateCap(5000.0)))
 print(json.dumps({"alive": sorted(found or {}), "used": info.used.value,
                   "sweep_s": info.elapsed_ms / 1000, "process_s": time.perf_counter() - t}))
 """
