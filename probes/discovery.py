@@ -83,6 +83,12 @@ def neighbour_mac(address: str) -> str | None:
     return None
 
 
+def neighbour_macs() -> dict[str, str]:
+    """Every complete IPv4 neighbour of the kernel's table and its MAC, read once."""
+    return {f[0]: f[3].lower() for f in _proc_rows("/proc/net/arp")
+            if len(f) >= 4 and int(f[2], 16) & 0x2}
+
+
 OnReply = Callable[[str, HostDiscovery], None]
 Slot = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 # Takes over an open connection (and closes it) with the connect time in ms.
