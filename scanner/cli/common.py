@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from scanner.engine.targets import TargetSpans
+    from scanner.engine.spans import TargetSpans
     from scanner.model import ScanResult, ScanSettings
     from scanner.outputs.registry import WriterOptions
 

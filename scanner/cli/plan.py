@@ -10,7 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from scanner.engine.plan import ScanPlan
-    from scanner.engine.targets import TargetSpans
+    from scanner.engine.spans import TargetSpans
     from scanner.model import ScanSettings
 
 

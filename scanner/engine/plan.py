@@ -13,7 +13,7 @@ from scanner.engine.spans import Span, range_text
 from scanner.model import EngineName, ScanSettings, SkippedTarget
 
 if TYPE_CHECKING:
-    from scanner.engine.targets import TargetSpans
+    from scanner.engine.spans import TargetSpans
 
 # A plan lists its hosts and skipped devices up to this many (the default size guard);
 # beyond, it counts them and gives their ranges: a /8 listed is 16 million lines.

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from scanner.model import DoNotProbe, ScanSettings, Timeouts, documents
 
 if TYPE_CHECKING:
-    from scanner.engine.targets import TargetSpans
+    from scanner.engine.spans import TargetSpans
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Interval = tuple[int, int]  # first and last, inclusive
@@ -179,6 +179,32 @@ def public_parts(version: int, first: int, last: int) -> list[Interval]:
     return intersect(first, last, _public_pieces(version))
 
 
+# Addresses that name no single host: a connect to 0.0.0.0 reaches this machine, the rest
+# are group or broadcast destinations or invalid ones. Never a target, allowed or not.
+_NOT_HOSTS = (("0.0.0.0/8", "'this network' (0.0.0.0/8)"), ("224.0.0.0/4", "multicast"),
+              ("255.255.255.255/32", "broadcast"), ("::/128", "unspecified (::)"),
+              ("ff00::/8", "multicast"))
+
+
+@functools.cache
+def _not_host_blocks(version: int) -> tuple[tuple[int, int, str], ...]:
+    out = []
+    for text, what in _NOT_HOSTS:
+        lo, hi = net_interval(ipaddress.ip_network(text))
+        if (text.count(":") and version == 6) or (not text.count(":") and version == 4):
+            out.append((lo, hi, what))
+        elif version == 6:  # the IPv4-mapped form
+            out.append((_MAPPED + lo, _MAPPED + hi, what))
+    return tuple(out)
+
+
+def not_host_parts(version: int, first: int, last: int) -> list[tuple[int, int, str]]:
+    """The parts of [first, last] that are no host's address, each with what it is
+    (IPv4-mapped IPv6 forms included)."""
+    return [(max(lo, first), min(hi, last), what) for lo, hi, what in _not_host_blocks(version)
+            if lo <= last and first <= hi]
+
+
 def net_interval(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Interval:
     return int(net.network_address), int(net.broadcast_address)
 
@@ -190,3 +216,38 @@ def count(spans: Iterable[Span]) -> int:
 def texts(spans: Iterable[Span]) -> Iterator[str]:
     for span in spans:
         yield from span.texts()
+
+
+@dataclass(frozen=True)
+class TargetSpans:
+    """The checked targets, not expanded: spans in the order the user gave them, without
+    duplicates, exclusions, out-of-scope or (unless allowed) public addresses."""
+
+    spans: list[Span]
+    hostnames: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return count(self.spans)
+
+    def addresses(self) -> list[str]:
+        return list(texts(self.spans))
+
+
+class Refused:
+    """Addresses refused for one reason: counted, the first few named."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.shown: list[str] = []
+
+    def add(self, span: Span, first: int, last: int, why: str = "") -> None:
+        self.total += last - first + 1
+        for number in range(first, min(last, first + 5 - len(self.shown) - 1) + 1):
+            what = span.text(number)
+            self.shown.append((f"{span.spec} resolves to {what}" if span.name
+                               else f"{what} ({span.spec})") + (f" {why}" if why else ""))
+
+    def listed(self) -> str:
+        more = self.total - len(self.shown)
+        return ", ".join(self.shown) + (f" and {more} more" if more > 0 else "")

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from scanner.engine.spans import (
     Covered,
     Interval,
+    Refused,
     Span,
-    count,
+    TargetSpans,
     intersect,
     is_public,
     net_interval,
+    not_host_parts,
     public_parts,
     subtract,
-    texts,
 )
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -139,6 +140,21 @@ def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
     return start, end
 
 
+def _address_or_range(spec: str) -> IPAddress | None:
+    """The address, or None; ipaddress reads ``fe80::1%lo-fe80::3`` as one address whose
+    zone is ``lo-fe80::3``: when that zone is no interface the spec may be a range."""
+    try:
+        return parse_address(spec, spec)
+    except TargetError as zone_error:
+        if "-" in spec:
+            try:
+                range_ends(spec)
+                return None  # a range, its first end zoned: the caller reads it so
+            except TargetError:
+                pass
+        raise zone_error from None
+
+
 def _zone(addr: IPAddress) -> str:
     return getattr(addr, "scope_id", None) or ""
 
@@ -170,7 +186,7 @@ def parse_spec(spec: str, resolver: Resolver = resolve_forward,
         if net.num_addresses > limit:
             raise _too_many(f"network {spec!r}", net.num_addresses, limit)
         return [Span(net.version, *_host_span(net), spec=spec)]
-    addr = parse_address(spec, spec)
+    addr = _address_or_range(spec)
     if addr is not None:
         return [Span(addr.version, int(addr), int(addr), spec=spec, zone=_zone(addr))]
     if "-" in spec and (spec[0].isdigit() or ":" in spec):
@@ -203,7 +219,7 @@ def exclusion_intervals(spec: str) -> list[tuple[int, Interval]]:
     if "/" in spec:
         net = _network(spec)
         return [(net.version, net_interval(net))]
-    addr = parse_address(spec, spec)
+    addr = _address_or_range(spec)
     if addr is not None:
         return [(addr.version, (int(addr), int(addr)))]
     if "-" in spec:
@@ -219,41 +235,6 @@ def read_targets_file(text: str) -> list[str]:
         line = line.split("#", 1)[0]
         specs.extend(part for part in line.replace(",", " ").split() if part)
     return specs
-
-
-@dataclass(frozen=True)
-class TargetSpans:
-    """The checked targets, not expanded: spans in the order the user gave them, without
-    duplicates, exclusions, out-of-scope or (unless allowed) public addresses."""
-
-    spans: list[Span]
-    hostnames: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def count(self) -> int:
-        return count(self.spans)
-
-    def addresses(self) -> list[str]:
-        return list(texts(self.spans))
-
-
-class _Refused:
-    """Addresses refused for one reason: counted, the first few named."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.shown: list[str] = []
-
-    def add(self, span: Span, first: int, last: int) -> None:
-        self.total += last - first + 1
-        for number in range(first, min(last, first + 5 - len(self.shown) - 1) + 1):
-            what = span.text(number)
-            self.shown.append(f"{span.spec} resolves to {what}" if span.name
-                              else f"{what} ({span.spec})")
-
-    def listed(self) -> str:
-        more = self.total - len(self.shown)
-        return ", ".join(self.shown) + (f" and {more} more" if more > 0 else "")
 
 
 def plan_targets(
@@ -276,16 +257,22 @@ def plan_targets(
     taken = Covered()
     kept: list[Span] = []
     names: dict[str, str] = {}
-    public, out_of_scope = _Refused(), _Refused()
+    public, out_of_scope, not_hosts = Refused(), Refused(), Refused()
     total = 0
     for spec in specs:
         for span in parse_spec(spec, resolver, max_addresses):
             for lo, hi in subtract(span.first, span.last, excluded[span.version]):
-                parts = [(lo, hi)]
+                odd = not_host_parts(span.version, lo, hi)
+                for a, b, what in odd:
+                    not_hosts.add(span, a, b, f"is {what}")
+                parts = subtract(lo, hi, [(a, b) for a, b, _ in odd])
+                if not parts:
+                    continue
                 if scopes:
-                    for a, b in subtract(lo, hi, in_scope[span.version]):
-                        out_of_scope.add(span, a, b)
-                    parts = intersect(lo, hi, in_scope[span.version])
+                    for a, b in parts:
+                        for c, d in subtract(a, b, in_scope[span.version]):
+                            out_of_scope.add(span, c, d)
+                    parts = [p for a, b in parts for p in intersect(a, b, in_scope[span.version])]
                 for a, b in parts:
                     allowed = [(a, b)]
                     if not allow_public:
@@ -300,6 +287,9 @@ def plan_targets(
                             total += f - e + 1
         if total > max_addresses:
             raise _too_many("the target list", total, max_addresses)
+    if not_hosts.total:
+        raise TargetError("refusing addresses that name no host: " + not_hosts.listed()
+                          + " (exclude them, or give the hosts' own addresses)")
     if out_of_scope.total:
         raise TargetError(f"refusing targets outside --scope {', '.join(map(str, scopes))}: "
                           + out_of_scope.listed())
@@ -344,7 +334,8 @@ def _one_v4_block(addresses: Sequence[str], allow_public: bool, scopes: Sequence
     except OSError:
         return False
     lo, hi = min(numbers), max(numbers)
-    return ((allow_public or _within(lo, hi, _NON_GLOBAL_V4))
+    return (not not_host_parts(4, lo, hi)
+            and (allow_public or _within(lo, hi, _NON_GLOBAL_V4))
             and (not scopes or _within(lo, hi, v4_scopes)))
 
 
@@ -372,12 +363,15 @@ def guard_addresses(
         except OSError:
             pass
         else:
-            if ((allow_public or _within(n, n, _NON_GLOBAL_V4))
-                    and (not scopes or _within(n, n, v4_scopes))):
+            allowed = _within(n, n, _NON_GLOBAL_V4) or (
+                allow_public and not not_host_parts(4, n, n))
+            if allowed and (not scopes or _within(n, n, v4_scopes)):
                 continue
         addr = parse_address(text, text)
         if addr is None:
             raise TargetError(f"job target {text!r} is not an IP address")
+        if odd := not_host_parts(addr.version, int(addr), int(addr)):
+            raise TargetError(f"refusing job target {addr}: it is {odd[0][2]}, not a host")
         if is_public(addr) and not allow_public:
             raise TargetError(f"refusing public address {addr} (allow_public is off)")
         if scopes and not _in_scope(addr, scopes):
