@@ -144,3 +144,10 @@ def test_real_scan_never_touches_a_named_device(tmp_path: Path) -> None:
         control = run(*common)
         assert control.returncode == 0, control.stderr
         assert "127.0.0.1" in seen
+
+
+def test_nmap_excludes_the_addresses_of_a_name_too() -> None:
+    from scanner.engine.nmap_engine import fence_args
+
+    s = settings(["127.0.0.1"], "localhost console\n127.0.0.9 pump\n")
+    assert fence_args(s, six=False)[:2] == ["--exclude", "127.0.0.1,127.0.0.9"]

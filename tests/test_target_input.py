@@ -66,3 +66,11 @@ def test_a_huge_exclusion_range_is_no_size_error() -> None:
               "--exclude", "0.0.0.0-255.255.255.255")
     assert out.returncode == 0, out.stderr
     assert "Hosts: 1\n  ::1\n" in out.stdout
+
+
+def test_an_error_names_the_option_it_is_in() -> None:
+    # Every target, exclusion and scope error said "Invalid value for TARGET".
+    assert_input_error(run("scan", "--plan", "127.0.0.1", "--exclude", "fe80::1%badzone"),
+                       "Invalid value for --exclude", ZONE)
+    assert_input_error(run("scan", "--plan", "127.0.0.1", "--scope", "10.0.0.0/33"),
+                       "Invalid value for --scope", "invalid network")

@@ -205,9 +205,17 @@ def skip(address: str, entry: DoNotProbe, when: str) -> SkippedTarget:
                          source=entry.source, when=when)
 
 
-def nmap_excludes(entries: Iterable[DoNotProbe]) -> list[str]:
-    """Address and network entries as nmap ``--exclude`` values (a second fence)."""
-    return [e.entry for e in entries if e.kind in (K.ADDRESS, K.NETWORK)]
+def nmap_excludes(entries: Iterable[DoNotProbe],
+                  resolved: dict[str, list[str]] | None = None) -> list[str]:
+    """Address and network entries, and the addresses name entries resolved to, as nmap
+    ``--exclude`` values (a second fence)."""
+    out: list[str] = []
+    for e in entries:
+        if e.kind in (K.ADDRESS, K.NETWORK):
+            out.append(e.entry)
+        elif e.kind is K.NAME:
+            out += (resolved or {}).get(e.entry, [])
+    return list(dict.fromkeys(out))
 
 
 class Fence:

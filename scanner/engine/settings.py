@@ -143,7 +143,14 @@ def build_job(opts: dict[str, Any], expand: bool) -> tuple[ScanSettings, TargetS
     16 million addresses; a scan lists them, only once their number is allowed."""
     from scanner.engine.portspec import PortSpecError, parse_port_spec
     from scanner.engine.profiles import PROFILES
-    from scanner.engine.targets import MAX_ADDRESSES, TargetError, plan_targets, read_targets_file
+    from scanner.engine.targets import (
+        MAX_ADDRESSES,
+        TargetError,
+        exclusion_intervals,
+        network,
+        plan_targets,
+        read_targets_file,
+    )
     from scanner.model import DiscoveryMethod, EngineName, ProfileName
 
     specs = list(opts["targets"])
@@ -152,6 +159,14 @@ def build_job(opts: dict[str, Any], expand: bool) -> tuple[ScanSettings, TargetS
     if not specs:
         raise SettingsError("no targets: give TARGET arguments or --targets-file", usage=True)
     limit = opts.get("max_addresses") or MAX_ADDRESSES
+    # Exclusions and scopes parsed first, so an error names the option it is in.
+    for values, option, parse in ((opts["exclude"], "--exclude", exclusion_intervals),
+                                  (opts["scope"], "--scope", network)):
+        try:
+            for value in values:
+                parse(value)
+        except TargetError as exc:
+            raise SettingsError(str(exc), param=option) from None
     try:
         targets = plan_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"],
                                max_addresses=limit)

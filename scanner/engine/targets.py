@@ -159,7 +159,7 @@ def _zone(addr: IPAddress) -> str:
     return getattr(addr, "scope_id", None) or ""
 
 
-def _network(spec: str) -> IPNetwork:
+def network(spec: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(spec.strip(), strict=False)
     except ValueError as exc:
@@ -182,7 +182,7 @@ def parse_spec(spec: str, resolver: Resolver = resolve_forward,
     if not spec:
         raise TargetError("empty target")
     if "/" in spec:
-        net = _network(spec)
+        net = network(spec)
         if net.num_addresses > limit:
             raise _too_many(f"network {spec!r}", net.num_addresses, limit)
         return [Span(net.version, *_host_span(net), spec=spec)]
@@ -217,7 +217,7 @@ def exclusion_intervals(spec: str) -> list[tuple[int, Interval]]:
     address is excluded. A range of any size is fine: it only removes."""
     spec = spec.strip()
     if "/" in spec:
-        net = _network(spec)
+        net = network(spec)
         return [(net.version, net_interval(net))]
     addr = _address_or_range(spec)
     if addr is not None:
@@ -252,7 +252,7 @@ def plan_targets(
     for spec in exclude:
         for version, interval in exclusion_intervals(spec):
             excluded[version].append(interval)
-    scopes = [_network(s) for s in scope]
+    scopes = [network(s) for s in scope]
     in_scope = {v: [net_interval(n) for n in scopes if n.version == v] for v in (4, 6)}
     taken = Covered()
     kept: list[Span] = []
@@ -352,7 +352,7 @@ def guard_addresses(
     """
     if len(addresses) > max_addresses:
         raise _too_many("the job", len(addresses), max_addresses)
-    scopes = [_network(s) for s in scope]
+    scopes = [network(s) for s in scope]
     v4_scopes = [(int(n.network_address), int(n.broadcast_address))
                  for n in scopes if n.version == 4]
     if _one_v4_block(addresses, allow_public, scopes, v4_scopes):
