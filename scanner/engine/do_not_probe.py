@@ -1,12 +1,14 @@
 """Do-not-probe lists: devices the site says must never receive a packet from the scanner.
 
 Entries come from ``--exclude-file`` and the site policy's ``do_not_probe`` list; each is
-an address, a CIDR network, a host name (the name the user gave for a target) or a MAC
-address, with a reason. Address, network and name entries remove targets before
-discovery, so no ARP, ping or SYN reaches them; a MAC entry applies as soon as the MAC
-is known (the kernel's neighbour table before discovery, the discovery answer after),
-before any port probe. The job applies them itself, so a job built elsewhere cannot
-skip them.
+an address, a CIDR network, a host name or a MAC address, with a reason. A name covers
+every address it resolves to (forwards, when the job's fence is built; a name that does
+not resolve refuses the job) and a target given by that name. Address, network and name
+entries remove targets before discovery, so no ARP, ping or SYN reaches them, however
+the target reached the address (a network, a range, another name); a MAC entry applies
+as soon as the MAC is known (the kernel's neighbour table before discovery, the
+discovery answer after), before any port probe. The job applies them itself, so a job
+built elsewhere cannot skip them.
 """
 
 from __future__ import annotations
