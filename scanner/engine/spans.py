@@ -13,7 +13,7 @@ import bisect
 import functools
 import ipaddress
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,8 +64,10 @@ def range_text(version: int, first: int, last: int, zone: str = "") -> str:
     return f"{address_text(version, first, zone)}-{address_text(version, last, zone)}"
 
 
-def subtract(first: int, last: int, holes: Iterable[Interval]) -> list[Interval]:
+def subtract(first: int, last: int, holes: Sequence[Interval]) -> list[Interval]:
     """Parts of [first, last] outside every hole (holes in any order, may overlap)."""
+    if not holes:
+        return [(first, last)]
     parts: list[Interval] = []
     at = first
     for lo, hi in sorted(h for h in holes if h[1] >= first and h[0] <= last):
@@ -79,7 +81,7 @@ def subtract(first: int, last: int, holes: Iterable[Interval]) -> list[Interval]
     return parts
 
 
-def intersect(first: int, last: int, blocks: Iterable[Interval]) -> list[Interval]:
+def intersect(first: int, last: int, blocks: Sequence[Interval]) -> list[Interval]:
     """Parts of [first, last] inside some block, in order, without overlaps."""
     inside = subtract(first, last, blocks)
     return subtract(first, last, inside)
@@ -158,13 +160,15 @@ def _edges(version: int) -> list[int]:
 
 
 @functools.cache
-def _public_pieces(version: int) -> tuple[Interval, ...]:
+def _public_pieces(version: int) -> tuple[tuple[Interval, ...], list[int]]:
+    """The globally routable pieces in order, and their first addresses (for bisect)."""
     cuts = _edges(version)
     top = 2 ** (32 if version == 4 else 128) - 1
     ends = [*(c - 1 for c in cuts[1:]), top]
-    return tuple((lo, hi) for lo, hi in zip(cuts, ends, strict=True)
-                 if is_public(ipaddress.ip_address(lo) if version == 4
-                              else ipaddress.IPv6Address(lo)))
+    pieces = tuple((lo, hi) for lo, hi in zip(cuts, ends, strict=True)
+                   if is_public(ipaddress.ip_address(lo) if version == 4
+                                else ipaddress.IPv6Address(lo)))
+    return pieces, [lo for lo, _ in pieces]
 
 
 def is_public(addr: IPAddress) -> bool:
@@ -175,8 +179,15 @@ def is_public(addr: IPAddress) -> bool:
 
 
 def public_parts(version: int, first: int, last: int) -> list[Interval]:
-    """The globally routable parts of [first, last], as ``targets.is_public`` judges."""
-    return intersect(first, last, _public_pieces(version))
+    """The globally routable parts of [first, last], as ``is_public`` judges, in order."""
+    pieces, starts = _public_pieces(version)
+    out = []
+    for lo, hi in pieces[max(0, bisect.bisect_right(starts, first) - 1):]:
+        if lo > last:
+            break
+        if hi >= first:
+            out.append((max(lo, first), min(hi, last)))
+    return out
 
 
 # Addresses that name no single host: a connect to 0.0.0.0 reaches this machine, the rest

@@ -276,9 +276,10 @@ def plan_targets(
                 for a, b in parts:
                     allowed = [(a, b)]
                     if not allow_public:
-                        for c, d in public_parts(span.version, a, b):
+                        outside = public_parts(span.version, a, b)
+                        for c, d in outside:
                             public.add(span, c, d)
-                        allowed = subtract(a, b, public_parts(span.version, a, b))
+                        allowed = subtract(a, b, outside)
                     for c, d in allowed:
                         if span.name:  # a single address: the name is kept even if listed
                             names[span.text(c)] = span.name
