@@ -50,9 +50,13 @@ def test_plan_of_a_slash_8_counts_without_listing(tmp_path: Path) -> None:
     assert plan["skipped"][0]["address"] == "10.1.0.0"
     assert plan["skipped"][0]["entry"] == "10.1.0.0/20"
     assert {s["source"] for s in plan["skipped"]} == {f"{fence}:1"}
-    text = run("scan", "--plan", "10.0.0.0/8", "--max-addresses", "16777216")
+    text = run("scan", "--plan", "10.0.0.0/8", "--max-addresses", "16777216",
+               "--exclude-file", str(fence))
     assert text.returncode == 0, text.stderr[-2000:]
-    assert "Hosts: 16777214\n  10.0.0.1-10.255.255.254\n" in text.stdout
+    assert ("Hosts: 16773118\n  10.0.0.1-10.0.255.255\n  10.1.16.0-10.255.255.254\n"
+            in text.stdout)
+    assert "Skipped (do not probe): 4096\n" in text.stdout
+    assert "  ... and 3096 more\n" in text.stdout  # the first 1,000 shown
 
 
 def test_size_guard_refuses_before_listing() -> None:
