@@ -122,9 +122,10 @@ def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
         raise TargetError(f"invalid range {spec!r}: {start_text!r} is not an address")
     end_text = end_text.strip()
     end: IPAddress | None = None
-    # ASCII digits only: int() would read Arabic-Indic or full-width digits as well
+    # ASCII digits only: int() would read Arabic-Indic or full-width digits as well; no
+    # leading zero, which some tools read as octal (ipaddress refuses it in an address)
     if end_text.isascii() and end_text.isdigit() and isinstance(start, ipaddress.IPv4Address):
-        if int(end_text) <= 255:
+        if int(end_text) <= 255 and (end_text == "0" or not end_text.startswith("0")):
             end = ipaddress.IPv4Address((int(start) & ~0xFF) | int(end_text))
     else:
         end = parse_address(end_text, spec)
