@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from scanner.engine.spans import Span, range_text
-from scanner.model import EngineName, ScanSettings, SkippedTarget
+from scanner.model import DiscoveryMethod, EngineName, ScanSettings, SkippedTarget
 
 if TYPE_CHECKING:
     from scanner.engine.spans import TargetSpans
@@ -119,7 +119,9 @@ def build_plan(settings: ScanSettings, planned: TargetSpans | None = None) -> Sc
     per_second = [r for r in (1 / settings.probe_spacing if settings.probe_spacing else 0,
                               settings.max_rate) if r]
     by_time = int(limit * min(per_second)) if per_second else 0
-    ping = len(TCP_PING_PORTS) if d is not None and d.tcp else 0
+    undecided = d is None and host_count > 0 and settings.discovery is not DiscoveryMethod.NONE
+    # a bound: when discovery is not worked out per address, a TCP ping may be its method
+    ping = len(TCP_PING_PORTS) if (d is not None and d.tcp) or undecided else 0
     ports = len(settings.ports)
     notes = ["a do-not-probe MAC is checked when discovery learns it, before any port probe"
              ] if any(e.kind.value == "mac" for e in settings.do_not_probe) else []
@@ -154,6 +156,7 @@ def build_plan(settings: ScanSettings, planned: TargetSpans | None = None) -> Sc
         max_rate=settings.max_rate,
         host_time_limit=limit,
         max_connections_per_host=(max(by_time, ports) if by_time else 0) + ping,
-        max_discovery_packets_per_host=1 if d is not None and (d.arp or d.icmp) else 0,
+        max_discovery_packets_per_host=1 if undecided or (d is not None and (d.arp or d.icmp))
+        else 0,
         notes=notes,
     )
