@@ -45,6 +45,9 @@ def test_plan_of_a_slash_8_counts_without_listing(tmp_path: Path) -> None:
     # 10.0.0.1-10.127.255.255 after the exclusion, less the fenced /20
     assert plan["host_count"] == (1 << 23) - 1 - 4096
     assert plan["targets"] is None  # too many to list: ranges instead
+    # discovery is not worked out per address: the bounds assume the costliest method
+    assert plan["discovery"] == "per address"
+    assert plan["max_discovery_packets_per_host"] == 1
     assert plan["target_ranges"] == ["10.0.0.1-10.0.255.255", "10.1.16.0-10.127.255.255"]
     assert plan["skipped_count"] == 4096 and len(plan["skipped"]) == 4096
     assert plan["skipped"][0]["address"] == "10.1.0.0"
