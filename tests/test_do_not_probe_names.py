@@ -151,3 +151,11 @@ def test_nmap_excludes_the_addresses_of_a_name_too() -> None:
 
     s = settings(["127.0.0.1"], "localhost console\n127.0.0.9 pump\n")
     assert fence_args(s, six=False)[:2] == ["--exclude", "127.0.0.1,127.0.0.9"]
+
+
+def test_a_tab_separates_entry_and_reason() -> None:
+    # "127.0.0.2<TAB>infusion pump" was one entry that is no address: exit 2 for a list
+    # written the way a spreadsheet exports it.
+    entries = read_exclude_file("127.0.0.2\tinfusion pump\nct3.example.org\t\tCT\n", "dnp.txt")
+    assert [(e.entry, e.kind.value, e.reason) for e in entries] == [
+        ("127.0.0.2", "address", "infusion pump"), ("ct3.example.org", "name", "CT")]

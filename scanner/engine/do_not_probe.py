@@ -86,9 +86,11 @@ def read_exclude_file(text: str, path: str) -> list[DoNotProbe]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        entry, _, reason = line.partition(" ")
+        # Any whitespace separates entry and reason: a tab was read as part of the entry.
+        entry, *rest = line.split(None, 1)
         where = f"{path}:{number}"
-        out += make_entries(entry, reason.strip() or f"listed in {path}", where)
+        out += make_entries(entry, (rest[0].strip() if rest else "") or f"listed in {path}",
+                            where)
     return out
 
 
