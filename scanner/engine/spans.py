@@ -115,20 +115,11 @@ class Covered:
         ends[i:j] = [hi]
         return new
 
-    def find(self, family: Family, number: int) -> int | None:
-        """Index of the taken interval holding ``number`` (in taking order of merges: only
-        for membership), or None."""
-        starts = self._starts.get(family, [])
-        k = bisect.bisect_right(starts, number) - 1
-        if k >= 0 and number <= self._ends[family][k]:
-            return k
-        return None
-
 
 # Blocks of the IANA special-purpose registries (and multicast), a superset of the edges
 # Python's ipaddress uses for is_global: between two consecutive edges the answer is the
 # same for every address, so one ipaddress call per piece decides a whole /8.
-# tests/test_target_spans.py checks the superset against this Python's own tables.
+# tests/test_targets.py checks the superset against this Python's own tables.
 _EDGES_V4 = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
              "172.16.0.0/12", "192.0.0.0/24", "192.0.0.0/29", "192.0.0.8/32", "192.0.0.9/32",
              "192.0.0.10/32", "192.0.0.170/31", "192.0.2.0/24", "192.31.196.0/24",
