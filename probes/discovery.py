@@ -47,20 +47,31 @@ def _proc_rows(path: str) -> list[list[str]]:
         return []
 
 
-def onlink_interface(address: str) -> str | None:
-    """The interface through which ``address`` is directly attached, or None if routed.
+Route = tuple[int, int, str, bool]  # destination, mask, interface, directly attached
 
-    Reads the kernel's IPv4 routing table (this network namespace's), longest prefix
-    first, so no packet is needed to decide.
-    """
-    addr = int(ipaddress.IPv4Address(address))
-    best: tuple[int, str, bool] | None = None
+
+def routes() -> list[Route]:
+    """The kernel's IPv4 routing table (this network namespace's), longest prefix first."""
+    table = []
     for f in _proc_rows("/proc/net/route"):
         # Columns: Iface Destination Gateway Flags RefCnt Use Metric Mask; little-endian hex.
         dest, gateway, mask = (int.from_bytes(bytes.fromhex(f[i]), "little") for i in (1, 2, 7))
-        if addr & mask == dest and (best is None or mask > best[0]):
-            best = (mask, f[0], gateway == 0 and mask != 0)
-    return best[1] if best is not None and best[2] else None
+        table.append((dest, mask, f[0], gateway == 0 and mask != 0))
+    # Longest prefix first; among equal masks the table's order (the first one wins).
+    return sorted(table, key=lambda r: -r[1])
+
+
+def onlink_interface(address: str, table: list[Route] | None = None) -> str | None:
+    """The interface through which ``address`` is directly attached, or None if routed.
+
+    Reads the kernel's IPv4 routing table (or ``table``, read once by ``routes`` for many
+    addresses: a /16 read it 65,534 times), so no packet is needed to decide.
+    """
+    addr = int(ipaddress.IPv4Address(address))
+    for dest, mask, iface, onlink in routes() if table is None else table:
+        if addr & mask == dest:
+            return iface if onlink else None
+    return None
 
 
 def is_local_address(address: str) -> bool:
@@ -81,6 +92,12 @@ def neighbour_mac(address: str) -> str | None:
         if len(f) >= 4 and f[0] == address and int(f[2], 16) & 0x2:
             return f[3].lower()
     return None
+
+
+def neighbour_macs() -> dict[str, str]:
+    """Every complete IPv4 neighbour of the kernel's table and its MAC, read once."""
+    return {f[0]: f[3].lower() for f in _proc_rows("/proc/net/arp")
+            if len(f) >= 4 and int(f[2], 16) & 0x2}
 
 
 OnReply = Callable[[str, HostDiscovery], None]

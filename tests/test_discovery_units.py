@@ -23,7 +23,7 @@ M = DiscoveryMethod
 def topology(monkeypatch: pytest.MonkeyPatch) -> None:
     """198.18.0.0/24 is on eth0, 198.19.0.0/24 is routed, 198.18.0.250 is ours."""
     monkeypatch.setattr(discovery, "onlink_interface",
-                        lambda a: "eth0" if a.startswith("198.18.0.") else None)
+                        lambda a, table=None: "eth0" if a.startswith("198.18.0.") else None)
     monkeypatch.setattr(discovery, "is_local_address", lambda a: a == "198.18.0.250")
 
 
@@ -167,3 +167,19 @@ def test_the_registry_works_without_a_writable_cache(tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
     assert registry(blocked).get("70:B3:D5:20:C0/36") == "Siemens Healthcare Diagnostics"
+
+
+def test_the_routing_table_is_read_once_per_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /16's plan read /proc/net/route once per address (65,534 times, seconds)."""
+    import probes.discovery as probes_discovery
+
+    reads: list[str] = []
+    rows = probes_discovery._proc_rows
+    monkeypatch.setattr(probes_discovery, "_proc_rows",
+                        lambda path: reads.append(path) or rows(path))
+    addresses = [f"198.18.{n // 256}.{n % 256}" for n in range(1, 1000)]
+    p = discovery.plan(M.ARP, addresses, raw=True)
+    assert reads.count("/proc/net/route") == 1
+    # the same answers as reading the table for each address
+    for a in addresses[:20]:
+        assert (a in p.icmp) == (probes_discovery.onlink_interface(a) is None)

@@ -110,7 +110,8 @@ def test_fence_skips_address_network_name_and_mac() -> None:
                       make_entry("CT1.radiology", "c", "t"),
                       make_entry("00:11:22:aa:bb:cc", "d", "t")],
     )
-    fence = Fence(s)
+    # The name resolves elsewhere: the target given by that name is still kept out.
+    fence = Fence(s, resolver=lambda name: ["127.0.0.99"])
     assert fence.before_discovery(s.targets) == ["127.0.0.4"]
     assert not fence.allows("127.0.0.4", "00-11-22-AA-BB-CC", "after discovery")
     assert [(k.address, k.reason) for k in fence.skipped] == [

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from scanner.engine.spans import TargetSpans
     from scanner.model import ScanResult, ScanSettings
     from scanner.outputs.registry import WriterOptions
 
@@ -41,11 +42,17 @@ Exit codes:
 
 def build_settings(opts: dict[str, Any]) -> ScanSettings:
     """The engine's settings from command-line options; a bad option is a usage error."""
+    return build_job(opts, expand=True)[0]
+
+
+def build_job(opts: dict[str, Any], expand: bool) -> tuple[ScanSettings, TargetSpans]:
+    """Settings and the targets as spans; ``expand=False`` for ``--plan`` (see the
+    engine's ``build_job``)."""
     from scanner.engine.settings import SettingsError
-    from scanner.engine.settings import build_settings as from_options
+    from scanner.engine.settings import build_job as from_options
 
     try:
-        return from_options(opts)
+        return from_options(opts, expand)
     except SettingsError as exc:
         if exc.usage:
             raise click.UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from scanner.engine.plan import ScanPlan
+    from scanner.engine.spans import TargetSpans
     from scanner.model import ScanSettings
 
 
@@ -17,16 +18,23 @@ def _text(p: ScanPlan) -> str:
     from scanner.outputs.escape import visible
 
     lines = [f"Plan (nothing sent): engine {p.engine}, profile {p.profile}",
-             f"Hosts: {len(p.targets)}"]
-    shown = p.targets[:50]
-    for a in shown:
-        lines.append(f"  {a}" + (f" ({visible(p.hostnames[a])})" if a in p.hostnames else ""))
-    if len(p.targets) > len(shown):
-        lines.append(f"  ... and {len(p.targets) - len(shown)} more")
-    lines.append(f"Skipped (do not probe): {len(p.skipped)}")
+             f"Hosts: {p.host_count}"]
+    if p.targets is not None:
+        for a in p.targets[:50]:
+            lines.append(f"  {a}" + (f" ({visible(p.hostnames[a])})" if a in p.hostnames
+                                     else ""))
+        shown = min(len(p.targets), 50)
+    else:  # too many to list: their ranges
+        lines += [f"  {r}" for r in p.target_ranges[:50]]
+        shown = sum(_size(r) for r in p.target_ranges[:50])
+    if p.host_count > shown:
+        lines.append(f"  ... and {p.host_count - shown} more")
+    lines.append(f"Skipped (do not probe): {p.skipped_count}")
     # Reasons and entries are the user's file's text: no terminal sequence passes through.
     lines += [f"  {s.address}: {visible(s.reason)} [{visible(s.entry)}, {visible(s.source)}]"
-              for s in p.skipped]
+              for s in p.skipped[:1000]]
+    if p.skipped_count > min(len(p.skipped), 1000):
+        lines.append(f"  ... and {p.skipped_count - min(len(p.skipped), 1000)} more")
     split = ", ".join(f"{k} {v}" for k, v in p.discovery_split.items() if v)
     lines.append(f"Discovery: {p.discovery} ({p.discovery_why})" + (f": {split}" if split else ""))
     lines += [f"  note: {visible(n)}" for n in p.discovery_notes]
@@ -47,14 +55,21 @@ def _text(p: ScanPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _size(text: str) -> int:
+    import ipaddress
+
+    first, _, last = text.partition("-")
+    return int(ipaddress.ip_address(last or first)) - int(ipaddress.ip_address(first)) + 1
+
+
 def _json(p: ScanPlan) -> str:
     doc: dict[str, Any] = {**asdict(p), "skipped": [s.model_dump() for s in p.skipped]}
     return json.dumps(doc, indent=2) + "\n"
 
 
-def print_plan(settings: ScanSettings, fmt: str) -> None:
+def print_plan(settings: ScanSettings, fmt: str, targets: TargetSpans | None = None) -> None:
     """On stdout: JSON with ``--format json`` or ``jsonl``, else text. No file is written."""
     from scanner.engine.plan import build_plan
 
-    plan = build_plan(settings)
+    plan = build_plan(settings, targets)
     click.echo(_json(plan) if fmt in ("json", "jsonl") else _text(plan), nl=False)

@@ -13,7 +13,7 @@ from scanner.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT,
     SEVERITIES,
-    build_settings,
+    build_job,
     check_syslog,
     emit,
     exit_code,
@@ -188,11 +188,12 @@ def scan(**opts: Any) -> None:
     plan = plan_outputs(opts)
     writer_options(opts)
     check_syslog(opts)
-    settings = build_settings(opts)
+    # A plan counts and describes the targets as spans: --plan of a /8 lists nothing.
+    settings, targets = build_job(opts, expand=not opts["plan"])
     if opts["plan"]:
         from scanner.cli.plan import print_plan
 
-        print_plan(settings, opts["fmt"])
+        print_plan(settings, opts["fmt"], targets)
         sys.exit(0)
     if opts["verbose"]:
         from scanner.cli.verbose import enable

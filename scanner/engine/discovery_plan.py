@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from probes.discovery import is_local_address, onlink_interface
+from probes.discovery import is_local_address, onlink_interface, routes
 from scanner.model import DiscoveryMethod
 
 M = DiscoveryMethod
@@ -52,7 +52,8 @@ def plan(requested: DiscoveryMethod, addresses: Sequence[str],
     addresses = [a for a in addresses if a not in mine]
     v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
     v6 = [a for a in addresses if ipaddress.ip_address(a).version == 6]
-    links = {a: onlink_interface(a) for a in v4}
+    table = routes() if v4 else []  # read once, not once per address
+    links = {a: onlink_interface(a, table) for a in v4}
     used, notes = requested, []
     if requested is M.AUTO:
         if raw and v4 and all(links.values()):

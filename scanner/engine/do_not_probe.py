@@ -1,20 +1,26 @@
 """Do-not-probe lists: devices the site says must never receive a packet from the scanner.
 
 Entries come from ``--exclude-file`` and the site policy's ``do_not_probe`` list; each is
-an address, a CIDR network, a host name (the name the user gave for a target) or a MAC
-address, with a reason. Address, network and name entries remove targets before
-discovery, so no ARP, ping or SYN reaches them; a MAC entry applies as soon as the MAC
-is known (the kernel's neighbour table before discovery, the discovery answer after),
-before any port probe. The job applies them itself, so a job built elsewhere cannot
-skip them.
+an address, a CIDR network, a host name or a MAC address, with a reason. A name covers
+every address it resolves to (forwards, when the job's fence is built; a name that does
+not resolve refuses the job) and a target given by that name. Address, network and name
+entries remove targets before discovery, so no ARP, ping or SYN reaches them, however
+the target reached the address (a network, a range, another name); a MAC entry applies
+as soon as the MAC is known (the kernel's neighbour table before discovery, the
+discovery answer after), before any port probe. The job applies them itself, so a job
+built elsewhere cannot skip them.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
+from scanner.engine.spans import Covered, Span
 from scanner.model import DoNotProbe, DoNotProbeKind, ScanSettings, SkippedTarget
 
 K = DoNotProbeKind
@@ -80,39 +86,110 @@ def read_exclude_file(text: str, path: str) -> list[DoNotProbe]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        entry, _, reason = line.partition(" ")
+        # Any whitespace separates entry and reason: a tab was read as part of the entry.
+        entry, *rest = line.split(None, 1)
         where = f"{path}:{number}"
-        out += make_entries(entry, reason.strip() or f"listed in {path}", where)
+        out += make_entries(entry, (rest[0].strip() if rest else "") or f"listed in {path}",
+                            where)
     return out
 
 
-def _covers(item: DoNotProbe, address: str, name: str | None) -> bool:
-    if item.kind is K.ADDRESS:
-        return ipaddress.ip_address(item.entry) == ipaddress.ip_address(address)
-    if item.kind is K.NETWORK:
-        net = ipaddress.ip_network(item.entry)
+def resolve_names(entries: Iterable[DoNotProbe],
+                  resolver: Callable[[str], list[str]] | None = None) -> dict[str, list[str]]:
+    """Each name entry's addresses, forwards only (never reverse DNS). A name that does not
+    resolve means the fence cannot be honoured: DoNotProbeError naming entry and source."""
+    from scanner.engine.targets import TargetError, resolve_forward
+
+    resolve = resolver or resolve_forward
+    out: dict[str, list[str]] = {}
+    for e in entries:
+        if e.kind is K.NAME and e.entry not in out:
+            try:
+                out[e.entry] = resolve(e.entry)
+            except TargetError as exc:
+                raise DoNotProbeError(
+                    f"{e.source}: do-not-probe name {e.entry!r} does not resolve ({exc}), so "
+                    "the device cannot be kept out; refusing to scan") from None
+    return out
+
+
+def _number(address: str) -> tuple[int, int] | None:
+    """IP version and integer of a target address (any zone ignored: the fence holds on
+    every interface), or None when it is not an address."""
+    try:  # the common case, a dotted quad, without an ipaddress object
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+    except OSError:
+        pass
+    try:
         addr = ipaddress.ip_address(address)
-        return addr.version == net.version and addr in net
-    if item.kind is K.NAME:
-        return name is not None and name.lower().rstrip(".") == item.entry
-    return False
+    except ValueError:
+        return None
+    return addr.version, int(addr)
+
+
+class _Segments:
+    """The address, network and resolved-name entries as disjoint intervals, each labelled
+    with the first entry that covers it (as a search of the list in order would find)."""
+
+    def __init__(self, rules: Sequence[DoNotProbe], resolved: dict[str, list[str]]) -> None:
+        taken = Covered()
+        parts: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
+        for index, e in enumerate(rules):
+            spans: list[tuple[int, int, int]]
+            if e.kind is K.NETWORK:
+                net = ipaddress.ip_network(e.entry)
+                spans = [(net.version, int(net.network_address), int(net.broadcast_address))]
+            else:
+                texts = resolved.get(e.entry, []) if e.kind is K.NAME else [e.entry]
+                spans = [(v, n, n) for v, n in filter(None, map(_number, texts))]
+            for version, lo, hi in spans:
+                parts[version] += [(a, b, index) for a, b in taken.take((version, ""), lo, hi)]
+        self._parts = {v: sorted(p) for v, p in parts.items()}
+        self._starts = {v: [p[0] for p in ps] for v, ps in self._parts.items()}
+
+    def at(self, version: int, number: int) -> int | None:
+        """Index of the first entry covering the address, or None."""
+        k = bisect.bisect_right(self._starts[version], number) - 1
+        if k >= 0 and number <= self._parts[version][k][1]:
+            return self._parts[version][k][2]
+        return None
+
+    def within(self, version: int, first: int, last: int) -> list[tuple[int, int, int]]:
+        """The labelled parts of [first, last] that some entry covers, in order."""
+        k = max(0, bisect.bisect_right(self._starts[version], first) - 1)
+        out = []
+        for lo, hi, index in self._parts[version][k:]:
+            if lo > last:
+                break
+            if hi >= first:
+                out.append((max(lo, first), min(hi, last), index))
+        return out
 
 
 def split_targets(
-    addresses: Sequence[str], names: dict[str, str], entries: Iterable[DoNotProbe]
+    addresses: Sequence[str], names: dict[str, str], entries: Iterable[DoNotProbe],
+    resolved: dict[str, list[str]] | None = None,
 ) -> tuple[list[str], list[SkippedTarget]]:
-    """Targets no address, network or name entry covers, and the ones skipped (why)."""
+    """Targets no address, network or name entry covers, and the ones skipped (why). A name
+    entry covers the addresses it resolves to (``resolved``) and a target given by it."""
     rules = [e for e in entries if e.kind is not K.MAC]
     if not rules:  # the usual case: a /16 costs a copy, not 65,536 searches
         return list(addresses), []
+    segments = _Segments(rules, resolved or {})
+    by_name = {e.entry: i for i, e in reversed(list(enumerate(rules))) if e.kind is K.NAME}
     kept: list[str] = []
     skipped: list[SkippedTarget] = []
     for address in addresses:
-        hit = next((e for e in rules if _covers(e, address, names.get(address))), None)
+        number = _number(address)
+        hits = [segments.at(*number)] if number is not None else []
+        name = names.get(address)
+        if name is not None:
+            hits.append(by_name.get(name.lower().rstrip(".")))
+        hit = min((h for h in hits if h is not None), default=None)
         if hit is None:
             kept.append(address)
         else:
-            skipped.append(skip(address, hit, "before discovery"))
+            skipped.append(skip(address, rules[hit], "before discovery"))
     return kept, skipped
 
 
@@ -132,29 +209,102 @@ def skip(address: str, entry: DoNotProbe, when: str) -> SkippedTarget:
                          source=entry.source, when=when)
 
 
-def nmap_excludes(entries: Iterable[DoNotProbe]) -> list[str]:
-    """Address and network entries as nmap ``--exclude`` values (a second fence)."""
-    return [e.entry for e in entries if e.kind in (K.ADDRESS, K.NETWORK)]
+def nmap_excludes(entries: Iterable[DoNotProbe],
+                  resolved: dict[str, list[str]] | None = None) -> list[str]:
+    """Address and network entries, and the addresses name entries resolved to, as nmap
+    ``--exclude`` values (a second fence)."""
+    out: list[str] = []
+    for e in entries:
+        if e.kind in (K.ADDRESS, K.NETWORK):
+            out.append(e.entry)
+        elif e.kind is K.NAME:
+            out += (resolved or {}).get(e.entry, [])
+    return list(dict.fromkeys(out))
 
 
 class Fence:
-    """A job's do-not-probe decisions, each skip recorded once with its reason."""
+    """A job's do-not-probe decisions, each skip recorded once with its reason. Name entries
+    are resolved forwards here, when the job's fence is built, so the addresses a name
+    stands for stay out however the target reached them (a network, a range, another
+    name); a name that does not resolve raises DoNotProbeError and nothing is sent."""
 
-    def __init__(self, settings: ScanSettings) -> None:
+    def __init__(self, settings: ScanSettings,
+                 resolver: Callable[[str], list[str]] | None = None) -> None:
         self._entries = list(settings.do_not_probe)
         self._names = dict(settings.hostnames)
         self._macs = has_mac_entries(self._entries)
+        self.resolved = resolve_names(self._entries, resolver)
         self._skipped: dict[str, SkippedTarget] = {}
 
     def before_discovery(self, addresses: Sequence[str]) -> list[str]:
         """Targets that may be sent discovery packets. A MAC entry already applies here when
         the kernel's neighbour table knows the address (read from /proc, no packet)."""
-        kept, skipped = split_targets(addresses, self._names, self._entries)
+        kept, skipped = split_targets(addresses, self._names, self._entries, self.resolved)
         for s in skipped:
             self._skipped.setdefault(s.address, s)
-        if not self._macs and not self._skipped:
+        if not self._macs:
             return kept  # allows() would say yes to each
-        return [a for a in kept if self.allows(a, None, "before discovery")]
+        from probes.discovery import neighbour_macs
+
+        table = neighbour_macs()  # read once, not once per address
+        out: list[str] = []
+        for a in kept:
+            hit = mac_entry(table.get(a), self._entries)
+            if hit is None:
+                out.append(a)
+            else:
+                self._skipped.setdefault(a, skip(a, hit, f"before discovery (MAC {table[a]})"))
+        return out
+
+    def split_spans(self, spans: Sequence[Span]) -> tuple[list[Span], list[SkippedSpan]]:
+        """``before_discovery`` for spans, none expanded (``--plan`` of a /8): the parts
+        that stay, and the parts skipped with the entry that matched, in target order."""
+        rules = [e for e in self._entries if e.kind is not K.MAC]
+        segments = _Segments(rules, self.resolved)
+        by_name = {e.entry: i for i, e in reversed(list(enumerate(rules))) if e.kind is K.NAME}
+        macs = self._neighbour_hits() if self._macs else {}
+        kept: list[Span] = []
+        skipped: list[SkippedSpan] = []
+        for span in spans:
+            hits = segments.within(span.version, span.first, span.last)
+            named = by_name.get((span.name or "").lower().rstrip("."))
+            if named is not None:  # a name's span is one address: the first entry wins
+                hits = [(span.first, span.last, min([named, *(h[2] for h in hits)]))]
+            at = span.first
+            for lo, hi, index in hits:
+                if lo > at:
+                    kept.append(span.part(at, lo - 1))
+                skipped.append(SkippedSpan(span.part(lo, hi), rules[index], "before discovery"))
+                at = hi + 1
+            if at <= span.last:
+                kept.append(span.part(at, span.last))
+        if not macs:
+            return kept, skipped
+        out: list[Span] = []
+        for span in kept:  # a MAC entry whose address the neighbour table knows
+            at = span.first
+            for number in sorted(n for n in macs.get(span.version, {})
+                                 if span.first <= n <= span.last):
+                entry, mac = macs[span.version][number]
+                if number > at:
+                    out.append(span.part(at, number - 1))
+                skipped.append(SkippedSpan(span.part(number, number), entry,
+                                           f"before discovery (MAC {mac})"))
+                at = number + 1
+            if at <= span.last:
+                out.append(span.part(at, span.last))
+        return out, skipped
+
+    def _neighbour_hits(self) -> dict[int, dict[int, tuple[DoNotProbe, str]]]:
+        from probes.discovery import neighbour_macs
+
+        hits: dict[int, dict[int, tuple[DoNotProbe, str]]] = {4: {}}
+        for address, mac in neighbour_macs().items():
+            entry = mac_entry(mac, self._entries)
+            number = _number(address)
+            if entry is not None and number is not None and number[0] == 4:
+                hits[4][number[1]] = (entry, normal_mac(mac))
+        return hits
 
     def allows(self, address: str, mac: str | None, when: str) -> bool:
         """False (and recorded) when the address was skipped or its MAC is listed."""
@@ -175,3 +325,16 @@ class Fence:
     @property
     def skipped(self) -> list[SkippedTarget]:
         return list(self._skipped.values())
+
+
+@dataclass(frozen=True)
+class SkippedSpan:
+    """Consecutive targets one entry keeps out (a plan's skipped devices, not expanded)."""
+
+    span: Span
+    entry: DoNotProbe
+    when: str
+
+    def records(self) -> Iterator[SkippedTarget]:
+        for address in self.span.texts():
+            yield skip(address, self.entry, self.when)

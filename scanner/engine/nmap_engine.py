@@ -60,11 +60,13 @@ def _scanner() -> Any:
 
 
 def fence_args(settings: ScanSettings, six: bool) -> list[str]:
-    """nmap's own fences: do-not-probe addresses and networks of the family as
-    ``--exclude`` (a second fence: the job already removed them) and the rate cap."""
-    from scanner.engine.do_not_probe import nmap_excludes
+    """nmap's own fences: do-not-probe addresses, networks and names' addresses of the
+    family as ``--exclude`` (a second fence: the job already removed them), the rate cap."""
+    from scanner.engine.do_not_probe import nmap_excludes, resolve_names
 
-    nets = [n for n in nmap_excludes(settings.do_not_probe) if (":" in n) == six]
+    # Names resolved again here: a name that no longer resolves stops nmap (fails closed).
+    resolved = resolve_names(settings.do_not_probe)
+    nets = [n for n in nmap_excludes(settings.do_not_probe, resolved) if (":" in n) == six]
     out = ["--exclude", ",".join(nets)] if nets else []
     if settings.max_rate:
         out += ["--max-rate", f"{settings.max_rate:g}"]

@@ -7,11 +7,14 @@ future sensor can each report a bad option their own way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from scanner.model import DoNotProbe, ScanSettings, Timeouts, documents
+
+if TYPE_CHECKING:
+    from scanner.engine.spans import TargetSpans
 
 
 class SettingsError(ValueError):
@@ -101,29 +104,51 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[DoNotProbe]:
     """Entries from --exclude-file and the policy's do_not_probe list."""
-    from scanner.engine.do_not_probe import DoNotProbeError, make_entries, read_exclude_file
+    from scanner.engine.do_not_probe import (
+        DoNotProbeError,
+        make_entries,
+        read_exclude_file,
+        resolve_names,
+    )
 
-    out: list[DoNotProbe] = []
+    listed: list[DoNotProbe] = []
+    policed: list[DoNotProbe] = []
     try:
         for path in opts.get("exclude_file") or ():
-            out += read_exclude_file(read_text(path, "exclude file"), path)
+            listed += read_exclude_file(read_text(path, "exclude file"), path)
         for i, item in enumerate((policy or {}).get("do_not_probe") or ()):
             entry = next(item[k] for k in ("host", "cidr", "mac") if item.get(k))
             where = f"{policy['origin'] if policy else 'policy'} do_not_probe[{i}]"
-            out += make_entries(entry, item["reason"], where)
+            policed += make_entries(entry, item["reason"], where)
     except DoNotProbeError as exc:
         raise SettingsError(str(exc), param="--exclude-file") from None
-    return out
+    # A name that does not resolve cannot be kept out: refused now, before any packet (the
+    # job's fence resolves again when it is built, and refuses likewise).
+    for entries, option in ((listed, "--exclude-file"), (policed, "--policy")):
+        try:
+            resolve_names(entries)
+        except DoNotProbeError as exc:
+            raise SettingsError(str(exc), param=option) from None
+    return listed + policed
 
 
 def build_settings(opts: dict[str, Any]) -> ScanSettings:
     """Turn scan options into a checked, serialisable scan job."""
+    return build_job(opts, expand=True)[0]
+
+
+def build_job(opts: dict[str, Any], expand: bool) -> tuple[ScanSettings, TargetSpans]:
+    """The scan job and its targets as spans. ``expand=False`` (``--plan``) leaves the
+    settings' ``targets`` empty: a plan counts and describes the spans and never lists
+    16 million addresses; a scan lists them, only once their number is allowed."""
     from scanner.engine.portspec import PortSpecError, parse_port_spec
     from scanner.engine.profiles import PROFILES
     from scanner.engine.targets import (
         MAX_ADDRESSES,
         TargetError,
-        build_targets,
+        exclusion_intervals,
+        network,
+        plan_targets,
         read_targets_file,
     )
     from scanner.model import DiscoveryMethod, EngineName, ProfileName
@@ -134,9 +159,17 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
     if not specs:
         raise SettingsError("no targets: give TARGET arguments or --targets-file", usage=True)
     limit = opts.get("max_addresses") or MAX_ADDRESSES
+    # Exclusions and scopes parsed first, so an error names the option it is in.
+    for values, option, parse in ((opts["exclude"], "--exclude", exclusion_intervals),
+                                  (opts["scope"], "--scope", network)):
+        try:
+            for value in values:
+                parse(value)
+        except TargetError as exc:
+            raise SettingsError(str(exc), param=option) from None
     try:
-        targets = build_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"],
-                                max_addresses=limit)
+        targets = plan_targets(specs, opts["exclude"], opts["scope"], opts["allow_public"],
+                               max_addresses=limit)
     except TargetError as exc:
         raise SettingsError(str(exc), param="TARGET") from None
     try:
@@ -174,7 +207,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
             discovery=DiscoveryMethod(opts.get("discovery") or "auto"),
             engine=engine,
             service_version=bool(opts.get("service_version")),
-            targets=targets.addresses,
+            targets=targets.addresses() if expand else [],
             target_specs=specs,
             hostnames=targets.hostnames,
             ports=spec.tcp,
@@ -199,7 +232,7 @@ def build_settings(opts: dict[str, Any]) -> ScanSettings:
             ca=opts.get("ca"),
             baseline=opts.get("baseline"),
             policy=policy,
-        )
+        ), targets
     except ValidationError as exc:  # options that came in by another way than click's
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -14,6 +14,20 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from scanner.engine.spans import (
+    Covered,
+    Interval,
+    Refused,
+    Span,
+    TargetSpans,
+    intersect,
+    is_public,
+    net_interval,
+    not_host_parts,
+    public_parts,
+    subtract,
+)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,114 +89,144 @@ def _too_many(what: str, count: int, limit: int) -> TargetError:
     )
 
 
+def check_zone(addr: IPAddress, spec: str) -> None:
+    """An IPv6 zone must name an interface of this machine (or be its index): a packet to
+    ``fe80::1%badzone`` could never leave, and a typo should say so before the scan."""
+    zone = getattr(addr, "scope_id", None)
+    if not zone:
+        return
+    known = socket.if_nameindex()
+    if zone in {name for _, name in known} or (
+            zone.isascii() and zone.isdigit() and int(zone) in {i for i, _ in known}):
+        return
+    names = ", ".join(name for _, name in known) or "none"
+    raise TargetError(f"{spec!r}: zone {zone!r} names no network interface of this machine "
+                      f"(interfaces: {names})")
+
+
+def parse_address(text: str, spec: str) -> IPAddress | None:
+    """One address, its zone (if any) checked (TargetError); None for anything else."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    check_zone(addr, spec)
+    return addr
+
+
 def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
     """First and last address of ``10.0.0.5-40`` or ``10.0.0.5-10.0.0.40``."""
     start_text, _, end_text = spec.partition("-")
-    try:
-        start = ipaddress.ip_address(start_text.strip())
-    except ValueError:
-        raise TargetError(f"invalid range {spec!r}: {start_text!r} is not an address") from None
+    start = parse_address(start_text.strip(), spec)
+    if start is None:
+        raise TargetError(f"invalid range {spec!r}: {start_text!r} is not an address")
     end_text = end_text.strip()
-    try:
-        if end_text.isdigit() and isinstance(start, ipaddress.IPv4Address):
-            last = int(end_text)
-            if last > 255:
-                raise ValueError
-            end: IPAddress = ipaddress.IPv4Address((int(start) & ~0xFF) | last)
-        else:
-            end = ipaddress.ip_address(end_text)
-    except ValueError:
-        raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}") from None
-    if end.version != start.version or int(end) < int(start):
+    end: IPAddress | None = None
+    # ASCII digits only: int() would read Arabic-Indic or full-width digits as well; no
+    # leading zero, which some tools read as octal (ipaddress refuses it in an address)
+    if end_text.isascii() and end_text.isdigit() and isinstance(start, ipaddress.IPv4Address):
+        if int(end_text) <= 255 and (end_text == "0" or not end_text.startswith("0")):
+            end = ipaddress.IPv4Address((int(start) & ~0xFF) | int(end_text))
+    else:
+        end = parse_address(end_text, spec)
+    if end is None:
+        raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}")
+    if end.version != start.version:
+        raise TargetError(f"invalid range {spec!r}: the start is IPv{start.version} and "
+                          f"the end IPv{end.version}")
+    if _zone(end) and _zone(end) != _zone(start):
+        raise TargetError(f"invalid range {spec!r}: the two ends have different zones")
+    if int(end) < int(start):
         raise TargetError(f"invalid range {spec!r}: the end comes before the start")
     return start, end
 
 
-def _range(spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
-    start, end = range_ends(spec)
-    if int(end) - int(start) + 1 > limit:
-        raise _too_many(f"range {spec!r}", int(end) - int(start) + 1, limit)
-    cls = type(start)
-    return [cls(n) for n in range(int(start), int(end) + 1)]
-
-
-def _network(spec: str) -> IPNetwork:
+def _address_or_range(spec: str) -> IPAddress | None:
+    """The address, or None; ipaddress reads ``fe80::1%lo-fe80::3`` as one address whose
+    zone is ``lo-fe80::3``: when that zone is no interface the spec may be a range."""
     try:
-        return ipaddress.ip_network(spec, strict=False)
+        return parse_address(spec, spec)
+    except TargetError as zone_error:
+        if "-" in spec:
+            try:
+                range_ends(spec)
+                return None  # a range, its first end zoned: the caller reads it so
+            except TargetError:
+                pass
+        raise zone_error from None
+
+
+def _zone(addr: IPAddress) -> str:
+    return getattr(addr, "scope_id", None) or ""
+
+
+def network(spec: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(spec.strip(), strict=False)
     except ValueError as exc:
         raise TargetError(f"invalid network {spec!r}: {exc}") from None
 
 
-def _hosts_of(net: IPNetwork, spec: str, limit: int = MAX_ADDRESSES) -> list[IPAddress]:
-    if net.num_addresses > limit:
-        raise _too_many(f"network {spec!r}", net.num_addresses, limit)
+def _host_span(net: IPNetwork) -> tuple[int, int]:
+    """The hosts ``net.hosts()`` lists (all of a /31, /32, /127, /128): IPv4 drops the
+    network and broadcast addresses, IPv6 only the subnet-router anycast (the first)."""
+    first, last = int(net.network_address), int(net.broadcast_address)
     if net.num_addresses <= 2:
-        return list(net)
-    return list(net.hosts())
+        return first, last
+    return first + 1, last - (1 if net.version == 4 else 0)
+
+
+def parse_spec(spec: str, resolver: Resolver = resolve_forward,
+               limit: int = MAX_ADDRESSES) -> list[Span]:
+    """One target spec as spans, never expanded; names are resolved forwards."""
+    spec = spec.strip()
+    if not spec:
+        raise TargetError("empty target")
+    if "/" in spec:
+        net = network(spec)
+        if net.num_addresses > limit:
+            raise _too_many(f"network {spec!r}", net.num_addresses, limit)
+        return [Span(net.version, *_host_span(net), spec=spec)]
+    addr = _address_or_range(spec)
+    if addr is not None:
+        return [Span(addr.version, int(addr), int(addr), spec=spec, zone=_zone(addr))]
+    if "-" in spec and (spec[0].isdigit() or ":" in spec):
+        start, end = range_ends(spec)
+        if int(end) - int(start) + 1 > limit:
+            raise _too_many(f"range {spec!r}", int(end) - int(start) + 1, limit)
+        return [Span(start.version, int(start), int(end), spec=spec, zone=_zone(start))]
+    if _looks_like_hostname(spec):
+        out = []
+        for text in resolver(spec):
+            addr = ipaddress.ip_address(text)
+            out.append(Span(addr.version, int(addr), int(addr), spec=spec, name=spec))
+        return out
+    raise TargetError(f"not an address, network, range or host name: {spec!r}")
 
 
 def expand_spec(
     spec: str, resolver: Resolver = resolve_forward, limit: int = MAX_ADDRESSES
 ) -> tuple[list[IPAddress], str | None]:
     """Expand one target spec into addresses; the second value is the host name, if any."""
-    spec = spec.strip()
-    if not spec:
-        raise TargetError("empty target")
-    if "/" in spec:
-        return _hosts_of(_network(spec), spec, limit), None
-    try:
-        return [ipaddress.ip_address(spec)], None
-    except ValueError:
-        pass
-    if "-" in spec and (spec[0].isdigit() or ":" in spec):
-        return _range(spec, limit), None
-    if _looks_like_hostname(spec):
-        return [ipaddress.ip_address(a) for a in resolver(spec)], spec
-    raise TargetError(f"not an address, network, range or host name: {spec!r}")
+    found = parse_spec(spec, resolver, limit)
+    addrs = [ipaddress.ip_address(t) for s in found for t in s.texts()]
+    return addrs, (found[0].name if found else None)
 
 
-def _exclusion(spec: str) -> list[IPNetwork]:
+def exclusion_intervals(spec: str) -> list[tuple[int, Interval]]:
+    """An --exclude spec as (IP version, interval); a zone is checked, then any zone of the
+    address is excluded. A range of any size is fine: it only removes."""
     spec = spec.strip()
     if "/" in spec:
-        return [_network(spec)]
-    try:
-        return [ipaddress.ip_network(spec)]
-    except ValueError:
-        pass
+        net = network(spec)
+        return [(net.version, net_interval(net))]
+    addr = _address_or_range(spec)
+    if addr is not None:
+        return [(addr.version, (int(addr), int(addr)))]
     if "-" in spec:
-        return [ipaddress.ip_network(a) for a in _range(spec)]
+        start, end = range_ends(spec)
+        return [(start.version, (int(start), int(end)))]
     raise TargetError(f"invalid exclusion {spec!r}: give an address, network or range")
-
-
-def _within(first: int, last: int, blocks: Iterable[tuple[int, int]]) -> bool:
-    return any(lo <= first and last <= hi for lo, hi in blocks)
-
-
-def _cidr_span_v4(spec: str, limit: int) -> tuple[int, int] | None:
-    """An IPv4 CIDR spec's hosts (as ``expand_spec`` lists them) as first and last integer;
-    None for any other spec, or one too big (``expand_spec`` then says so)."""
-    if "/" not in spec or ":" in spec:
-        return None
-    try:
-        net = ipaddress.IPv4Network(spec.strip(), strict=False)
-    except ValueError:
-        return None
-    if net.num_addresses > limit:
-        return None
-    first, last = int(net.network_address), int(net.broadcast_address)
-    return (first + 1, last - 1) if net.num_addresses > 2 else (first, last)
-
-
-def _v4_texts(first: int, last: int) -> list[str]:
-    # inet_ntoa is str(IPv4Address) without building one object per address
-    return [socket.inet_ntoa(n.to_bytes(4, "big")) for n in range(first, last + 1)]
-
-
-def is_public(addr: IPAddress) -> bool:
-    """Globally routable: anything but loopback, private, link-local and reserved ranges."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.is_global
-    return addr.is_global
 
 
 def read_targets_file(text: str) -> list[str]:
@@ -194,6 +238,71 @@ def read_targets_file(text: str) -> list[str]:
     return specs
 
 
+def plan_targets(
+    specs: Iterable[str],
+    exclude: Iterable[str] = (),
+    scope: Iterable[str] = (),
+    allow_public: bool = False,
+    resolver: Resolver = resolve_forward,
+    max_addresses: int = MAX_ADDRESSES,
+) -> TargetSpans:
+    """Parse, deduplicate, exclude, scope and check every target without expanding any
+    (names after resolution). Raises TargetError, also when more than ``max_addresses``
+    remain: counting first is what keeps an oversized list from costing gigabytes."""
+    excluded: dict[int, list[Interval]] = {4: [], 6: []}
+    for spec in exclude:
+        for version, interval in exclusion_intervals(spec):
+            excluded[version].append(interval)
+    scopes = [network(s) for s in scope]
+    in_scope = {v: [net_interval(n) for n in scopes if n.version == v] for v in (4, 6)}
+    taken = Covered()
+    kept: list[Span] = []
+    names: dict[str, str] = {}
+    public, out_of_scope, not_hosts = Refused(), Refused(), Refused()
+    total = 0
+    for spec in specs:
+        for span in parse_spec(spec, resolver, max_addresses):
+            for lo, hi in subtract(span.first, span.last, excluded[span.version]):
+                odd = not_host_parts(span.version, lo, hi)
+                for a, b, what in odd:
+                    not_hosts.add(span, a, b, f"is {what}")
+                parts = subtract(lo, hi, [(a, b) for a, b, _ in odd])
+                if not parts:
+                    continue
+                if scopes:
+                    for a, b in parts:
+                        for c, d in subtract(a, b, in_scope[span.version]):
+                            out_of_scope.add(span, c, d)
+                    parts = [p for a, b in parts for p in intersect(a, b, in_scope[span.version])]
+                for a, b in parts:
+                    allowed = [(a, b)]
+                    if not allow_public:
+                        outside = public_parts(span.version, a, b)
+                        for c, d in outside:
+                            public.add(span, c, d)
+                        allowed = subtract(a, b, outside)
+                    for c, d in allowed:
+                        if span.name:  # a single address: the name is kept even if listed
+                            names[span.text(c)] = span.name
+                        for e, f in taken.take(span.family, c, d):
+                            kept.append(span.part(e, f))
+                            total += f - e + 1
+        if total > max_addresses:
+            raise _too_many("the target list", total, max_addresses)
+    if not_hosts.total:
+        raise TargetError("refusing addresses that name no host: " + not_hosts.listed()
+                          + " (exclude them, or give the hosts' own addresses)")
+    if out_of_scope.total:
+        raise TargetError(f"refusing targets outside --scope {', '.join(map(str, scopes))}: "
+                          + out_of_scope.listed())
+    if public.total:
+        raise TargetError("refusing globally routable (public) addresses: " + public.listed()
+                          + ". Scanning hosts on the internet needs --allow-public.")
+    if not kept:
+        raise TargetError("no targets left to scan (all excluded?)")
+    return TargetSpans(kept, names)
+
+
 def build_targets(
     specs: Iterable[str],
     exclude: Iterable[str] = (),
@@ -202,67 +311,13 @@ def build_targets(
     resolver: Resolver = resolve_forward,
     max_addresses: int = MAX_ADDRESSES,
 ) -> TargetSet:
-    """Expand, deduplicate, exclude and check every target, names after resolution.
-    Raises TargetError."""
-    excluded = [net for spec in exclude for net in _exclusion(spec)]
-    scopes = [_network(s.strip()) for s in scope]
-    ordered: dict[str, None] = {}
-    names: dict[str, str] = {}
-    public: list[str] = []
-    out_of_scope: list[str] = []
-    for spec in specs:
-        span = _cidr_span_v4(spec, max_addresses)
-        if span is not None and _plain_span(span, excluded, scopes, allow_public):
-            # A block wholly inside a non-global range, scope and no exclusion: nothing to
-            # check address by address (a /16 in milliseconds, not seconds).
-            ordered.update(dict.fromkeys(_v4_texts(*span)))
-            if len(ordered) > max_addresses:
-                raise _too_many("the target list", len(ordered), max_addresses)
-            continue
-        addrs, name = expand_spec(spec, resolver, max_addresses)
-        for addr in addrs:
-            if any(addr.version == net.version and addr in net for net in excluded):
-                continue
-            if scopes and not _in_scope(addr, scopes):
-                out_of_scope.append(f"{spec} resolves to {addr}" if name else f"{addr} ({spec})")
-                continue
-            if is_public(addr) and not allow_public:
-                public.append(f"{addr} ({spec})")
-                continue
-            ordered[str(addr)] = None
-            if name:
-                names[str(addr)] = name
-        if len(ordered) > max_addresses:
-            raise _too_many("the target list", len(ordered), max_addresses)
-    if out_of_scope:
-        raise TargetError(
-            f"refusing targets outside --scope {', '.join(map(str, scopes))}: "
-            + ", ".join(out_of_scope[:5])
-            + (f" and {len(out_of_scope) - 5} more" if len(out_of_scope) > 5 else "")
-        )
-    if public:
-        raise TargetError(
-            "refusing globally routable (public) addresses: "
-            + ", ".join(public[:5])
-            + (f" and {len(public) - 5} more" if len(public) > 5 else "")
-            + ". Scanning hosts on the internet needs --allow-public."
-        )
-    if not ordered:
-        raise TargetError("no targets left to scan (all excluded?)")
-    return TargetSet(addresses=list(ordered), hostnames=names)
+    """``plan_targets``, then the addresses listed (only once their number is allowed)."""
+    planned = plan_targets(specs, exclude, scope, allow_public, resolver, max_addresses)
+    return TargetSet(addresses=planned.addresses(), hostnames=planned.hostnames)
 
 
-def _plain_span(span: tuple[int, int], excluded: Sequence[IPNetwork],
-                scopes: Sequence[IPNetwork], allow_public: bool) -> bool:
-    first, last = span
-    if any(n.version == 4 and int(n.network_address) <= last
-           and first <= int(n.broadcast_address) for n in excluded):
-        return False
-    v4_scopes = [(int(n.network_address), int(n.broadcast_address))
-                 for n in scopes if n.version == 4]
-    if scopes and not _within(first, last, v4_scopes):
-        return False
-    return allow_public or _within(first, last, _NON_GLOBAL_V4)
+def _within(first: int, last: int, blocks: Iterable[tuple[int, int]]) -> bool:
+    return any(lo <= first and last <= hi for lo, hi in blocks)
 
 
 def _in_scope(addr: IPAddress, scopes: Sequence[IPNetwork]) -> bool:
@@ -281,7 +336,8 @@ def _one_v4_block(addresses: Sequence[str], allow_public: bool, scopes: Sequence
     except OSError:
         return False
     lo, hi = min(numbers), max(numbers)
-    return ((allow_public or _within(lo, hi, _NON_GLOBAL_V4))
+    return (not not_host_parts(4, lo, hi)
+            and (allow_public or _within(lo, hi, _NON_GLOBAL_V4))
             and (not scopes or _within(lo, hi, v4_scopes)))
 
 
@@ -298,7 +354,7 @@ def guard_addresses(
     """
     if len(addresses) > max_addresses:
         raise _too_many("the job", len(addresses), max_addresses)
-    scopes = [_network(s) for s in scope]
+    scopes = [network(s) for s in scope]
     v4_scopes = [(int(n.network_address), int(n.broadcast_address))
                  for n in scopes if n.version == 4]
     if _one_v4_block(addresses, allow_public, scopes, v4_scopes):
@@ -309,13 +365,15 @@ def guard_addresses(
         except OSError:
             pass
         else:
-            if ((allow_public or _within(n, n, _NON_GLOBAL_V4))
-                    and (not scopes or _within(n, n, v4_scopes))):
+            allowed = _within(n, n, _NON_GLOBAL_V4) or (
+                allow_public and not not_host_parts(4, n, n))
+            if allowed and (not scopes or _within(n, n, v4_scopes)):
                 continue
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            raise TargetError(f"job target {text!r} is not an IP address") from None
+        addr = parse_address(text, text)
+        if addr is None:
+            raise TargetError(f"job target {text!r} is not an IP address")
+        if odd := not_host_parts(addr.version, int(addr), int(addr)):
+            raise TargetError(f"refusing job target {addr}: it is {odd[0][2]}, not a host")
         if is_public(addr) and not allow_public:
             raise TargetError(f"refusing public address {addr} (allow_public is off)")
         if scopes and not _in_scope(addr, scopes):
