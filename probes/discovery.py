@@ -67,15 +67,53 @@ def onlink_interface(address: str, table: list[Route] | None = None) -> str | No
     Reads the kernel's IPv4 routing table (or ``table``, read once by ``routes`` for many
     addresses: a /16 read it 65,534 times), so no packet is needed to decide.
     """
-    addr = int(ipaddress.IPv4Address(address))
+    addr = ipv4_int(address)
     for dest, mask, iface, onlink in routes() if table is None else table:
         if addr & mask == dest:
             return iface if onlink else None
     return None
 
 
-def is_local_address(address: str) -> bool:
-    """True for an address of this host (in this network namespace): it can be bound."""
+def ipv4_int(address: str) -> int:
+    """A dotted-quad IPv4 address as an integer: ``inet_aton`` is about ten times faster
+    than ``ipaddress`` (a /16's discovery plan parsed 262,000 of them)."""
+    return int.from_bytes(socket.inet_aton(address), "big")
+
+
+def local_ipv4_spans(path: str = "/proc/net/fib_trie") -> list[tuple[int, int]] | None:
+    """This host's own IPv4 addresses (this network namespace's) as integer spans: the
+    ``host LOCAL`` entries of the kernel's routing tables, each address and whole local
+    prefixes such as 127.0.0.0/8. One read instead of a bind per target (a /16 took
+    1-2 s). None when the table cannot be read."""
+    try:
+        with open(path) as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    spans: set[tuple[int, int]] = set()
+    key: int | None = None
+    for line in lines:
+        text = line.strip()
+        if text.startswith("|-- "):
+            try:
+                key = int(ipaddress.IPv4Address(text[4:]))
+            except ValueError:
+                key = None
+        elif text.startswith("/") and key is not None:
+            fields = text.split()
+            if len(fields) >= 3 and fields[2] == "LOCAL" and fields[0][1:].isdigit():
+                size = 1 << (32 - min(32, int(fields[0][1:])))
+                first = key & ~(size - 1) & 0xFFFFFFFF
+                spans.add((first, first + size - 1))
+    return sorted(spans)
+
+
+def is_local_address(address: str, spans: list[tuple[int, int]] | None = None) -> bool:
+    """True for an address of this host (in this network namespace). An IPv4 address is
+    looked up in ``spans`` (``local_ipv4_spans``) when given; otherwise: it can be bound."""
+    if spans is not None and ":" not in address:
+        value = ipv4_int(address)
+        return any(first <= value <= last for first, last in spans)
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:

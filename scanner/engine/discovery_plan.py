@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from probes.discovery import is_local_address, onlink_interface, routes
+from probes.discovery import is_local_address, local_ipv4_spans, onlink_interface, routes
 from scanner.model import DiscoveryMethod
 
 M = DiscoveryMethod
@@ -47,11 +47,13 @@ def plan(requested: DiscoveryMethod, addresses: Sequence[str],
         return Plan(requested, M.NONE, "loopback targets need no discovery")
     if callable(raw):
         raw = raw()
-    local = [a for a in addresses if is_local_address(a)]
+    spans = local_ipv4_spans()  # read once: a bind per address cost a /16 1-2 s
+    local = [a for a in addresses if is_local_address(a, spans)]
     mine = set(local)  # built once: a /16 sweep must not be quadratic
     addresses = [a for a in addresses if a not in mine]
-    v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
-    v6 = [a for a in addresses if ipaddress.ip_address(a).version == 6]
+    # Targets are normalised addresses: a colon is IPv6 (parsing each cost a /16 seconds).
+    v4 = [a for a in addresses if ":" not in a]
+    v6 = [a for a in addresses if ":" in a]
     table = routes() if v4 else []  # read once, not once per address
     links = {a: onlink_interface(a, table) for a in v4}
     used, notes = requested, []
