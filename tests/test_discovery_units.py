@@ -24,7 +24,7 @@ def topology(monkeypatch: pytest.MonkeyPatch) -> None:
     """198.18.0.0/24 is on eth0, 198.19.0.0/24 is routed, 198.18.0.250 is ours."""
     monkeypatch.setattr(discovery, "onlink_interface",
                         lambda a, table=None: "eth0" if a.startswith("198.18.0.") else None)
-    monkeypatch.setattr(discovery, "is_local_address", lambda a: a == "198.18.0.250")
+    monkeypatch.setattr(discovery, "is_local_address", lambda a, spans=None: a == "198.18.0.250")
 
 
 def test_loopback_and_none_need_no_discovery() -> None:
