@@ -28,7 +28,7 @@ from scanner.fleet.protocol import (
     EVENTS_CONSUMER,
     Job,
     Progress,
-    ResultMessage,
+    ResultRefused,
     ResultStatus,
     check_job_scope,
     connect_options,
@@ -36,6 +36,7 @@ from scanner.fleet.protocol import (
     fetch_or_stop,
     jobs_subject,
     now,
+    read_result,
     tls_context,
 )
 from scanner.model import ScanSettings
@@ -153,19 +154,22 @@ class Collector:
         self.store.close()
 
     def handle_result(self, subject: str, data: bytes) -> str:
-        """Store one result message; what happened, for the log."""
+        """Store one result message; what happened, for the log. A result central cannot
+        take as this version's (unreadable, another major schema version, not valid, not
+        the job's scan) fails its job with the reason, and nothing is stored."""
         _, sensor, job_id = [*subject.split(".", 2), "", ""][:3]
-        try:
-            msg = ResultMessage.model_validate_json(data)
-        except ValidationError as exc:
-            return f"unreadable result on {subject}: {exc.error_count()} error(s); dropped"
         job = self.ledger.get(job_id)
         # The subject's sensor is the publisher's (permissions); the job must be its own.
-        if job is None or job.sensor != sensor or msg.job_id != job_id or msg.sensor != sensor:
+        if job is None or job.sensor != sensor:
             return f"result on {subject} for a job not assigned to {sensor}; dropped"
         if job.state in (JobState.DONE, JobState.FAILED):
             self.ledger.finish(job_id, JobState.DONE, now())  # counts the duplicate
             return f"duplicate result for job {job_id}; not stored again"
+        try:
+            msg = read_result(data, job_id, sensor)
+        except ResultRefused as exc:
+            self.ledger.finish(job_id, JobState.FAILED, now(), reason=f"result refused: {exc}")
+            return f"job {job_id}: result from {sensor} refused: {exc}"
         if msg.status is not ResultStatus.DONE or msg.result is None:
             self.ledger.finish(job_id, JobState.FAILED, now(),
                                reason=f"sensor {msg.status.value}: {msg.reason}")
