@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
@@ -38,6 +38,8 @@ class FleetError(Exception):
 
 class SensorEntry(Frozen):
     scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
+    allow_public: bool = Field(default=False, description="its scope may hold public "
+                                                          "addresses (add-sensor --allow-public)")
 
 
 class CentralConfig(Frozen):
@@ -58,7 +60,7 @@ class CentralConfig(Frozen):
         for name, entry in value.items():
             try:
                 check_name(name)
-                check_scope(entry.scope)
+                check_scope(entry.scope, entry.allow_public)
             except FleetError as exc:
                 raise ValueError(str(exc)) from None
         return value
@@ -77,14 +79,15 @@ class SensorBundle(Frozen):
     tls_hostname: str
     scope: list[str]
     ack_wait: float = Field(gt=0)
+    allow_public: bool = False
 
-    @field_validator("scope")
-    @classmethod
-    def _checked_scope(cls, value: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _checked_scope(self) -> SensorBundle:
         try:
-            return check_scope(value)
+            check_scope(self.scope, self.allow_public)
         except FleetError as exc:
             raise ValueError(str(exc)) from None
+        return self
 
 
 def one_line(exc: ValidationError) -> str:
@@ -120,15 +123,42 @@ def check_address(value: str, option: str = "--address") -> str:
                      "(letters, digits and '-' in dot-separated labels; IDNs as xn--)")
 
 
-def check_scope(scope: list[str]) -> list[str]:
+# Networks a sensor may be given without --allow-public: the blocks the scan's own guard
+# scans without --allow-public (scanner/engine/targets.py), as whole networks. A scope
+# must lie inside one of them; anything else may hold public addresses.
+_NON_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "198.18.0.0/15", "::1/128", "fc00::/7", "fe80::/10"))
+
+
+def _public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """The network may hold an address the scan counts as public."""
+    from scanner.engine.targets import is_public
+
+    inside = any(net.version == block.version and net.subnet_of(block)  # type: ignore[arg-type]
+                 for block in _NON_PUBLIC)
+    return not inside or is_public(net[0]) or is_public(net[-1])
+
+
+def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
+    """The scope as networks; one that may hold public addresses only with allow_public
+    (the scan refuses public targets unless told --allow-public: a sensor's scope is the
+    same promise, made once for all its jobs)."""
     if not scope:
         raise FleetError("a sensor needs at least one --scope network")
     out = []
     for spec in scope:
         try:
-            out.append(str(ipaddress.ip_network(spec.strip(), strict=False)))
+            net = ipaddress.ip_network(spec.strip(), strict=False)
         except ValueError:
             raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None
+        if not allow_public and _public(net):
+            raise FleetError(f"--scope {net} is not inside a private, loopback, link-local, "
+                             "shared (100.64.0.0/10) or benchmark (198.18.0.0/15) network: "
+                             "it may hold public addresses, which a sensor may scan only "
+                             "when added with --allow-public (as a scan needs "
+                             "--allow-public)")
+        out.append(str(net))
     return out
 
 
@@ -248,11 +278,12 @@ def init_central(root: Path, listen_host: str, listen_port: int, addresses: list
     return config
 
 
-def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, Path]:
+def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = False,
+               ) -> tuple[CentralConfig, Path]:
     d = CentralDir(root)
     config = d.load()
     check_name(name)
-    scope = check_scope(scope)
+    scope = check_scope(scope, allow_public)
     if name in config.sensors:
         raise FleetError(f"sensor {name!r} already exists")
     bundle = d.bundle(name)
@@ -267,14 +298,17 @@ def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, 
         pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
         pki.write_public(work / "ca.pem", (d.pki / "ca.pem").read_bytes())
         info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
-                            scope=scope, ack_wait=config.ack_wait)
+                            scope=scope, ack_wait=config.ack_wait,
+                            allow_public=allow_public)
         write_json(work / "sensor.json", info.model_dump_json(indent=2))
         os.rename(work, bundle)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     config = config.model_copy(update={"sensors": {**config.sensors,
-                                                   name: SensorEntry(scope=scope)}})
+                                                   name: SensorEntry(
+                                                       scope=scope,
+                                                       allow_public=allow_public)}})
     d.save(config)
     return config, bundle
 
