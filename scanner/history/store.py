@@ -325,10 +325,12 @@ class HistoryStore:
         with Session(self.engine) as s:
             scan = s.execute(select(raw(ScanRow.meta).label("meta"), ScanRow.status)
                              .where(ScanRow.scan_id == scan_id)).mappings().one()
-            if scan["meta"] is None and scan["status"] == ScanStatus.RUNNING.value:
+            # JSON null (SQLAlchemy's None) while running; SQL NULL only in a damaged row
+            meta = column(scan_id, "table scans", scan, "meta",
+                          "json?" if scan["status"] == ScanStatus.RUNNING.value else "json")
+            if meta is None and scan["status"] == ScanStatus.RUNNING.value:
                 raise HistoryError(f"scan {scan_id} was never finished: it has no "
                                    "results (status running)")
-            meta = column(scan_id, "table scans", scan, "meta", "json")
             ports: dict[object, list[Any]] = {}
             for p in rows(PortRow, PortRow.id):
                 ports.setdefault(p["host_id"], []).append(
