@@ -158,7 +158,10 @@ class Collector:
         take as this version's (unreadable, another major schema version, not valid, not
         the job's scan) fails its job with the reason, and nothing is stored."""
         _, sensor, job_id = [*subject.split(".", 2), "", ""][:3]
-        job = self.ledger.get(job_id)
+        try:
+            job = self.ledger.get(job_id)
+        except FleetError as exc:  # acked: NAKed it would come back every 10 s for ever
+            return f"result on {subject} not stored: {exc} (kept in the RESULTS stream)"
         # The subject's sensor is the publisher's (permissions); the job must be its own.
         if job is None or job.sensor != sensor:
             return f"result on {subject} for a job not assigned to {sensor}; dropped"
@@ -182,7 +185,10 @@ class Collector:
 
     def handle_event(self, seq: int, deliveries: int, job_id: str | None) -> str:
         """A job message delivered the maximum number of times: its job failed."""
-        job = (self.ledger.get(job_id) if job_id else None) or self.ledger.by_seq(seq)
+        try:
+            job = (self.ledger.get(job_id) if job_id else None) or self.ledger.by_seq(seq)
+        except FleetError as exc:
+            return f"max deliveries for job message {seq}: {exc}"
         if job is None:
             return f"max deliveries for unknown job message {seq}"
         self.ledger.finish(job.job_id, JobState.FAILED, now(),

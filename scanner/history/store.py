@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from scanner.history.drift import device_seen
 from scanner.history.rows import DamagedRow, column, invalid, raw, raw_columns, shown
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
-from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
+from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
 
@@ -114,6 +114,7 @@ def _sqlite_engine(url: str) -> Engine:
         # Take transactions into our own hands (BEGIN IMMEDIATE below): concurrent
         # writers then queue on the lock instead of failing to upgrade a read lock.
         dbapi_conn.isolation_level = None
+        dbapi_conn.text_factory = lenient_text
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={WAIT_S * 1000}")
         switch_to_wal(cur)
