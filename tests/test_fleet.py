@@ -443,3 +443,41 @@ def test_result_central_cannot_read_as_its_own_is_refused_and_recorded(fleet: Fl
     victim_scan = next(s for s in after if s["scan_id"] == str(uuid.UUID(victim)))
     assert victim_scan["targets"] == ["127.0.0.1"] and victim_scan == next(
         s for s in stored_before if s["scan_id"] == victim_scan["scan_id"])
+
+
+def test_damaged_spool_entries_are_set_aside_not_blocking_the_sensor(fleet: Fleet) -> None:
+    """A FIFO, a folder, a symbolic link and a file larger than any message in the
+    spool, and a truncated result: the sensor starts, sets the first four aside (the FIFO
+    blocked it for ever, the folder stopped it, the large file was retried for ever),
+    scans the queued job again, and central fails the job of the truncated result."""
+    import os
+
+    from scanner.fleet.layout import MAX_PAYLOAD
+
+    fleet.kill_sensor("alpha")
+    spool = fleet.d.bundle("alpha") / "spool"
+    spool.mkdir(exist_ok=True)
+    fifo_job = fleet.submit("alpha", "127.0.0.1", "-p", "20208", "--discovery", "none")
+    cut_job = fleet.submit("alpha", "127.0.0.1", "-p", "20209", "--discovery", "none")
+    os.mkfifo(spool / f"{fifo_job}.json")
+    (spool / "0000folder.json").mkdir()
+    (spool / "0000link.json").symlink_to("/etc/hostname")
+    with (spool / "0000large.json").open("wb") as fh:
+        fh.truncate(MAX_PAYLOAD + 1)  # sparse: no disk used
+    body = json.dumps({"job_id": cut_job, "sensor": "alpha", "status": "done",
+                       "result": local_result(20209).model_dump(mode="json")})
+    (spool / f"{cut_job}.json").write_text(body[:len(body) // 2])
+    fleet.start_sensor("alpha")
+    fleet.wait_sensor_ready("alpha")
+    row = fleet.wait_job(fifo_job)
+    assert row.state is JobState.DONE, row
+    cut = fleet.wait_job(cut_job)
+    assert cut.state is JobState.FAILED and cut.reason == "result refused: not JSON", cut
+    log = fleet.log("sensor-alpha")
+    for name in (fifo_job, "0000folder", "0000link", "0000large"):
+        assert (spool / f"{name}.unusable").exists() or (spool / f"{name}.unusable"
+                                                         ).is_symlink(), name
+        assert not (spool / f"{name}.json").exists() and not (
+            spool / f"{name}.json").is_symlink(), name
+    assert "is not a file; moved to" in log and "more than any message" in log
+    assert "Traceback" not in log, log

@@ -66,3 +66,119 @@ def test_edited_wide_scope_without_allow_public_is_refused_on_reading(tmp_path: 
     (bundle / "sensor.json").write_text(json.dumps(doc))
     one_line_error(dicomscan("sensor", str(bundle), timeout=30), 2, "sensor.json", "::/0",
                    "may hold public addresses")
+
+
+def _ledger_with_three_jobs(root: Path) -> list[str]:
+    import time
+
+    from scanner.fleet.layout import CentralDir
+    from scanner.fleet.ledger import JobState, Ledger
+
+    ledger = Ledger(CentralDir(root).ledger)
+    ids = [f"{n}" * 32 for n in "abc"]
+    for i, job_id in enumerate(ids):
+        ledger.add(job_id, "s1", None, ["127.0.0.1"], time.time() + i)
+    ledger.finish(ids[0], JobState.DONE, time.time(), scan_id="scan-a")
+    ledger.close()
+    return ids
+
+
+@pytest.mark.parametrize(("sql", "problem"), [
+    ("UPDATE jobs SET state = 'lost' WHERE job_id = :job",
+     "state 'lost': Input should be 'queued', 'running', 'done' or 'failed'"),
+    ("UPDATE jobs SET submitted_at = 'soon' WHERE job_id = :job",
+     "submitted_at 'soon': Input should be a valid number"),
+    ("UPDATE jobs SET delivery = 'x' WHERE job_id = :job", "delivery 'x'"),
+], ids=["state", "float", "int"])
+def test_damaged_ledger_row_is_named_and_left_out(sql: str, problem: str,
+                                                  tmp_path: Path) -> None:
+    import sqlite3
+
+    root = central(tmp_path)
+    ids = _ledger_with_three_jobs(root)
+    with sqlite3.connect(root / "jobs.sqlite") as db:
+        db.execute(sql, {"job": ids[1]})
+    said = f"damaged job ledger row: job '{ids[1]}': {problem}"
+    listed = dicomscan("jobs", str(root), "--json")
+    # It was a pydantic ValidationError traceback. Exit 3: the list is incomplete.
+    assert listed.returncode == 3 and "Traceback" not in listed.stderr, listed.stderr
+    assert [json.loads(line)["job_id"] for line in listed.stdout.splitlines()] == [
+        ids[2], ids[0]]
+    assert listed.stderr.startswith(f"dicomscan: left out a {said}"), listed.stderr
+    assert listed.stderr.count("\n") == 1, listed.stderr
+    one_line_error(dicomscan("jobs", str(root), "--wait", ids[1][:8]), 2, said)
+    done = dicomscan("jobs", str(root), "--wait", ids[0][:8], "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["scan_id"] == "scan-a"
+
+
+def test_text_that_is_not_utf8_reads_instead_of_failing_every_row(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = central(tmp_path)
+    ids = _ledger_with_three_jobs(root)
+    with sqlite3.connect(root / "jobs.sqlite") as db:
+        db.execute("UPDATE jobs SET targets = CAST(x'ff3132372e302e302e31' AS TEXT) "
+                   "WHERE job_id = ?", (ids[1],))
+    out = dicomscan("jobs", str(root), "--json")
+    # sqlite3 raised OperationalError ("Could not decode to UTF-8") for the whole query.
+    assert out.returncode == 0, out.stderr
+    targets = {json.loads(line)["job_id"]: json.loads(line)["targets"]
+               for line in out.stdout.splitlines()}
+    assert targets[ids[1]] == "\ufffd127.0.0.1" and len(targets) == 3
+
+
+def test_damaged_ledger_page_is_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = central(tmp_path)
+    _ledger_with_three_jobs(root)
+    path = root / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs'"
+                             ).fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as fh:
+        fh.seek((page - 1) * size)
+        fh.write(b"\xff" * size)
+    one_line_error(dicomscan("jobs", str(root)), 2, "cannot read the job ledger",
+                   "database disk image is malformed")
+
+
+ODD = [
+    ("listen_port", True, "listen_port: Input should be a valid integer"),
+    ("ack_wait", 1e308, "ack_wait: Input should be less than or equal to 3600"),
+    ("ack_wait", True, "ack_wait: Input should be a valid number"),
+    ("max_deliver", 10**22, "max_deliver: Input should be less than or equal to 100"),
+    ("max_deliver", 4.0, "max_deliver: Input should be a valid integer"),
+    ("listen_host", "", "listen_host: String should have at least 1 character"),
+    ("addresses", ["central\nExecStart=x"], "is neither an IP address nor a host name"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), ODD, ids=[f"{k}={v!r}"[:30]
+                                                             for k, v, _ in ODD])
+def test_central_json_with_odd_but_valid_json_is_one_line(key: str, value: object,
+                                                          words: str, tmp_path: Path) -> None:
+    root = central(tmp_path)
+    conf = root / "central.json"
+    doc = json.loads(conf.read_text())
+    doc[key] = value
+    conf.write_text(json.dumps(doc))
+    # Each was taken: JSON true as port 1, a lease of 1e308 seconds handed to nats-server.
+    one_line_error(dicomscan("jobs", str(root)), 2, "central.json", words)
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("ack_wait", 1e308, "ack_wait: Input should be less than or equal to 3600"),
+    ("ack_wait", False, "ack_wait: Input should be a valid number"),
+    ("tls_hostname", "", "tls_hostname: String should have at least 1 character"),
+])
+def test_sensor_json_with_odd_values_is_one_line(key: str, value: object, words: str,
+                                                 tmp_path: Path) -> None:
+    root = central(tmp_path)
+    path = root / "sensors" / "s1" / "sensor.json"
+    doc = json.loads(path.read_text())
+    doc[key] = value
+    path.write_text(json.dumps(doc))
+    one_line_error(dicomscan("sensor", str(path.parent), timeout=30), 2, "sensor.json", words)

@@ -42,15 +42,30 @@ class SensorEntry(Frozen):
                                                           "addresses (add-sensor --allow-public)")
 
 
+# central.json and sensor.json are files a person may edit: numbers keep the ranges
+# 'central init' allows, and strictly (JSON true is not port 1; 1e308 s is no lease).
+_ACK_WAIT = Field(ge=1, le=3600, strict=True,
+                  description="seconds a job lease lasts without progress")
+
+
 class CentralConfig(Frozen):
-    listen_host: str
-    listen_port: int = Field(gt=0, lt=65536)
+    listen_host: str = Field(min_length=1)
+    listen_port: int = Field(gt=0, lt=65536, strict=True)
     addresses: list[str] = Field(min_length=1,
                                  description="names/addresses sensors dial (server cert SANs)")
-    store: str = Field(description="history store: a path or a database URL")
-    ack_wait: float = Field(gt=0, description="seconds a job lease lasts without progress")
-    max_deliver: int = Field(gt=0, description="deliveries before a job is failed")
+    store: str = Field(min_length=1, description="history store: a path or a database URL")
+    ack_wait: float = _ACK_WAIT
+    max_deliver: int = Field(ge=1, le=100, strict=True,
+                             description="deliveries before a job is failed")
     sensors: dict[str, SensorEntry] = Field(default_factory=dict)
+
+    @field_validator("addresses")
+    @classmethod
+    def _checked_addresses(cls, value: list[str]) -> list[str]:
+        try:
+            return [check_address(a, "address") for a in value]
+        except FleetError as exc:
+            raise ValueError(str(exc)) from None
 
     # central.json is a file a person may edit: what add-sensor checks is checked on
     # reading too, or a bad name or scope surfaced as a traceback in submit.
@@ -76,9 +91,9 @@ class SensorBundle(Frozen):
     name: str
     # nats-py, told to reconnect forever, spins on an empty server list.
     servers: list[str] = Field(min_length=1)
-    tls_hostname: str
+    tls_hostname: str = Field(min_length=1)
     scope: list[str]
-    ack_wait: float = Field(gt=0)
+    ack_wait: float = _ACK_WAIT
     allow_public: bool = False
 
     @model_validator(mode="after")
