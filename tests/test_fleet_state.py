@@ -182,3 +182,24 @@ def test_sensor_json_with_odd_values_is_one_line(key: str, value: object, words:
     doc[key] = value
     path.write_text(json.dumps(doc))
     one_line_error(dicomscan("sensor", str(path.parent), timeout=30), 2, "sensor.json", words)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "large"])
+def test_central_and_sensor_json_that_are_not_plain_files(kind: str, tmp_path: Path) -> None:
+    import os
+
+    root = central(tmp_path)
+    for path, args in ((root / "central.json", ("jobs", str(root))),
+                       (root / "sensors" / "s1" / "sensor.json",
+                        ("sensor", str(root / "sensors" / "s1")))):
+        saved = path.read_bytes()
+        path.unlink()
+        if kind == "fifo":
+            os.mkfifo(path)  # opening it for reading waited for a writer, for ever
+        else:
+            with path.open("wb") as fh:
+                fh.truncate(17 << 20)
+        why = "not a regular file" if kind == "fifo" else "larger than 16 MiB"
+        one_line_error(dicomscan(*args, timeout=30), 2, f"cannot read {path}: {why}")
+        path.unlink()
+        path.write_bytes(saved)

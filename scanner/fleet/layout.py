@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
-from scanner.model.documents import read_bytes
+from scanner.model.documents import MAX_TEXT, TooLarge
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 CENTRAL_USER = "central"
@@ -177,6 +178,22 @@ def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
     return out
 
 
+def read_state(path: Path) -> bytes:
+    """A file the fleet wrote itself (central.json, sensor.json), at most 16 MiB, and only
+    a regular file: a FIFO put in its place made every command wait for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_TEXT + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TEXT:
+        raise TooLarge(MAX_TEXT)
+    return data
+
+
 def write_json(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -199,7 +216,7 @@ class CentralDir:
 
     def load(self) -> CentralConfig:
         try:
-            return CentralConfig.model_validate_json(read_bytes(self.config_file))
+            return CentralConfig.model_validate_json(read_state(self.config_file))
         except FileNotFoundError:
             raise FleetError(f"{self.root} is not a central directory (no central.json; "
                              "run 'dicomscan central init' first)") from None
@@ -330,7 +347,7 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
 
 def load_bundle(folder: Path) -> SensorBundle:
     try:
-        bundle = SensorBundle.model_validate_json(read_bytes(folder / "sensor.json"))
+        bundle = SensorBundle.model_validate_json(read_state(folder / "sensor.json"))
     except FileNotFoundError:
         raise FleetError(f"{folder} is not a sensor bundle (no sensor.json)") from None
     except OSError as exc:
