@@ -203,3 +203,72 @@ def test_central_and_sensor_json_that_are_not_plain_files(kind: str, tmp_path: P
         one_line_error(dicomscan(*args, timeout=30), 2, f"cannot read {path}: {why}")
         path.unlink()
         path.write_bytes(saved)
+
+
+def test_progress_with_numbers_beyond_sqlite_is_ignored(tmp_path: Path) -> None:
+    """A sensor's progress report with a 30-digit count raised OverflowError in central's
+    handler (SQLite integers end at 2**63); it is now an unreadable report, ignored."""
+    import time
+
+    from scanner.fleet.central import Collector
+    from scanner.fleet.layout import CentralDir
+    from scanner.fleet.ledger import JobState, Ledger
+
+    root = central(tmp_path)
+    d = CentralDir(root)
+    ledger = Ledger(d.ledger)
+    ledger.add("a" * 32, "s1", None, ["127.0.0.1"], time.time())
+    collector = Collector(d, d.load())
+    try:
+        for field in ("done", "total", "delivery"):
+            report = {"job_id": "a" * 32, "sensor": "s1", "delivery": 1, "done": 1,
+                      "total": 2, "at": time.time(), field: 10**30}
+            collector.handle_progress(json.dumps(report).encode())
+        collector.handle_progress(json.dumps({"job_id": "a" * 32, "sensor": "s1",
+                                              "delivery": 1, "done": 1, "total": 2,
+                                              "at": time.time()}).encode())
+        row = ledger.get("a" * 32)
+        assert row is not None and row.state is JobState.RUNNING and row.total == 2
+    finally:
+        collector.close()
+        ledger.close()
+
+
+def test_site_config_empty_calendar_or_history_is_refused(tmp_path: Path) -> None:
+    from tests.test_input_limits import assert_input_error, run
+
+    for line, key in (("    schedule: {on_calendar: ''}\n", "on_calendar"),
+                      ("history: ''\n", "history")):
+        site = tmp_path / "site.yaml"
+        top = line if not line.startswith(" ") else ""
+        job = line if line.startswith(" ") else ""
+        site.write_text(f"version: 1\n{top}jobs:\n  night:\n    targets: [10.20.0.0/30]\n"
+                        f"    discovery: none\n{job}", encoding="utf-8")
+        # An empty OnCalendar= made a timer that never fires; '' a history in the cwd.
+        assert_input_error(run("config", "check", str(site)), key,
+                           "String should have at least 1 character")
+
+
+def test_refusal_with_a_long_reason_still_makes_a_valid_message(tmp_path: Path) -> None:
+    """A refusal naming a long scope is cut to the message's 2,000 characters: the
+    sensor's message would not validate and the job was redelivered until it failed."""
+    import asyncio
+
+    from scanner.fleet.protocol import ResultMessage
+    from scanner.fleet.sensor import Sensor
+
+    root = central(tmp_path)
+    sensor = Sensor(root / "sensors" / "s1", tmp_path / "spool")
+    sent: list[bytes] = []
+
+    async def publish(job_id: str, body: bytes) -> None:
+        sent.append(body)
+
+    async def ack(msg: object, job_id: str) -> bool:
+        return True
+
+    sensor.publish_result = publish  # type: ignore[method-assign]
+    sensor._ack = ack  # type: ignore[method-assign]
+    asyncio.run(sensor._refuse(None, "a" * 32, "targets outside: " + "10.0.0.1, " * 1000))
+    msg = ResultMessage.model_validate_json(sent[0])
+    assert msg.reason is not None and len(msg.reason) == 2000

@@ -83,7 +83,8 @@ def check_cron(value: str) -> str:
 
 class ScheduleSpec(_Strict):
     cron: str = Field(default="0 2 * * *", description="crontab time fields (five)")
-    on_calendar: str = Field(default="*-*-* 02:00:00", description="systemd OnCalendar=")
+    on_calendar: str = Field(default="*-*-* 02:00:00", min_length=1,
+                             description="systemd OnCalendar=")
     randomized_delay: int = Field(default=300, ge=0, le=MAX_RANDOMIZED_DELAY, strict=True,
                                   description="seconds (systemd timer), at most a week")
 
@@ -127,7 +128,8 @@ class JobSpec(_Strict):
 
 class SiteConfig(_Strict):
     version: Literal[1] = 1
-    history: str | None = Field(default=None, description="history path or database URL")
+    history: str | None = Field(default=None, min_length=1,
+                                description="history path or database URL")
     jobs: dict[str, JobSpec] = Field(min_length=1)
 
     @field_validator("jobs")

@@ -45,12 +45,17 @@ class Job(Frozen):
     settings: ScanSettings
 
 
+# A sensor's numbers go into the ledger's SQLite integers (at most 2**63 - 1): bounded,
+# or one report with a 30-digit count raised OverflowError in central's handler.
+_COUNT = Field(ge=0, le=2**53)
+
+
 class Progress(Frozen):
-    job_id: str
-    sensor: str
-    delivery: int
-    done: int
-    total: int
+    job_id: str = Field(max_length=64)
+    sensor: str = Field(max_length=64)
+    delivery: int = _COUNT
+    done: int = _COUNT
+    total: int = _COUNT
     at: float
 
 
@@ -58,7 +63,7 @@ class ResultMessage(Frozen):
     job_id: str
     sensor: str
     status: ResultStatus
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)  # shown by 'jobs'
     picked_at: float | None = None
     result: ScanResult | None = None
 

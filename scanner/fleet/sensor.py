@@ -185,7 +185,8 @@ class Sensor:
     async def _refuse(self, msg: Any, job_id: str, reason: str) -> None:
         log.warning("refusing job %s: %s", job_id, reason)
         body = ResultMessage(job_id=job_id, sensor=self.bundle.name,
-                             status=ResultStatus.REFUSED, reason=reason).model_dump_json()
+                             status=ResultStatus.REFUSED,
+                             reason=reason[:2000]).model_dump_json()  # the message's cap
         await self.publish_result(job_id, body.encode())
         await self._ack(msg, job_id)
 
