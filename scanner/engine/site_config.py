@@ -44,8 +44,8 @@ class OutputSpec(_Strict):
 
 MAX_RANDOMIZED_DELAY = 7 * 86400  # seconds: a weekly job's whole week, no more
 # Port numbers written as YAML integers: strict, so 'true' is not port 1 and -1 is not
-# the open range "-1" that the text form allows.
-Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+# the open range "-1" that the text form allows (the top is the port list's own check).
+Port = Annotated[int, Field(strict=True, ge=1)]
 
 # Vixie cron's fields: their ranges and the names it takes (cron refuses a crontab
 # holding anything else, so the nightly scan would silently never be installed).
