@@ -272,3 +272,32 @@ def test_refusal_with_a_long_reason_still_makes_a_valid_message(tmp_path: Path) 
     asyncio.run(sensor._refuse(None, "a" * 32, "targets outside: " + "10.0.0.1, " * 1000))
     msg = ResultMessage.model_validate_json(sent[0])
     assert msg.reason is not None and len(msg.reason) == 2000
+
+
+def test_submit_into_a_damaged_ledger_is_a_fleet_error(tmp_path: Path) -> None:
+    """submit records the job before sending it: a damaged ledger page was sqlalchemy's
+    DatabaseError traceback there; it is FleetError (one line, exit 3 from submit)."""
+    import sqlite3
+    import time
+
+    from scanner.fleet.layout import CentralDir, FleetError
+    from scanner.fleet.ledger import Ledger
+
+    root = central(tmp_path)
+    _ledger_with_three_jobs(root)
+    path = root / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs'"
+                             ).fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as fh:
+        fh.seek((page - 1) * size)
+        fh.write(b"\xff" * size)
+    ledger = Ledger(CentralDir(root).ledger)
+    try:
+        with pytest.raises(FleetError, match="cannot write the job ledger .*: database disk "
+                                             "image is malformed"):
+            ledger.add("d" * 32, "s1", None, ["127.0.0.1"], time.time())
+    finally:
+        ledger.close()

@@ -8,6 +8,8 @@ a duplicate and is never stored again, whatever the stream's duplicate window.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         # damaged rows left out of all(), one message each, for the caller to say
         self.damaged: list[str] = []
+        self.path = path
         self.engine: Engine = create_engine(f"sqlite:///{path}",
                                             connect_args={"timeout": WAIT_S})
 
@@ -127,16 +130,27 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A write transaction; a file damaged under it is FleetError, one line (submit
+        showed sqlalchemy's DatabaseError traceback)."""
+        try:
+            with self.engine.begin() as c:
+                yield c
+        except SQLAlchemyError as exc:
+            why = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            raise FleetError(f"cannot write the job ledger {self.path}: {why}") from None
+
     def add(self, job_id: str, sensor: str, name: str | None, targets: list[str],
             submitted_at: float) -> None:
-        with self.engine.begin() as c:
+        with self._writing() as c:
             c.execute(jobs.insert().values(
                 job_id=job_id, sensor=sensor, name=name, state=JobState.QUEUED.value,
                 targets=" ".join(targets), submitted_at=submitted_at, delivery=0, done=0,
                 total=0, duplicates=0))
 
     def set_seq(self, job_id: str, seq: int) -> None:
-        with self.engine.begin() as c:
+        with self._writing() as c:
             c.execute(update(jobs).where(jobs.c.job_id == job_id).values(seq=seq))
 
     def get(self, job_id: str) -> JobRow | None:
