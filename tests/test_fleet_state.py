@@ -296,8 +296,8 @@ def test_submit_into_a_damaged_ledger_is_a_fleet_error(tmp_path: Path) -> None:
         fh.write(b"\xff" * size)
     ledger = Ledger(CentralDir(root).ledger)
     try:
-        with pytest.raises(FleetError, match="cannot write the job ledger .*: database disk "
-                                             "image is malformed"):
+        with pytest.raises(FleetError, match=r"cannot write the job ledger .*: database "
+                                             r"disk image is malformed"):
             ledger.add("d" * 32, "s1", None, ["127.0.0.1"], time.time())
     finally:
         ledger.close()

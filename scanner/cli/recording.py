@@ -133,7 +133,7 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
         store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
                     settings.profile.value)
     except SQLAlchemyError as exc:  # no scan without its trace: say so before any packet
-        click.echo(f"dicomscan: history: cannot record the scan: {exc}", err=True)
+        click.echo(f"dicomscan: history: cannot record the scan: {db_error(exc)}", err=True)
         sys.exit(EXIT_FAILED)
     return store
 

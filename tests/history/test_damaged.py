@@ -189,3 +189,22 @@ def test_damaged_database_page_is_one_line(pristine: tuple[Path, list[str]],
         assert out.returncode == 2, out.stderr
         assert out.stderr == (f"dicomscan: cannot read the history sqlite:///{store}: "
                               "database disk image is malformed\n")
+
+
+def test_scan_into_a_store_with_a_damaged_scans_page_is_one_line(
+        pristine: tuple[Path, list[str]], peer: int, tmp_path: Path) -> None:
+    source, _ids = pristine
+    store = tmp_path / "h.sqlite"
+    shutil.copy(source, store)
+    with sqlite3.connect(store) as db:
+        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'scans'").fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    with store.open("r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xff" * size)
+    out = _scan(store, peer)
+    # No scan without its trace in the history: exit 3 before any packet. The message
+    # carried sqlalchemy's SQL statement and link over several lines.
+    assert out.returncode == 3, out.stderr
+    assert out.stderr == ("dicomscan: history: cannot record the scan: database disk image "
+                          "is malformed\n")
