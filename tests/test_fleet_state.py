@@ -301,3 +301,27 @@ def test_submit_into_a_damaged_ledger_is_a_fleet_error(tmp_path: Path) -> None:
             ledger.add("d" * 32, "s1", None, ["127.0.0.1"], time.time())
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("what", ["pid-fifo", "pid-folder", "log-fifo", "log-folder"])
+def test_nats_state_files_that_are_not_files(what: str, tmp_path: Path) -> None:
+    """The nats-server pid file or log replaced by a FIFO or a folder: add-sensor and
+    central run waited for ever on the FIFO (reading the pid file, opening the log) or
+    stopped with a traceback on the folder. No nats-server is left running either way."""
+    import os
+
+    root = central(tmp_path)
+    nats = root / "nats"
+    nats.mkdir(exist_ok=True)
+    target = nats / ("nats-server.pid" if what.startswith("pid") else "nats-server.log")
+    target.unlink(missing_ok=True)
+    if what.endswith("fifo"):
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    which = "pid file" if what.startswith("pid") else "nats-server log"
+    if what.startswith("pid"):
+        one_line_error(dicomscan("central", "add-sensor", str(root), "s2", "--scope",
+                                 "10.20.0.0/24", timeout=30), 2, f"cannot read the {which}")
+    out = dicomscan("central", "run", str(root), timeout=30)
+    one_line_error(out, 3, f"{which} {target}")
