@@ -325,3 +325,21 @@ def test_nats_state_files_that_are_not_files(what: str, tmp_path: Path) -> None:
                                  "10.20.0.0/24", timeout=30), 2, f"cannot read the {which}")
     out = dicomscan("central", "run", str(root), timeout=30)
     one_line_error(out, 3, f"{which} {target}")
+
+
+def test_job_reference_is_a_prefix_not_a_pattern(tmp_path: Path) -> None:
+    """'jobs --wait ____' matched any job ID (SQL LIKE): with one job in the ledger it
+    waited on that job as if its ID began so."""
+    import time
+
+    from scanner.fleet.layout import CentralDir
+    from scanner.fleet.ledger import JobState, Ledger
+
+    root = central(tmp_path)
+    ledger = Ledger(CentralDir(root).ledger)
+    ledger.add("e" * 32, "s1", None, ["127.0.0.1"], time.time())
+    ledger.finish("e" * 32, JobState.DONE, time.time(), scan_id="scan-e")
+    ledger.close()
+    for ref in ("____", "%%%%", "ee%_"):
+        one_line_error(dicomscan("jobs", str(root), "--wait", ref), 2, "no single job matches")
+    assert dicomscan("jobs", str(root), "--wait", "eeee").returncode == 0

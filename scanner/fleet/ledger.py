@@ -163,8 +163,9 @@ class Ledger:
         if len(ref) < 4:
             return None
         with self.engine.connect() as c:
-            rows = list(c.execute(select(jobs).where(jobs.c.job_id.startswith(ref)).limit(2))
-                        .mappings())
+            # autoescape: a reference is a prefix, not a LIKE pattern ('____' matched all)
+            query = select(jobs).where(jobs.c.job_id.startswith(ref, autoescape=True))
+            rows = list(c.execute(query.limit(2)).mappings())
         return _row(rows[0]) if len(rows) == 1 else None
 
     def by_seq(self, seq: int) -> JobRow | None:

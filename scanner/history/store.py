@@ -296,6 +296,7 @@ class HistoryStore:
 
     def find(self, ref: str) -> StoredScan:
         """A scan by its ID or a unique prefix of it (at least 4 characters)."""
+        # autoescape: a reference is a prefix, not a LIKE pattern ('____' matched all)
         query = (select(*raw_columns(ScanRow.__table__))  # type: ignore[arg-type]
                  .where(ScanRow.scan_id.startswith(ref, autoescape=True)).limit(2))
         with Session(self.engine) as s:

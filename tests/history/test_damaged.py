@@ -208,3 +208,15 @@ def test_scan_into_a_store_with_a_damaged_scans_page_is_one_line(
     assert out.returncode == 3, out.stderr
     assert out.stderr == ("dicomscan: history: cannot record the scan: database disk image "
                           "is malformed\n")
+
+
+def test_scan_reference_is_a_prefix_not_a_pattern(pristine: tuple[Path, list[str]],
+                                                  tmp_path: Path) -> None:
+    """'____' or '%%%%' matched any scan ID (SQL LIKE): with one scan stored, 'history
+    show ____' showed it as if its ID began so."""
+    store, ids = damaged(pristine, tmp_path, "DELETE FROM scans WHERE scan_id != :scan", 2)
+    for ref in ("____", "%%%%", ids[2][:2] + "%"):
+        out = cli("history", "show", ref + "_", "--history", str(store))
+        assert out.returncode == 2, (ref, out.stdout)
+        assert "no scan matches" in out.stderr
+    assert cli("history", "show", ids[2][:6], "--history", str(store)).returncode == 0
