@@ -343,3 +343,31 @@ def test_job_reference_is_a_prefix_not_a_pattern(tmp_path: Path) -> None:
     for ref in ("____", "%%%%", "ee%_"):
         one_line_error(dicomscan("jobs", str(root), "--wait", ref), 2, "no single job matches")
     assert dicomscan("jobs", str(root), "--wait", "eeee").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["ca.pem", "central.key", "ca.key"])
+@pytest.mark.parametrize("kind", ["fifo", "garbage"])
+def test_central_certificates_that_are_not_usable(name: str, kind: str,
+                                                  tmp_path: Path) -> None:
+    """A FIFO in place of a certificate or key made submit and add-sensor wait for ever
+    (OpenSSL reads it), a garbage CA was a traceback in add-sensor."""
+    import os
+
+    root = central(tmp_path)
+    path = root / "pki" / name
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("garbage\n")
+    why = (f"cannot read {path}: not a regular file" if kind == "fifo" else
+           "cannot use central's certificate" if name != "ca.key" else "")
+    submit = dicomscan("submit", str(root), "--sensor", "s1", "127.0.0.1", "-p", "1",
+                       timeout=30)
+    if name != "ca.key":  # submit does not read the CA's key
+        one_line_error(submit, 3, why)
+    if name != "central.key":  # add-sensor reads the CA only
+        one_line_error(dicomscan("central", "add-sensor", str(root), "s2", "--scope",
+                                 "10.20.0.0/24", timeout=30), 2,
+                       why if kind == "fifo" else "cannot use the central CA")
+        assert not (root / "sensors" / "s2").exists()

@@ -57,7 +57,11 @@ async def connect_central(d: CentralDir, config: CentralConfig, reconnect: bool 
     async def remember(exc: Exception) -> None:  # one message at the end, not one a try
         failures.append(exc)
 
-    ctx = tls_context(d.pki / "ca.pem", d.pki / "central.pem", d.pki / "central.key")
+    d.check_pki("ca.pem", "central.pem", "central.key")
+    try:
+        ctx = tls_context(d.pki / "ca.pem", d.pki / "central.pem", d.pki / "central.key")
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise FleetError(f"cannot use central's certificate in {d.pki}: {exc}") from None
     opts = connect_options([config.url], ctx, config.addresses[0], "dicomscan-central",
                            None, _log_error if reconnect else remember)
     if not reconnect:

@@ -214,6 +214,18 @@ class CentralDir:
     def bundle(self, name: str) -> Path:
         return self.root / "sensors" / name
 
+    def check_pki(self, *names: str) -> None:
+        """The certificate files about to be read are there and plain files: OpenSSL and
+        nats-server read a FIFO put there for ever, a missing CA key was a traceback."""
+        for name in names:
+            path = self.pki / name
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                raise FleetError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if not stat.S_ISREG(mode):
+                raise FleetError(f"cannot read {path}: not a regular file")
+
     def load(self) -> CentralConfig:
         try:
             return CentralConfig.model_validate_json(read_state(self.config_file))
@@ -316,6 +328,7 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
     config = d.load()
     check_name(name)
     scope = check_scope(scope, allow_public)
+    d.check_pki("ca.pem", "ca.key")
     if name in config.sensors:
         raise FleetError(f"sensor {name!r} already exists")
     bundle = d.bundle(name)
@@ -327,7 +340,10 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
     bundle.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
     try:
-        pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
+        try:
+            pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
+        except ValueError as exc:  # not PEM, not the CA's kind of key
+            raise FleetError(f"cannot use the central CA in {d.pki}: {exc}") from None
         pki.write_public(work / "ca.pem", (d.pki / "ca.pem").read_bytes())
         info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
                             scope=scope, ack_wait=config.ack_wait,

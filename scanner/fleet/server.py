@@ -32,6 +32,7 @@ def binary() -> str:
 
 
 def check_config(d: CentralDir) -> None:
+    d.check_pki("ca.pem", "server.pem", "server.key")
     done = subprocess.run([binary(), "-t", "-c", str(d.server_conf)], capture_output=True,
                           text=True, timeout=30, check=False)
     if done.returncode != 0:
