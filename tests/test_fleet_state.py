@@ -371,3 +371,35 @@ def test_central_certificates_that_are_not_usable(name: str, kind: str,
                                  "10.20.0.0/24", timeout=30), 2,
                        why if kind == "fifo" else "cannot use the central CA")
         assert not (root / "sensors" / "s2").exists()
+
+
+@pytest.mark.parametrize("server", ["tls://127.0.0.1:{port}", "tls://no-such-host.invalid:4222"])
+def test_sensor_that_cannot_reach_central_stops_on_sigterm(server: str,
+                                                           tmp_path: Path) -> None:
+    """While dialling (a refused port, a name that does not resolve) the sensor ignored
+    SIGTERM and Ctrl-C and had to be killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from scanner.lab.process import free_port
+
+    root = central(tmp_path)
+    bundle = root / "sensors" / "s1"
+    doc = json.loads((bundle / "sensor.json").read_text())
+    doc["servers"] = [server.format(port=free_port("127.0.0.1"))]
+    (bundle / "sensor.json").write_text(json.dumps(doc))
+    proc = subprocess.Popen([sys.executable, "-m", "scanner", "sensor", str(bundle), "-v"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(4)  # a few attempts
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "stopped before central could be reached" in text and "Traceback" not in text

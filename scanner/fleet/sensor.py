@@ -286,7 +286,19 @@ class Sensor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: a stop during a scan takes effect after that job."""
-        await self.connect()
+        # Dialling retries for ever: a stop must end it too (SIGTERM was ignored while
+        # central could not be reached).
+        connecting = asyncio.ensure_future(self.connect())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            log.warning("stopped before central could be reached")
+            return
+        connecting.result()
         await self.republish_spool()
         sub = await self.js.pull_subscribe_bind(durable=self.bundle.name, stream=JOBS)
         log.info("sensor %s connected; waiting for jobs", self.bundle.name)
