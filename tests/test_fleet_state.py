@@ -403,3 +403,16 @@ def test_sensor_that_cannot_reach_central_stops_on_sigterm(server: str,
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "stopped before central could be reached" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("server", ["garbage", "tls://127.0.0.1:99999", "tls://[::1",
+                                    "http://127.0.0.1:4222", "tls://:4222"])
+def test_sensor_json_server_that_is_not_a_tls_url(server: str, tmp_path: Path) -> None:
+    """It was dialled for ever ('Name or service not known' every 2 s)."""
+    root = central(tmp_path)
+    path = root / "sensors" / "s1" / "sensor.json"
+    doc = json.loads(path.read_text())
+    doc["servers"] = [server]
+    path.write_text(json.dumps(doc))
+    one_line_error(dicomscan("sensor", str(path.parent), timeout=30), 2, "sensor.json",
+                   f"server {server!r} is not tls://HOST:PORT")

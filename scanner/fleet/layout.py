@@ -97,6 +97,24 @@ class SensorBundle(Frozen):
     ack_wait: float = _ACK_WAIT
     allow_public: bool = False
 
+    @field_validator("servers")
+    @classmethod
+    def _checked_servers(cls, value: list[str]) -> list[str]:
+        # What central writes: tls://HOST:PORT. Anything else was dialled for ever.
+        from urllib.parse import urlsplit
+
+        for url in value:
+            try:
+                parts = urlsplit(url)
+                port = parts.port
+            except ValueError:
+                port = None
+                parts = None
+            if parts is None or parts.scheme != "tls" or not parts.hostname or port is None \
+                    or not 0 < port < 65536:
+                raise ValueError(f"server {url[:80]!r} is not tls://HOST:PORT")
+        return value
+
     @model_validator(mode="after")
     def _checked_scope(self) -> SensorBundle:
         try:
