@@ -13,8 +13,8 @@ import pytest
 from tests.fleet_harness import dicomscan
 from tests.test_fleet_inputs import central, one_line_error
 
-WIDE = ["::/0", "0.0.0.0/0", "8.8.8.0/24", "10.0.0.0/7", "::ffff:0:0/96", "2001:db8::/32",
-        "192.0.2.0/24", "172.15.0.0/16"]
+WIDE = ["::/0", "0.0.0.0/0", "8.8.8.0/24", "10.0.0.0/7", "::ffff:0:0/96", "172.15.0.0/16",
+        "2000::/3", "100.0.0.0/8"]
 
 
 @pytest.mark.parametrize("scope", WIDE)
@@ -25,7 +25,7 @@ def test_sensor_scope_that_may_hold_public_addresses_needs_allow_public(
     # It was accepted: the sensor then scanned any public address a job named.
     one_line_error(dicomscan("central", "add-sensor", str(root), "wide", "--scope",
                              "10.20.0.0/24", "--scope", scope), 2,
-                   "it may hold public addresses", "--allow-public")
+                   "holds public addresses (", "--allow-public")
     assert not (root / "sensors" / "wide").exists()
     assert (root / "central.json").read_text() == before
 
@@ -39,7 +39,8 @@ def test_sensor_scope_that_may_hold_public_addresses_needs_allow_public(
 
 
 @pytest.mark.parametrize("scope", ["10.20.0.0/24", "127.0.0.1", "fd00::/8", "fe80::/64",
-                                   "169.254.0.0/16", "100.64.0.0/10", "198.18.0.0/15"])
+                                   "169.254.0.0/16", "100.64.0.0/10", "198.18.0.0/15",
+                                   "192.0.2.0/24", "2001:db8::/32", "::1/128"])
 def test_sensor_scope_inside_non_public_networks_needs_nothing(scope: str,
                                                                tmp_path: Path) -> None:
     root = central(tmp_path)
@@ -59,13 +60,13 @@ def test_edited_wide_scope_without_allow_public_is_refused_on_reading(tmp_path: 
                  ("submit", str(root), "--sensor", "s1", "8.8.8.8", "-p", "1",
                   "--allow-public")):
         one_line_error(dicomscan(*args), 2, "central.json", "0.0.0.0/0",
-                       "may hold public addresses")
+                       "holds public addresses")
     bundle = root / "sensors" / "s1"
     doc = json.loads((bundle / "sensor.json").read_text())
     doc["scope"] = ["::/0"]
     (bundle / "sensor.json").write_text(json.dumps(doc))
     one_line_error(dicomscan("sensor", str(bundle), timeout=30), 2, "sensor.json", "::/0",
-                   "may hold public addresses")
+                   "holds public addresses")
 
 
 def _ledger_with_three_jobs(root: Path) -> list[str]:

@@ -157,21 +157,13 @@ def check_address(value: str, option: str = "--address") -> str:
                      "(letters, digits and '-' in dot-separated labels; IDNs as xn--)")
 
 
-# Networks a sensor may be given without --allow-public: the blocks the scan's own guard
-# scans without --allow-public (scanner/engine/targets.py), as whole networks. A scope
-# must lie inside one of them; anything else may hold public addresses.
-_NON_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "198.18.0.0/15", "::1/128", "fc00::/7", "fe80::/10"))
+def _public_part(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """The first globally routable stretch of the network, judged as the scan's own guard
+    judges targets (scanner/engine/spans.py), or None when it holds none."""
+    from scanner.engine.spans import public_parts, range_text
 
-
-def _public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    """The network may hold an address the scan counts as public."""
-    from scanner.engine.targets import is_public
-
-    inside = any(net.version == block.version and net.subnet_of(block)  # type: ignore[arg-type]
-                 for block in _NON_PUBLIC)
-    return not inside or is_public(net[0]) or is_public(net[-1])
+    parts = public_parts(net.version, int(net[0]), int(net[-1]))
+    return range_text(net.version, *parts[0]) if parts else None
 
 
 def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
@@ -186,12 +178,11 @@ def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
             net = ipaddress.ip_network(spec.strip(), strict=False)
         except ValueError:
             raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None
-        if not allow_public and _public(net):
-            raise FleetError(f"--scope {net} is not inside a private, loopback, link-local, "
-                             "shared (100.64.0.0/10) or benchmark (198.18.0.0/15) network: "
-                             "it may hold public addresses, which a sensor may scan only "
-                             "when added with --allow-public (as a scan needs "
-                             "--allow-public)")
+        public = None if allow_public else _public_part(net)
+        if public is not None:
+            raise FleetError(f"--scope {net} holds public addresses ({public}); a sensor "
+                             "may scan them only when added with --allow-public (as a scan "
+                             "needs --allow-public)")
         out.append(str(net))
     return out
 
