@@ -234,6 +234,11 @@ def local_result(port: int = 20200) -> Any:
     return run_scan(loopback_settings(str(port), "fast"))[0]
 
 
+def as_scan(result: Any, scan_id: str) -> Any:
+    """The result under another scan ID (a job's results carry the job's)."""
+    return result.model_copy(update={"scan": result.scan.model_copy(update={"id": scan_id})})
+
+
 def test_spooled_result_republished_after_crash_not_rescanned(fleet: Fleet) -> None:
     """A sensor that died after spooling a result (before its ack) publishes the spooled
     result on restart and acks the redelivered job without scanning it again."""
@@ -242,7 +247,7 @@ def test_spooled_result_republished_after_crash_not_rescanned(fleet: Fleet) -> N
 
     fleet.kill_sensor("alpha")
     job_id = fleet.submit("alpha", "127.0.0.1", "-p", "20201", "--discovery", "none")
-    spooled = local_result()
+    spooled = as_scan(local_result(), str(uuid.UUID(job_id)))
     body = ResultMessage(job_id=job_id, sensor="alpha", status=ResultStatus.DONE,
                          result=spooled).model_dump_json().encode()
     Spool(fleet.d.bundle("alpha") / "spool").put(job_id, body)
@@ -269,18 +274,19 @@ def test_collector_stores_one_result_per_job(tmp_path: Path) -> None:
     config = init_central(tmp_path / "c", "127.0.0.1", 4222, ["127.0.0.1"], None, 5, 3)
     d = CentralDir(tmp_path / "c")
     ledger = Ledger(d.ledger)
-    ledger.add("job1", "alpha", None, ["127.0.0.1"], time.time())
+    job = uuid.uuid4()  # a job's ID and its scan's, as submit makes them
+    ledger.add(job.hex, "alpha", None, ["127.0.0.1"], time.time())
     collector = Collector(d, config)
-    first, second = local_result(20210), local_result(20211)
+    first, second = (as_scan(local_result(port), str(job)) for port in (20210, 20211))
 
     def message(result: Any) -> bytes:
-        return ResultMessage(job_id="job1", sensor="alpha", status=ResultStatus.DONE,
+        return ResultMessage(job_id=job.hex, sensor="alpha", status=ResultStatus.DONE,
                              result=result).model_dump_json().encode()
 
-    assert "dropped" in collector.handle_result("results.beta.job1", message(first))
-    assert "stored" in collector.handle_result("results.alpha.job1", message(first))
-    assert "duplicate" in collector.handle_result("results.alpha.job1", message(second))
-    row = ledger.get("job1")
+    assert "dropped" in collector.handle_result(f"results.beta.{job.hex}", message(first))
+    assert "stored" in collector.handle_result(f"results.alpha.{job.hex}", message(first))
+    assert "duplicate" in collector.handle_result(f"results.alpha.{job.hex}", message(second))
+    row = ledger.get(job.hex)
     assert row is not None and row.scan_id == first.scan.id and row.duplicates == 1
     assert [s.scan_id for s in collector.store.scans()] == [first.scan.id]
     collector.close()
@@ -372,3 +378,106 @@ def test_do_not_probe_list_travels_with_the_job(fleet: Fleet, storescp: RunningP
     result = store.load(row.scan_id or "")
     store.close()
     assert "127.0.0.1" not in {h.address for h in result.hosts if h.ports}
+
+
+def test_result_central_cannot_read_as_its_own_is_refused_and_recorded(fleet: Fleet) -> None:
+    """Results a sensor publishes (from its spool, with its own credentials) that are of
+    another major schema version, do not validate, are not JSON or carry another job's
+    scan: each job fails with the reason in the ledger and in 'jobs', nothing is stored.
+    The schema version and the scan ID were never checked: a 2.x result was stored as
+    1.x, and a result naming another scan replaced that scan in the history."""
+    from scanner.fleet.sensor import Spool
+
+    fleet.kill_sensor("alpha")
+    victim = fleet.submit("alpha", "127.0.0.1", "-p", "20205", "--discovery", "none")
+    fleet.start_sensor("alpha")
+    assert fleet.wait_job(victim).state is JobState.DONE
+    fleet.kill_sensor("alpha")
+    stored_before = fleet.history_scans()
+
+    good = local_result(20206)
+
+    def body(job_id: str, **change: Any) -> bytes:
+        result = as_scan(good, str(uuid.UUID(job_id))).model_dump(mode="json")
+        doc = {"job_id": job_id, "sensor": "alpha", "status": "done", "result": result}
+        for key, value in change.items():
+            if key == "result":
+                doc["result"] = {**result, **value}
+            else:
+                doc[key] = value
+        return json.dumps(doc).encode()
+
+    cases = {
+        "2.0": (lambda j: body(j, result={"schema_version": "2.0"}),
+                "result refused: scan result of schema version '2.0'; this central reads "
+                "schema 1.x"),
+        "no version": (lambda j: body(j, result={"schema_version": None}),
+                       "result refused: scan result of schema version 'None'"),
+        "invalid": (lambda j: body(j, result={"hosts": "all of them"}),
+                    "result refused: not a valid result message: 1 problem(s), first: "
+                    "result.hosts: Input should be a valid list"),
+        "not json": (lambda j: b'{"job_id": "' + j.encode() + b'", "status": "do',
+                     "result refused: not JSON"),
+        "other scan": (lambda j: body(j, result={"scan": {**good.scan.model_dump(mode="json"),
+                                                          "id": str(uuid.UUID(victim))}}),
+                       f"the result is scan '{uuid.UUID(victim)}', not the job's scan"),
+    }
+    spool = Spool(fleet.d.bundle("alpha") / "spool")
+    jobs: dict[str, str] = {}
+    for name, (make, _reason) in cases.items():
+        job_id = fleet.submit("alpha", "127.0.0.1", "-p", "20207", "--discovery", "none")
+        spool.put(job_id, make(job_id))
+        jobs[name] = job_id
+    fleet.start_sensor("alpha")  # republishes its spool first
+    for name, (_make, reason) in cases.items():
+        row = fleet.wait_job(jobs[name])
+        assert row.state is JobState.FAILED and row.scan_id is None, (name, row)
+        assert row.reason is not None and reason in row.reason, (name, row.reason)
+    listed = dicomscan("jobs", str(fleet.dir), "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    waited = dicomscan("jobs", str(fleet.dir), "--wait", jobs["2.0"])
+    assert waited.returncode == 3, waited.stdout + waited.stderr
+    assert "schema version '2.0'" in waited.stdout + waited.stderr
+    after = fleet.history_scans()
+    assert [s["scan_id"] for s in after] == [s["scan_id"] for s in stored_before]
+    victim_scan = next(s for s in after if s["scan_id"] == str(uuid.UUID(victim)))
+    assert victim_scan["targets"] == ["127.0.0.1"] and victim_scan == next(
+        s for s in stored_before if s["scan_id"] == victim_scan["scan_id"])
+
+
+def test_damaged_spool_entries_are_set_aside_not_blocking_the_sensor(fleet: Fleet) -> None:
+    """A FIFO, a folder, a symbolic link and a file larger than any message in the
+    spool, and a truncated result: the sensor starts, sets the first four aside (the FIFO
+    blocked it for ever, the folder stopped it, the large file was retried for ever),
+    scans the queued job again, and central fails the job of the truncated result."""
+    import os
+
+    from scanner.fleet.layout import MAX_PAYLOAD
+
+    fleet.kill_sensor("alpha")
+    spool = fleet.d.bundle("alpha") / "spool"
+    spool.mkdir(exist_ok=True)
+    fifo_job = fleet.submit("alpha", "127.0.0.1", "-p", "20208", "--discovery", "none")
+    cut_job = fleet.submit("alpha", "127.0.0.1", "-p", "20209", "--discovery", "none")
+    os.mkfifo(spool / f"{fifo_job}.json")
+    (spool / "0000folder.json").mkdir()
+    (spool / "0000link.json").symlink_to("/etc/hostname")
+    with (spool / "0000large.json").open("wb") as fh:
+        fh.truncate(MAX_PAYLOAD + 1)  # sparse: no disk used
+    body = json.dumps({"job_id": cut_job, "sensor": "alpha", "status": "done",
+                       "result": local_result(20209).model_dump(mode="json")})
+    (spool / f"{cut_job}.json").write_text(body[:len(body) // 2])
+    fleet.start_sensor("alpha")
+    fleet.wait_sensor_ready("alpha")
+    row = fleet.wait_job(fifo_job)
+    assert row.state is JobState.DONE, row
+    cut = fleet.wait_job(cut_job)
+    assert cut.state is JobState.FAILED and cut.reason == "result refused: not JSON", cut
+    log = fleet.log("sensor-alpha")
+    for name in (fifo_job, "0000folder", "0000link", "0000large"):
+        assert (spool / f"{name}.unusable").exists() or (spool / f"{name}.unusable"
+                                                         ).is_symlink(), name
+        assert not (spool / f"{name}.json").exists() and not (
+            spool / f"{name}.json").is_symlink(), name
+    assert "is not a file; moved to" in log and "more than any message" in log
+    assert "Traceback" not in log, log

@@ -65,8 +65,12 @@ def init(directory: Path, listen: str, addresses: tuple[str, ...], store: str | 
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("name")
 @click.option("--scope", multiple=True, required=True, metavar="CIDR",
-              help="Network the sensor may scan (repeatable); jobs outside are refused.")
-def add_sensor(directory: Path, name: str, scope: tuple[str, ...]) -> None:
+              help="Network the sensor may scan (repeatable); jobs outside are refused. "
+                   "Only private, loopback, link-local, shared (100.64/10) and benchmark "
+                   "(198.18/15) networks unless --allow-public.")
+@click.option("--allow-public", is_flag=True,
+              help="Let --scope hold globally routable addresses (as scan --allow-public).")
+def add_sensor(directory: Path, name: str, scope: tuple[str, ...], allow_public: bool) -> None:
     """Issue sensor NAME's certificate bundle and grant it its own subjects only."""
     import asyncio
 
@@ -76,7 +80,7 @@ def add_sensor(directory: Path, name: str, scope: tuple[str, ...]) -> None:
     from scanner.fleet.server import reload
 
     try:
-        _config, bundle = add(directory, name, list(scope))
+        _config, bundle = add(directory, name, list(scope), allow_public)
         reloaded = reload(CentralDir(directory))
         if reloaded:
             time.sleep(0.5)  # the reload is a signal: give the server a moment to apply it

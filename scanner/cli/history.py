@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from scanner.cli.common import (
+    EXIT_FAILED,
     EXIT_FINDINGS,
     EXIT_OK,
     EXIT_OUTPUT,
-    EXIT_USAGE,
     check_syslog,
 )
 from scanner.cli.recording import (
@@ -22,12 +22,15 @@ from scanner.cli.recording import (
     drift_kinds,
     history_option,
     open_store,
+    reading_history,
+    say_damaged,
     send_drift_syslog,
     write_text,
 )
 
 if TYPE_CHECKING:
-    from scanner.history.store import StoredScan
+    from scanner.history.store import HistoryStore, StoredScan
+    from scanner.model import ScanResult
 
 
 def _check_syslog(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -68,15 +71,46 @@ def history() -> None:
 def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> None:
     """Scans, newest first, with times, counts and partial marks."""
     store = open_store(history)
-    scans = store.scans(job, limit=limit)
+    with reading_history(store):
+        scans = store.scans(job, limit=limit)
     if fmt == "json":
         click.echo(json.dumps([{**s.model_dump(mode="json"), "partial": s.partial}
                                for s in scans], indent=2))
+    else:
+        click.echo(f"{'scan':<8}  {'job':<14} {'status':<24} {'started (UTC)':<19}  "
+                   f"{'took':>8}  {'hosts':>5}  {'services':>8}  {'findings':>8}  "
+                   f"{'failed':>6}")
+        for s in scans:
+            click.echo(_scan_line(s))
+    if say_damaged(store):  # the list is incomplete: not the all-clear of exit 0
+        sys.exit(EXIT_FAILED)
+
+
+def _seen_rows(store: HistoryStore, stored: StoredScan, result: ScanResult | None,
+               devices: list[dict[str, Any]], findings: list[dict[str, Any]]) -> None:
+    """The devices that answered and the failed findings, with first and last seen."""
+    if result is None:
         return
-    click.echo(f"{'scan':<8}  {'job':<14} {'status':<24} {'started (UTC)':<19}  {'took':>8}  "
-               f"{'hosts':>5}  {'services':>8}  {'findings':>8}  {'failed':>6}")
-    for s in scans:
-        click.echo(_scan_line(s))
+    from scanner.history.drift import device_seen
+    from scanner.history.timeline import devices_seen, findings_seen
+
+    hosts = [h for h in result.hosts if device_seen(h)]
+    failed = [f for f in result.findings if f.status.value == "fail"]
+    dseen = devices_seen(store, (h.device_id for h in hosts), job=stored.job,
+                         until=stored.started_at)
+    fseen = findings_seen(store, (f.finding_id for f in failed), job=stored.job,
+                          until=stored.started_at)
+    for h in hosts:
+        first, last = dseen.get(h.device_id, (None, None))
+        devices.append({"device_id": h.device_id, "address": h.address, "mac": h.mac,
+                        "open_ports": sorted(p.port for p in h.ports
+                                             if p.state.value == "open"),
+                        "first_seen": first, "last_seen": last})
+    for f in failed:
+        first, last = fseen.get(f.finding_id, (None, None))
+        findings.append({"finding_id": f.finding_id, "rule_id": f.rule_id,
+                         "severity": f.severity.value, "host": f.host, "port": f.port,
+                         "first_seen": first, "last_seen": last})
 
 
 @history.command("show")
@@ -86,38 +120,16 @@ def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> No
               show_default=True)
 def show(scan_ref: str, history: str | None, fmt: str) -> None:
     """One stored scan: devices and failed findings, each with first and last seen."""
-    from scanner.history.store import HistoryError
-    from scanner.history.timeline import devices_seen, findings_seen
-
     store = open_store(history)
-    try:
-        stored = store.find(scan_ref)
-        result = store.load(stored.scan_id) if stored.status.value != "running" else None
-    except HistoryError as exc:  # an unknown or ambiguous reference: input, so exit 2
-        click.echo(f"dicomscan: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
     devices: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
-    if result is not None:
-        from scanner.history.drift import device_seen
-
-        hosts = [h for h in result.hosts if device_seen(h)]
-        failed = [f for f in result.findings if f.status.value == "fail"]
-        dseen = devices_seen(store, (h.device_id for h in hosts), job=stored.job,
-                             until=stored.started_at)
-        fseen = findings_seen(store, (f.finding_id for f in failed), job=stored.job,
-                              until=stored.started_at)
-        for h in hosts:
-            first, last = dseen.get(h.device_id, (None, None))
-            devices.append({"device_id": h.device_id, "address": h.address, "mac": h.mac,
-                            "open_ports": sorted(p.port for p in h.ports
-                                                 if p.state.value == "open"),
-                            "first_seen": first, "last_seen": last})
-        for f in failed:
-            first, last = fseen.get(f.finding_id, (None, None))
-            findings.append({"finding_id": f.finding_id, "rule_id": f.rule_id,
-                             "severity": f.severity.value, "host": f.host, "port": f.port,
-                             "first_seen": first, "last_seen": last})
+    # an unknown, ambiguous or damaged scan: input, so exit 2
+    with reading_history(store):
+        stored = store.find(scan_ref)
+        result = store.load(stored.scan_id) if stored.status.value != "running" else None
+    with reading_history(store):
+        _seen_rows(store, stored, result, devices, findings)
+    say_damaged(store)  # scans left out of first/last seen
     if fmt == "json":
         doc = {"scan": {**stored.model_dump(mode="json"), "partial": stored.partial},
                "devices": devices, "findings": findings}
@@ -176,7 +188,7 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
     if old is not None and new is None:
         new, old = old, None  # one scan given: compare it with the one before it
     store = open_store(history)
-    try:
+    with reading_history(store):
         if old is None and new is not None:
             target = store.find(new)
             earlier = [s for s in store.scans(job or target.job, complete_only=True)
@@ -185,9 +197,7 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
                 raise HistoryError(f"no complete scan before {target.scan_id[:8]}")
             old = earlier[0].scan_id
         drift = stored_drift(store, old, new, job)
-    except HistoryError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    say_damaged(store)  # left out of the choice of scans or of first/last seen
     written = write_text(DRIFT_WRITERS[fmt](drift), output)
     sent = send_drift_syslog(drift, syslog, syslog_ca)
     found = {c.kind.value for c in drift.changes} & kinds

@@ -94,12 +94,16 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
     except FleetError as exc:
         click.echo(f"dicomscan: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         if wait_for is None:
             rows = ledger.all()
             click.echo("".join(r.model_dump_json() + "\n" for r in rows) if as_json
                        else _show(rows), nl=False)
-            return
+            for why in ledger.damaged:  # left out: the list is incomplete, so not exit 0
+                click.echo(f"dicomscan: left out a {why}", err=True)
+            sys.exit(EXIT_FAILED if ledger.damaged else EXIT_OK)
         deadline = time.monotonic() + timeout
         row = ledger.find(wait_for)
         if row is None:
@@ -108,6 +112,13 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
         while row.state not in FINAL and time.monotonic() < deadline:
             time.sleep(0.2)
             row = ledger.get(row.job_id) or row
+    except FleetError as exc:  # the job asked for is a damaged row
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SQLAlchemyError as exc:  # e.g. a damaged page: "database disk image is malformed"
+        why = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        click.echo(f"dicomscan: cannot read the job ledger {d.ledger}: {why}", err=True)
+        sys.exit(EXIT_USAGE)
     finally:
         ledger.close()
     click.echo(row.model_dump_json() if as_json else _show([row]), nl=False)

@@ -8,7 +8,8 @@ scan loads only this; the store itself (SQLAlchemy) loads only when a history is
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -71,6 +72,41 @@ def open_store(location: str | None) -> HistoryStore:
         sys.exit(EXIT_USAGE)
 
 
+def db_error(exc: BaseException) -> str:
+    """A database error on one line: the driver's own text, without SQLAlchemy's SQL and
+    link (a damaged SQLite page is "database disk image is malformed")."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
+@contextmanager
+def reading_history(store: HistoryStore) -> Iterator[None]:
+    """Around a command that reads the store: a scan it cannot read (unknown, damaged)
+    or a file the database cannot read is one line and exit 2; damaged scans it only
+    passed over are said on stderr afterwards (say_damaged)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scanner.history.store import HistoryError
+
+    try:
+        yield
+    except HistoryError as exc:
+        say_damaged(store)
+        click.echo(f"dicomscan: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SQLAlchemyError as exc:
+        click.echo(f"dicomscan: cannot read the history "
+                   f"{store.engine.url.render_as_string()}: {db_error(exc)}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def say_damaged(store: HistoryStore) -> bool:
+    """One stderr line per damaged scan left out; True when there was any."""
+    for why in store.damaged.values():
+        click.echo(f"dicomscan: history: left out a damaged scan: {why}", err=True)
+    shown, store.damaged = bool(store.damaged), {}
+    return shown
+
+
 def write_text(text: str, output: str | None) -> bool:
     """To stdout, or atomically to a file (a reader never sees half a report). False when
     the file could not be written: said on stderr with where the text was kept instead.
@@ -97,7 +133,7 @@ def begin_recording(opts: dict[str, Any], settings: ScanSettings) -> HistoryStor
         store.begin(settings.scan_id, opts.get("job"), settings.target_specs,
                     settings.profile.value)
     except SQLAlchemyError as exc:  # no scan without its trace: say so before any packet
-        click.echo(f"dicomscan: history: cannot record the scan: {exc}", err=True)
+        click.echo(f"dicomscan: history: cannot record the scan: {db_error(exc)}", err=True)
         sys.exit(EXIT_FAILED)
     return store
 
@@ -113,19 +149,31 @@ def finish_recording(store: HistoryStore | None, result: ScanResult, interrupted
         return result, EXIT_OK
     from sqlalchemy.exc import SQLAlchemyError
 
+    from scanner.history.store import HistoryError
     from scanner.history.timeline import with_seen
 
     try:
-        store.record(result, opts.get("job"), interrupted)
+        try:
+            store.record(result, opts.get("job"), interrupted)
+        except SQLAlchemyError as exc:
+            click.echo(f"dicomscan: history: could not store scan {result.scan.id}: "
+                       f"{db_error(exc)}", err=True)
+            return result, EXIT_OK
+        missing = "first/last seen"
         result = with_seen(store, result, opts.get("job"))
         if interrupted or result.scan.interrupted or not opts.get("job"):
             return result, EXIT_OK
+        missing = "drift"
         return result, _drift_after_scan(store, result.scan.id, opts)
-    except SQLAlchemyError as exc:
-        click.echo(f"dicomscan: history: could not store scan {result.scan.id}: {exc}",
-                   err=True)
-        return result, EXIT_OK
+    except (HistoryError, SQLAlchemyError) as exc:
+        # Stored, but the history around it could not be read (a damaged earlier scan):
+        # drift was not measured, which is not "no drift".
+        why = exc if isinstance(exc, HistoryError) else db_error(exc)
+        click.echo(f"dicomscan: history: scan {result.scan.id} stored, but no {missing}: "
+                   f"{why}", err=True)
+        return result, EXIT_FAILED
     finally:
+        say_damaged(store)
         store.close()
 
 

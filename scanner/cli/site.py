@@ -3,6 +3,7 @@ schedule``, and ``scan --config FILE [--job NAME]``."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import sys
@@ -81,10 +82,39 @@ def check(file: str) -> None:
         click.echo("\n".join(f"dicomscan: {p}" for p in problems), err=True)
         sys.exit(EXIT_USAGE)
     for name, job in config.jobs.items():
+        for why in _output_warnings(job):  # warnings: the folder may exist only where it runs
+            click.echo(f"dicomscan: warning: {file}: job {name}: {why}", err=True)
         click.echo(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
                    f"{job.profile.value}, discovery {job.discovery.value}, "
                    f"{len(job.outputs)} output(s)")
     click.echo(f"{file}: ok")
+
+
+def _output_warnings(job: JobSpec) -> list[str]:
+    """Output files this host could not write: a folder missing or not writable, or the
+    path a folder. Warnings, not errors: the file is checked where it is written, and
+    the scanning host may be another machine (or a systemd unit with its own folder)."""
+    import os
+
+    from scanner.outputs.registry import drift_file
+
+    paths = [(f"output {o.format}", o.path) for o in job.outputs]
+    if job.drift_output:
+        paths.append(("drift_output", drift_file(job.drift_output)[1]))
+    warnings = []
+    for what, path in paths:
+        target = Path(path)
+        folder = target.parent
+        if target.is_dir():
+            why = "is a folder"
+        elif not folder.is_dir():
+            why = f"folder {folder} does not exist on this host"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            why = f"folder {folder} is not writable here"
+        else:
+            continue
+        warnings.append(f"{what} {target}: {why}")
+    return warnings
 
 
 def _settings_problems(job: JobSpec) -> list[str]:
@@ -262,7 +292,9 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
         return
     from scanner.cli.recording import write_text
 
-    Path(write_dir).mkdir(parents=True, exist_ok=True)
+    # A folder that cannot be made is said by write_text, with where the units were kept.
+    with contextlib.suppress(OSError):
+        Path(write_dir).mkdir(parents=True, exist_ok=True)
     for unit, text in units.items():
         if not write_text(text, str(Path(write_dir) / unit)):
             sys.exit(EXIT_OUTPUT)

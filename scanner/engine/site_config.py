@@ -8,7 +8,7 @@ the command line wins over the file wherever the user gave an option explicitly.
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,17 +42,56 @@ class OutputSpec(_Strict):
     path: str = Field(description="file to write (relative to the configuration file)")
 
 
+MAX_RANDOMIZED_DELAY = 7 * 86400  # seconds: a weekly job's whole week, no more
+# Port numbers written as YAML integers: strict, so 'true' is not port 1 and -1 is not
+# the open range "-1" that the text form allows (the top is the port list's own check).
+Port = Annotated[int, Field(strict=True, ge=1)]
+
+# Vixie cron's fields: their ranges and the names it takes (cron refuses a crontab
+# holding anything else, so the nightly scan would silently never be installed).
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
+                                  "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_ITEM = re.compile(r"(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?")
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    if text.lower() in names:
+        return True
+    return text.isdigit() and len(text) <= 3 and low <= int(text) <= high
+
+
+def check_cron(value: str) -> str:
+    """Five crontab time fields, each number in its field's range (a hand-written check:
+    the cron libraries on PyPI accept more syntax than cron itself, e.g. L, W, # and H)."""
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError("cron needs five time fields, e.g. '0 2 * * *'")
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM.fullmatch(item)
+            ok = m is not None and (m.group(1) == "*" or (
+                _cron_value(m.group(2), low, high, names)
+                and (m.group(3) is None or _cron_value(m.group(3), low, high, names))))
+            step = m.group(4) if m is not None else None
+            if not ok or (step is not None and not (len(step) <= 3 and 0 < int(step) <= high)):
+                raise ValueError(f"cron {what} {item!r}: not a value, range or step within "
+                                 f"{low}-{high}")
+    return value
+
+
 class ScheduleSpec(_Strict):
     cron: str = Field(default="0 2 * * *", description="crontab time fields (five)")
-    on_calendar: str = Field(default="*-*-* 02:00:00", description="systemd OnCalendar=")
-    randomized_delay: int = Field(default=300, ge=0, description="seconds (systemd timer)")
+    on_calendar: str = Field(default="*-*-* 02:00:00", min_length=1,
+                             description="systemd OnCalendar=")
+    randomized_delay: int = Field(default=300, ge=0, le=MAX_RANDOMIZED_DELAY, strict=True,
+                                  description="seconds (systemd timer), at most a week")
 
     @field_validator("cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("cron needs five time fields, e.g. '0 2 * * *'")
-        return value
+        return check_cron(value)
 
 
 class JobSpec(_Strict):
@@ -63,7 +102,7 @@ class JobSpec(_Strict):
     scope: list[str] = Field(default_factory=empty_list)
     allow_public: bool = False
     profile: ProfileName = ProfileName.SAFE
-    ports: str | list[int | str] = "default"
+    ports: str | list[Port | str] = "default"
     policy: str | None = None
     calling_ae: str = "DICOMSCAN"
     ae_titles: list[str] = Field(default_factory=empty_list)
@@ -89,7 +128,8 @@ class JobSpec(_Strict):
 
 class SiteConfig(_Strict):
     version: Literal[1] = 1
-    history: str | None = Field(default=None, description="history path or database URL")
+    history: str | None = Field(default=None, min_length=1,
+                                description="history path or database URL")
     jobs: dict[str, JobSpec] = Field(min_length=1)
 
     @field_validator("jobs")
@@ -163,7 +203,7 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not isinstance(p, str) or
-                        not p.startswith(("function-", "literal[", "list[", "str")))
+                        not p.startswith(("function-", "literal[", "list[", "str", "constrained-")))
             key = ".".join(str(p) for p in loc) or "(top)"
             problems.append(f"{_where(path, _node_at(root, loc))}: {key}: {err['msg']}")
         raise SiteConfigError(problems) from None
@@ -191,8 +231,12 @@ def _resolve_paths(config: SiteConfig, path: Path, root: yaml.Node | None,
                                    else "client_key"))
             problems.append(f"{_where(path, node)}: jobs.{name}: client_cert and client_key "
                             "go together")
-        if job.drift_output:
-            update["drift_output"] = str((base / job.drift_output).absolute())
+        if job.drift_output:  # [FORMAT:]PATH: the path is relative, not "ocsf:..."
+            from scanner.outputs.registry import drift_file
+
+            fmt, where = drift_file(job.drift_output)
+            full = str((base / where).absolute())
+            update["drift_output"] = full if where == job.drift_output else f"{fmt}:{full}"
         update["outputs"] = [o.model_copy(update={"path": str((base / o.path).absolute())})
                              for o in job.outputs]
         jobs[name] = job.model_copy(update=update)

@@ -28,7 +28,7 @@ from scanner.fleet.protocol import (
     EVENTS_CONSUMER,
     Job,
     Progress,
-    ResultMessage,
+    ResultRefused,
     ResultStatus,
     check_job_scope,
     connect_options,
@@ -36,6 +36,7 @@ from scanner.fleet.protocol import (
     fetch_or_stop,
     jobs_subject,
     now,
+    read_result,
     tls_context,
 )
 from scanner.model import ScanSettings
@@ -56,7 +57,11 @@ async def connect_central(d: CentralDir, config: CentralConfig, reconnect: bool 
     async def remember(exc: Exception) -> None:  # one message at the end, not one a try
         failures.append(exc)
 
-    ctx = tls_context(d.pki / "ca.pem", d.pki / "central.pem", d.pki / "central.key")
+    d.check_pki("ca.pem", "central.pem", "central.key")
+    try:
+        ctx = tls_context(d.pki / "ca.pem", d.pki / "central.pem", d.pki / "central.key")
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise FleetError(f"cannot use central's certificate in {d.pki}: {exc}") from None
     opts = connect_options([config.url], ctx, config.addresses[0], "dicomscan-central",
                            None, _log_error if reconnect else remember)
     if not reconnect:
@@ -153,19 +158,25 @@ class Collector:
         self.store.close()
 
     def handle_result(self, subject: str, data: bytes) -> str:
-        """Store one result message; what happened, for the log."""
+        """Store one result message; what happened, for the log. A result central cannot
+        take as this version's (unreadable, another major schema version, not valid, not
+        the job's scan) fails its job with the reason, and nothing is stored."""
         _, sensor, job_id = [*subject.split(".", 2), "", ""][:3]
         try:
-            msg = ResultMessage.model_validate_json(data)
-        except ValidationError as exc:
-            return f"unreadable result on {subject}: {exc.error_count()} error(s); dropped"
-        job = self.ledger.get(job_id)
+            job = self.ledger.get(job_id)
+        except FleetError as exc:  # acked: NAKed it would come back every 10 s for ever
+            return f"result on {subject} not stored: {exc} (kept in the RESULTS stream)"
         # The subject's sensor is the publisher's (permissions); the job must be its own.
-        if job is None or job.sensor != sensor or msg.job_id != job_id or msg.sensor != sensor:
+        if job is None or job.sensor != sensor:
             return f"result on {subject} for a job not assigned to {sensor}; dropped"
         if job.state in (JobState.DONE, JobState.FAILED):
             self.ledger.finish(job_id, JobState.DONE, now())  # counts the duplicate
             return f"duplicate result for job {job_id}; not stored again"
+        try:
+            msg = read_result(data, job_id, sensor)
+        except ResultRefused as exc:
+            self.ledger.finish(job_id, JobState.FAILED, now(), reason=f"result refused: {exc}")
+            return f"job {job_id}: result from {sensor} refused: {exc}"
         if msg.status is not ResultStatus.DONE or msg.result is None:
             self.ledger.finish(job_id, JobState.FAILED, now(),
                                reason=f"sensor {msg.status.value}: {msg.reason}")
@@ -178,7 +189,10 @@ class Collector:
 
     def handle_event(self, seq: int, deliveries: int, job_id: str | None) -> str:
         """A job message delivered the maximum number of times: its job failed."""
-        job = (self.ledger.get(job_id) if job_id else None) or self.ledger.by_seq(seq)
+        try:
+            job = (self.ledger.get(job_id) if job_id else None) or self.ledger.by_seq(seq)
+        except FleetError as exc:
+            return f"max deliveries for job message {seq}: {exc}"
         if job is None:
             return f"max deliveries for unknown job message {seq}"
         self.ledger.finish(job.job_id, JobState.FAILED, now(),

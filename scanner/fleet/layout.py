@@ -15,14 +15,15 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
-from scanner.model.documents import read_bytes
+from scanner.model.documents import MAX_TEXT, TooLarge
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 CENTRAL_USER = "central"
@@ -38,17 +39,34 @@ class FleetError(Exception):
 
 class SensorEntry(Frozen):
     scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
+    allow_public: bool = Field(default=False, description="its scope may hold public "
+                                                          "addresses (add-sensor --allow-public)")
+
+
+# central.json and sensor.json are files a person may edit: numbers keep the ranges
+# 'central init' allows, and strictly (JSON true is not port 1; 1e308 s is no lease).
+_ACK_WAIT = Field(ge=1, le=3600, strict=True,
+                  description="seconds a job lease lasts without progress")
 
 
 class CentralConfig(Frozen):
-    listen_host: str
-    listen_port: int = Field(gt=0, lt=65536)
+    listen_host: str = Field(min_length=1)
+    listen_port: int = Field(gt=0, lt=65536, strict=True)
     addresses: list[str] = Field(min_length=1,
                                  description="names/addresses sensors dial (server cert SANs)")
-    store: str = Field(description="history store: a path or a database URL")
-    ack_wait: float = Field(gt=0, description="seconds a job lease lasts without progress")
-    max_deliver: int = Field(gt=0, description="deliveries before a job is failed")
+    store: str = Field(min_length=1, description="history store: a path or a database URL")
+    ack_wait: float = _ACK_WAIT
+    max_deliver: int = Field(ge=1, le=100, strict=True,
+                             description="deliveries before a job is failed")
     sensors: dict[str, SensorEntry] = Field(default_factory=dict)
+
+    @field_validator("addresses")
+    @classmethod
+    def _checked_addresses(cls, value: list[str]) -> list[str]:
+        try:
+            return [check_address(a, "address") for a in value]
+        except FleetError as exc:
+            raise ValueError(str(exc)) from None
 
     # central.json is a file a person may edit: what add-sensor checks is checked on
     # reading too, or a bad name or scope surfaced as a traceback in submit.
@@ -58,7 +76,7 @@ class CentralConfig(Frozen):
         for name, entry in value.items():
             try:
                 check_name(name)
-                check_scope(entry.scope)
+                check_scope(entry.scope, entry.allow_public)
             except FleetError as exc:
                 raise ValueError(str(exc)) from None
         return value
@@ -74,17 +92,36 @@ class SensorBundle(Frozen):
     name: str
     # nats-py, told to reconnect forever, spins on an empty server list.
     servers: list[str] = Field(min_length=1)
-    tls_hostname: str
+    tls_hostname: str = Field(min_length=1)
     scope: list[str]
-    ack_wait: float = Field(gt=0)
+    ack_wait: float = _ACK_WAIT
+    allow_public: bool = False
 
-    @field_validator("scope")
+    @field_validator("servers")
     @classmethod
-    def _checked_scope(cls, value: list[str]) -> list[str]:
+    def _checked_servers(cls, value: list[str]) -> list[str]:
+        # What central writes: tls://HOST:PORT. Anything else was dialled for ever.
+        from urllib.parse import urlsplit
+
+        for url in value:
+            try:
+                parts = urlsplit(url)
+                port = parts.port
+            except ValueError:
+                port = None
+                parts = None
+            if parts is None or parts.scheme != "tls" or not parts.hostname or port is None \
+                    or not 0 < port < 65536:
+                raise ValueError(f"server {url[:80]!r} is not tls://HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _checked_scope(self) -> SensorBundle:
         try:
-            return check_scope(value)
+            check_scope(self.scope, self.allow_public)
         except FleetError as exc:
             raise ValueError(str(exc)) from None
+        return self
 
 
 def one_line(exc: ValidationError) -> str:
@@ -120,16 +157,50 @@ def check_address(value: str, option: str = "--address") -> str:
                      "(letters, digits and '-' in dot-separated labels; IDNs as xn--)")
 
 
-def check_scope(scope: list[str]) -> list[str]:
+def _public_part(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """The first globally routable stretch of the network, judged as the scan's own guard
+    judges targets (scanner/engine/spans.py), or None when it holds none."""
+    from scanner.engine.spans import public_parts, range_text
+
+    parts = public_parts(net.version, int(net[0]), int(net[-1]))
+    return range_text(net.version, *parts[0]) if parts else None
+
+
+def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
+    """The scope as networks; one that may hold public addresses only with allow_public
+    (the scan refuses public targets unless told --allow-public: a sensor's scope is the
+    same promise, made once for all its jobs)."""
     if not scope:
         raise FleetError("a sensor needs at least one --scope network")
     out = []
     for spec in scope:
         try:
-            out.append(str(ipaddress.ip_network(spec.strip(), strict=False)))
+            net = ipaddress.ip_network(spec.strip(), strict=False)
         except ValueError:
             raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None
+        public = None if allow_public else _public_part(net)
+        if public is not None:
+            raise FleetError(f"--scope {net} holds public addresses ({public}); a sensor "
+                             "may scan them only when added with --allow-public (as a scan "
+                             "needs --allow-public)")
+        out.append(str(net))
     return out
+
+
+def read_state(path: Path) -> bytes:
+    """A file the fleet wrote itself (central.json, sensor.json), at most 16 MiB, and only
+    a regular file: a FIFO put in its place made every command wait for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_TEXT + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TEXT:
+        raise TooLarge(MAX_TEXT)
+    return data
 
 
 def write_json(path: Path, text: str) -> None:
@@ -152,9 +223,21 @@ class CentralDir:
     def bundle(self, name: str) -> Path:
         return self.root / "sensors" / name
 
+    def check_pki(self, *names: str) -> None:
+        """The certificate files about to be read are there and plain files: OpenSSL and
+        nats-server read a FIFO put there for ever, a missing CA key was a traceback."""
+        for name in names:
+            path = self.pki / name
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                raise FleetError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if not stat.S_ISREG(mode):
+                raise FleetError(f"cannot read {path}: not a regular file")
+
     def load(self) -> CentralConfig:
         try:
-            return CentralConfig.model_validate_json(read_bytes(self.config_file))
+            return CentralConfig.model_validate_json(read_state(self.config_file))
         except FileNotFoundError:
             raise FleetError(f"{self.root} is not a central directory (no central.json; "
                              "run 'dicomscan central init' first)") from None
@@ -248,11 +331,13 @@ def init_central(root: Path, listen_host: str, listen_port: int, addresses: list
     return config
 
 
-def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, Path]:
+def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = False,
+               ) -> tuple[CentralConfig, Path]:
     d = CentralDir(root)
     config = d.load()
     check_name(name)
-    scope = check_scope(scope)
+    scope = check_scope(scope, allow_public)
+    d.check_pki("ca.pem", "ca.key")
     if name in config.sensors:
         raise FleetError(f"sensor {name!r} already exists")
     bundle = d.bundle(name)
@@ -264,24 +349,30 @@ def add_sensor(root: Path, name: str, scope: list[str]) -> tuple[CentralConfig, 
     bundle.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
     try:
-        pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
+        try:
+            pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
+        except ValueError as exc:  # not PEM, not the CA's kind of key
+            raise FleetError(f"cannot use the central CA in {d.pki}: {exc}") from None
         pki.write_public(work / "ca.pem", (d.pki / "ca.pem").read_bytes())
         info = SensorBundle(name=name, servers=[config.url], tls_hostname=config.addresses[0],
-                            scope=scope, ack_wait=config.ack_wait)
+                            scope=scope, ack_wait=config.ack_wait,
+                            allow_public=allow_public)
         write_json(work / "sensor.json", info.model_dump_json(indent=2))
         os.rename(work, bundle)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     config = config.model_copy(update={"sensors": {**config.sensors,
-                                                   name: SensorEntry(scope=scope)}})
+                                                   name: SensorEntry(
+                                                       scope=scope,
+                                                       allow_public=allow_public)}})
     d.save(config)
     return config, bundle
 
 
 def load_bundle(folder: Path) -> SensorBundle:
     try:
-        bundle = SensorBundle.model_validate_json(read_bytes(folder / "sensor.json"))
+        bundle = SensorBundle.model_validate_json(read_state(folder / "sensor.json"))
     except FileNotFoundError:
         raise FleetError(f"{folder} is not a sensor bundle (no sensor.json)") from None
     except OSError as exc:

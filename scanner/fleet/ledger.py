@@ -8,10 +8,13 @@ a duplicate and is never stored again, whatever the stream's duplicate window.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Column,
     Engine,
@@ -31,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
 from scanner.fleet.layout import FleetError
-from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
+from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
 from scanner.model.base import Frozen
 
 
@@ -83,13 +86,32 @@ class JobRow(Frozen):
     duplicates: int
 
 
+class DamagedJob(FleetError):
+    """A ledger row that does not read as a job: names the job and what is wrong."""
+
+
+def _row(row: Any) -> JobRow:
+    try:
+        return JobRow.model_validate(dict(row))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "row"
+        value = repr(first.get("input"))[:60]
+        raise DamagedJob(f"damaged job ledger row: job {str(row['job_id'])[:64]!r}: {where} "
+                         f"{value}: {first['msg']}") from None
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
+        # damaged rows left out of all(), one message each, for the caller to say
+        self.damaged: list[str] = []
+        self.path = path
         self.engine: Engine = create_engine(f"sqlite:///{path}",
                                             connect_args={"timeout": WAIT_S})
 
         @event.listens_for(self.engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.text_factory = lenient_text
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={WAIT_S * 1000}")
             switch_to_wal(cur)  # submit and central write at once
@@ -108,41 +130,60 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A write transaction; a file damaged under it is FleetError, one line (submit
+        showed sqlalchemy's DatabaseError traceback)."""
+        try:
+            with self.engine.begin() as c:
+                yield c
+        except SQLAlchemyError as exc:
+            why = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            raise FleetError(f"cannot write the job ledger {self.path}: {why}") from None
+
     def add(self, job_id: str, sensor: str, name: str | None, targets: list[str],
             submitted_at: float) -> None:
-        with self.engine.begin() as c:
+        with self._writing() as c:
             c.execute(jobs.insert().values(
                 job_id=job_id, sensor=sensor, name=name, state=JobState.QUEUED.value,
                 targets=" ".join(targets), submitted_at=submitted_at, delivery=0, done=0,
                 total=0, duplicates=0))
 
     def set_seq(self, job_id: str, seq: int) -> None:
-        with self.engine.begin() as c:
+        with self._writing() as c:
             c.execute(update(jobs).where(jobs.c.job_id == job_id).values(seq=seq))
 
     def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as c:
             row = c.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
-        return JobRow.model_validate(dict(row)) if row else None
+        return _row(row) if row else None
 
     def find(self, ref: str) -> JobRow | None:
         """By ID or a unique prefix of at least 4 characters."""
         if len(ref) < 4:
             return None
         with self.engine.connect() as c:
-            rows = list(c.execute(select(jobs).where(jobs.c.job_id.startswith(ref)).limit(2))
-                        .mappings())
-        return JobRow.model_validate(dict(rows[0])) if len(rows) == 1 else None
+            # autoescape: a reference is a prefix, not a LIKE pattern ('____' matched all)
+            query = select(jobs).where(jobs.c.job_id.startswith(ref, autoescape=True))
+            rows = list(c.execute(query.limit(2)).mappings())
+        return _row(rows[0]) if len(rows) == 1 else None
 
     def by_seq(self, seq: int) -> JobRow | None:
         with self.engine.connect() as c:
             row = c.execute(select(jobs).where(jobs.c.seq == seq)).mappings().first()
-        return JobRow.model_validate(dict(row)) if row else None
+        return _row(row) if row else None
 
     def all(self, limit: int = 200) -> list[JobRow]:
+        """The newest jobs; damaged rows are left out and noted in ``damaged``."""
+        found: list[JobRow] = []
         with self.engine.connect() as c:
             rows = c.execute(select(jobs).order_by(jobs.c.submitted_at.desc()).limit(limit))
-            return [JobRow.model_validate(dict(r)) for r in rows.mappings()]
+            for r in rows.mappings():
+                try:
+                    found.append(_row(r))
+                except DamagedJob as exc:
+                    self.damaged.append(str(exc))
+        return found
 
     def progress(self, job_id: str, delivery: int, done: int, total: int, at: float) -> None:
         """Running, unless already final (a late progress report changes nothing). One

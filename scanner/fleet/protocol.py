@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -17,10 +18,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from scanner.fleet.layout import EVENTS, JOBS, MAX_DELIVERIES_SUBJECT, PROGRESS, RESULTS
-from scanner.model import ScanResult, ScanSettings
+from scanner.model import SCHEMA_VERSION, ScanResult, ScanSettings
 from scanner.model.base import Frozen
 
 PING_INTERVAL = 3  # seconds; a third ping with two unanswered: the link counts as cut
@@ -44,12 +45,17 @@ class Job(Frozen):
     settings: ScanSettings
 
 
+# A sensor's numbers go into the ledger's SQLite integers (at most 2**63 - 1): bounded,
+# or one report with a 30-digit count raised OverflowError in central's handler.
+_COUNT = Field(ge=0, le=2**53)
+
+
 class Progress(Frozen):
-    job_id: str
-    sensor: str
-    delivery: int
-    done: int
-    total: int
+    job_id: str = Field(max_length=64)
+    sensor: str = Field(max_length=64)
+    delivery: int = _COUNT
+    done: int = _COUNT
+    total: int = _COUNT
     at: float
 
 
@@ -57,9 +63,57 @@ class ResultMessage(Frozen):
     job_id: str
     sensor: str
     status: ResultStatus
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)  # shown by 'jobs'
     picked_at: float | None = None
     result: ScanResult | None = None
+
+
+class ResultRefused(ValueError):
+    """A result message central does not take as this version's: the reason, one line."""
+
+
+def job_scan_id(job_id: str) -> str:
+    """The scan ID of a job's result: central makes the job ID from it (submit)."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(hex=job_id))
+    except ValueError:
+        return job_id
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"])) or "message"
+    return f"{exc.error_count()} problem(s), first: {where}: {first['msg']}"[:300]
+
+
+def read_result(data: bytes, job_id: str, sensor: str) -> ResultMessage:
+    """A sensor's result message for ``job_id``, checked as a saved scan is: JSON, a
+    result of this major schema version that validates, and the job's own scan (a
+    result naming another scan ID would replace that scan in the history)."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ResultRefused("not JSON") from None
+    result = raw.get("result") if isinstance(raw, dict) else None
+    version = result.get("schema_version") if isinstance(result, dict) else None
+    major = SCHEMA_VERSION.split(".")[0]
+    if isinstance(result, dict) and (not isinstance(version, str)
+                                     or version.split(".")[0] != major):
+        raise ResultRefused(f"scan result of schema version {str(version)[:20]!r}; this "
+                            f"central reads schema {major}.x (upgrade the older side)")
+    try:
+        msg = ResultMessage.model_validate(raw)
+    except ValidationError as exc:
+        raise ResultRefused(f"not a valid result message: {_first_problem(exc)}") from None
+    if msg.job_id != job_id or msg.sensor != sensor:
+        raise ResultRefused(f"the message names job {msg.job_id[:64]!r} of sensor "
+                            f"{msg.sensor[:64]!r}, not its subject's")
+    if msg.result is not None and msg.result.scan.id != job_scan_id(job_id):
+        raise ResultRefused(f"the result is scan {msg.result.scan.id[:64]!r}, not the job's "
+                            f"scan {job_scan_id(job_id)}")
+    return msg
 
 
 def check_job_scope(settings: ScanSettings, scope: list[str]) -> list[str]:

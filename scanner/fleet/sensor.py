@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from scanner.fleet.layout import JOBS, FleetError, SensorBundle, load_bundle
+from scanner.fleet.layout import JOBS, MAX_PAYLOAD, FleetError, SensorBundle, load_bundle
 from scanner.fleet.protocol import (
     Job,
     Progress,
@@ -40,6 +41,10 @@ log = logging.getLogger("dicomscan.sensor")
 FETCH_WAIT = 20.0  # seconds of long poll per fetch
 RETRY_NAK_DELAY = 5.0
 SPOOL_KEEP = 24 * 3600.0  # seconds
+
+
+class SpoolError(FleetError):
+    """A spool entry that cannot be sent as it is."""
 
 
 class Spool:
@@ -69,10 +74,35 @@ class Spool:
             os.close(fd)
 
     def get(self, job_id: str) -> bytes | None:
+        """The spooled result, None if there is none; SpoolError for an entry that is
+        not a regular file (a FIFO blocked the sensor for ever), is larger than any
+        message the server takes, or cannot be read."""
         try:
-            return self.path(job_id).read_bytes()
+            fd = os.open(self.path(job_id), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise SpoolError(f"spool entry {self.path(job_id)}: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise SpoolError(f"spool entry {self.path(job_id)} is not a file")
+            if info.st_size > MAX_PAYLOAD:
+                raise SpoolError(f"spool entry {self.path(job_id)} holds {info.st_size} "
+                                 f"bytes, more than any message ({MAX_PAYLOAD})")
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return fh.read(MAX_PAYLOAD + 1)
+        except OSError as exc:
+            raise SpoolError(f"spool entry {self.path(job_id)}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def set_aside(self, job_id: str) -> Path:
+        """Move an entry that cannot be sent out of the way (kept for a person to see)."""
+        aside = self.folder / f"{job_id}.unusable"
+        with contextlib.suppress(OSError):
+            os.replace(self.path(job_id), aside)
+        return aside
 
     def drop(self, job_id: str) -> None:
         self.path(job_id).unlink(missing_ok=True)
@@ -129,7 +159,13 @@ class Sensor:
 
     async def republish_spool(self) -> None:
         for job_id in self.spool.pending():
-            body = self.spool.get(job_id)
+            try:
+                body = self.spool.get(job_id)
+            except SpoolError as exc:  # the job, if still queued, comes back and is scanned
+                log.warning("%s; moved to %s, not sent", exc, self.spool.set_aside(job_id))
+                continue
+            if body is not None and self._too_large(job_id, body):
+                continue
             if body is not None:
                 await self.publish_result(job_id, body)
             # Kept while its job may still come back to be acked; past the results'
@@ -138,10 +174,19 @@ class Sensor:
                 if now() - self.spool.path(job_id).stat().st_mtime > SPOOL_KEEP:
                     self.spool.drop(job_id)
 
+    def _too_large(self, job_id: str, body: bytes) -> bool:
+        """A spooled body the server would refuse (it was retried for ever): set aside."""
+        if len(body) <= self.nc.max_payload - 4096:  # headers and subject need room too
+            return False
+        log.warning("spool entry of job %s holds %d bytes, more than the server takes; "
+                    "moved to %s, not sent", job_id, len(body), self.spool.set_aside(job_id))
+        return True
+
     async def _refuse(self, msg: Any, job_id: str, reason: str) -> None:
         log.warning("refusing job %s: %s", job_id, reason)
         body = ResultMessage(job_id=job_id, sensor=self.bundle.name,
-                             status=ResultStatus.REFUSED, reason=reason).model_dump_json()
+                             status=ResultStatus.REFUSED,
+                             reason=reason[:2000]).model_dump_json()  # the message's cap
         await self.publish_result(job_id, body.encode())
         await self._ack(msg, job_id)
 
@@ -166,7 +211,13 @@ class Sensor:
             await self._refuse(msg, job.job_id, "targets outside this sensor's scope "
                                f"({', '.join(self.bundle.scope)}): {', '.join(outside[:5])}")
             return
-        body = self.spool.get(job.job_id)
+        try:
+            body = self.spool.get(job.job_id)
+        except SpoolError as exc:
+            log.warning("%s; moved to %s; scanning again", exc, self.spool.set_aside(job.job_id))
+            body = None
+        if body is not None and self._too_large(job.job_id, body):
+            body = None
         if body is None:
             body = await self.scan(msg, job, delivery)
             if body is None:
@@ -235,7 +286,19 @@ class Sensor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: a stop during a scan takes effect after that job."""
-        await self.connect()
+        # Dialling retries for ever: a stop must end it too (SIGTERM was ignored while
+        # central could not be reached).
+        connecting = asyncio.ensure_future(self.connect())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            log.warning("stopped before central could be reached")
+            return
+        connecting.result()
         await self.republish_spool()
         sub = await self.js.pull_subscribe_bind(durable=self.bundle.name, stream=JOBS)
         log.info("sensor %s connected; waiting for jobs", self.bundle.name)

@@ -12,11 +12,13 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
-from scanner.fleet.layout import CentralDir, FleetError
+from scanner.fleet.layout import CentralDir, FleetError, read_state
 
 _PR_SET_PDEATHSIG = 1
 INSTALL_HINT = "install nats-server (Debian package 'nats-server', or upstream >= 2.11.16)"
@@ -30,6 +32,7 @@ def binary() -> str:
 
 
 def check_config(d: CentralDir) -> None:
+    d.check_pki("ca.pem", "server.pem", "server.key")
     done = subprocess.run([binary(), "-t", "-c", str(d.server_conf)], capture_output=True,
                           text=True, timeout=30, check=False)
     if done.returncode != 0:
@@ -38,13 +41,38 @@ def check_config(d: CentralDir) -> None:
 
 
 def running_pid(d: CentralDir) -> int | None:
-    """The PID in the pid file when that process is alive and is a nats-server."""
+    """The PID in the pid file when that process is alive and is a nats-server. A pid
+    file that is a FIFO (read_text waited for ever) or a folder is FleetError."""
     try:
-        pid = int(d.pid_file.read_text().strip())
+        text = read_state(d.pid_file)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FleetError(f"cannot read the pid file {d.pid_file}: {exc.strerror or exc}; "
+                         "remove it if no nats-server runs for this directory") from None
+    try:
+        pid = int(text[:32].strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
     return pid if b"nats-server" in cmdline else None
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """The server's log for appending; a FIFO there (open waited for a reader) or a
+    folder is FleetError."""
+    if path.exists() and not path.is_file():
+        raise FleetError(f"cannot write the nats-server log {path}: not a regular file")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise FleetError(f"cannot write the nats-server log {path}: "
+                         f"{exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FleetError(f"cannot write the nats-server log {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab")
 
 
 def reload(d: CentralDir) -> bool:
@@ -80,7 +108,7 @@ def _die_with_parent() -> None:
 def start(d: CentralDir, host: str, port: int, timeout: float = 20) -> subprocess.Popen[bytes]:
     """Start nats-server on the directory's configuration; return once it listens."""
     check_config(d)
-    log = d.log_file.open("ab")
+    log = _open_log(d.log_file)
     proc = subprocess.Popen(
         [binary(), "-c", str(d.server_conf), "-P", str(d.pid_file)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -28,3 +28,10 @@ def switch_to_wal(cur: Any, wait_s: float = WAIT_S) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
+
+
+def lenient_text(raw: bytes) -> str:
+    """sqlite3's text_factory for files a person or a broken tool may have edited: text
+    that is not UTF-8 reads with U+FFFD where it is broken. sqlite3's own decoding
+    raised OperationalError and took every other row of the query with it."""
+    return raw.decode("utf-8", "replace")

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,14 +24,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, delete, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from scanner.history.drift import device_seen
+from scanner.history.rows import DamagedRow, column, invalid, raw, raw_columns, shown
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
-from scanner.history.sqlite_wal import WAIT_S, switch_to_wal
+from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
 
@@ -112,6 +114,7 @@ def _sqlite_engine(url: str) -> Engine:
         # Take transactions into our own hands (BEGIN IMMEDIATE below): concurrent
         # writers then queue on the lock instead of failing to upgrade a read lock.
         dbapi_conn.isolation_level = None
+        dbapi_conn.text_factory = lenient_text
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={WAIT_S * 1000}")
         switch_to_wal(cur)
@@ -128,6 +131,8 @@ def _sqlite_engine(url: str) -> Engine:
 class HistoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # scan ID -> why it was left out of a list or a first/last seen (see note_damage)
+        self.damaged: dict[str, str] = {}
 
     @classmethod
     def open(cls, location: str | Path | None = None) -> HistoryStore:
@@ -247,62 +252,110 @@ class HistoryStore:
     # --- reading --------------------------------------------------------------------
 
     @staticmethod
-    def _stored(row: ScanRow) -> StoredScan:
-        return StoredScan(
-            scan_id=row.scan_id, job=row.job, status=ScanStatus(row.status),
-            started_at=_utc(row.started_at),
-            finished_at=_utc(row.finished_at) if row.finished_at else None,
-            profile=row.profile, targets=list(row.targets), hosts=row.host_count,
-            services=row.service_count, findings=row.finding_count, failed=row.failed_count)
+    def _stored(row: Mapping[Any, Any]) -> StoredScan:
+        """A raw ``scans`` row (see rows.py) as a StoredScan, or DamagedRow saying why not."""
+        scan_id = str(row["scan_id"])
+        where = "table scans"
+        values = {
+            "scan_id": scan_id, "job": row["job"], "status": row["status"],
+            "started_at": column(scan_id, where, row, "started_at", "time"),
+            "finished_at": column(scan_id, where, row, "finished_at", "time?"),
+            "profile": row["profile"], "targets": column(scan_id, where, row, "targets", "json"),
+            "hosts": row["host_count"], "services": row["service_count"],
+            "findings": row["finding_count"], "failed": row["failed_count"]}
+        try:
+            return StoredScan.model_validate(values)
+        except ValidationError as exc:
+            raise invalid(scan_id, where, exc) from None
+
+    def note_damage(self, damage: DamagedRow) -> None:
+        """A damaged scan left out of a list or a first/last seen: kept for the caller to
+        say (once per scan), since this layer prints nothing."""
+        self.damaged.setdefault(damage.scan_id, str(damage))
 
     def scans(self, job: str | None = None, *, complete_only: bool = False,
               limit: int | None = None) -> list[StoredScan]:
-        """Scans, newest first."""
-        query = select(ScanRow).order_by(ScanRow.started_at.desc(), ScanRow.recorded_at.desc())
+        """Scans, newest first; damaged ones are left out and noted (``damaged``)."""
+        query = (select(*raw_columns(ScanRow.__table__))  # type: ignore[arg-type]
+                 .order_by(ScanRow.started_at.desc(), ScanRow.recorded_at.desc()))
         if job is not None:
             query = query.where(ScanRow.job == job)
         if complete_only:
             query = query.where(ScanRow.status == ScanStatus.COMPLETE.value)
-        if limit is not None:
-            query = query.limit(limit)
+        found: list[StoredScan] = []
         with Session(self.engine) as s:
-            return [self._stored(r) for r in s.scalars(query)]
+            for row in s.execute(query).mappings():  # streamed: stop at the limit
+                try:
+                    found.append(self._stored(row))
+                except DamagedRow as damage:
+                    self.note_damage(damage)
+                    continue
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     def find(self, ref: str) -> StoredScan:
         """A scan by its ID or a unique prefix of it (at least 4 characters)."""
+        # autoescape: a reference is a prefix, not a LIKE pattern ('____' matched all)
+        query = (select(*raw_columns(ScanRow.__table__))  # type: ignore[arg-type]
+                 .where(ScanRow.scan_id.startswith(ref, autoescape=True)).limit(2))
         with Session(self.engine) as s:
-            rows = list(s.scalars(select(ScanRow).where(ScanRow.scan_id.startswith(ref))
-                                  .limit(2))) if len(ref) >= 4 else []
+            rows = list(s.execute(query).mappings()) if len(ref) >= 4 else []
         if len(rows) != 1:
             why = "no scan" if not rows else "more than one scan"
             raise HistoryError(f"{why} matches {ref!r} (see 'dicomscan history list')")
-        return self._stored(rows[0])
+        try:
+            return self._stored(rows[0])
+        except DamagedRow as damage:
+            raise HistoryError(f"damaged row: {damage}") from None
 
     def load(self, ref: str) -> ScanResult:
-        """The stored scan as the ScanResult it was recorded from."""
+        """The stored scan as the ScanResult it was recorded from; HistoryError naming the
+        table, row and column when one of its rows is damaged."""
         stored = self.find(ref)
+        try:
+            return self._load(stored.scan_id)
+        except DamagedRow as damage:
+            raise HistoryError(f"damaged row: {damage}") from None
+
+    def _load(self, scan_id: str) -> ScanResult:
+        def rows(table: Any, order: Any) -> list[Mapping[Any, Any]]:
+            query = (select(*raw_columns(table.__table__))
+                     .where(table.scan_id == scan_id).order_by(order))
+            return list(s.execute(query).mappings())
+
         with Session(self.engine) as s:
-            row = s.get(ScanRow, stored.scan_id)
-            if row is None or row.meta is None:
-                raise HistoryError(f"scan {stored.scan_id} was never finished: it has no "
+            scan = s.execute(select(raw(ScanRow.meta).label("meta"), ScanRow.status)
+                             .where(ScanRow.scan_id == scan_id)).mappings().one()
+            # JSON null (SQLAlchemy's None) while running; SQL NULL only in a damaged row
+            meta = column(scan_id, "table scans", scan, "meta",
+                          "json?" if scan["status"] == ScanStatus.RUNNING.value else "json")
+            if meta is None and scan["status"] == ScanStatus.RUNNING.value:
+                raise HistoryError(f"scan {scan_id} was never finished: it has no "
                                    "results (status running)")
-            hosts = list(s.scalars(select(HostRow).where(HostRow.scan_id == row.scan_id)
-                                   .order_by(HostRow.ordinal)))
-            ports: dict[int, list[dict[str, Any]]] = {}
-            for p in s.scalars(select(PortRow).where(PortRow.scan_id == row.scan_id)
-                               .order_by(PortRow.id)):
-                ports.setdefault(p.host_id, []).append(p.data)
-            services: dict[int, list[dict[str, Any]]] = {}
-            for v in s.scalars(select(ServiceRow).where(ServiceRow.scan_id == row.scan_id)
-                               .order_by(ServiceRow.id)):
-                services.setdefault(v.host_id, []).append({
-                    "port": v.port, "protocol": v.protocol, "name": v.name, "tls": v.tls,
-                    "product": v.product, "version": v.version,
-                    "observations": v.observations})
-            findings = [f.data for f in s.scalars(
-                select(FindingRow).where(FindingRow.scan_id == row.scan_id)
-                .order_by(FindingRow.ordinal))]
-            doc = {"scan": row.meta, "findings": findings, "hosts": [
-                {**h.data, "ports": ports.get(h.id, []), "services": services.get(h.id, [])}
-                for h in hosts]}
-        return ScanResult.model_validate(doc)
+            ports: dict[object, list[Any]] = {}
+            for p in rows(PortRow, PortRow.id):
+                ports.setdefault(p["host_id"], []).append(
+                    column(scan_id, f"table ports row {p['id']}", p, "data", "json"))
+            services: dict[object, list[Any]] = {}
+            for v in rows(ServiceRow, ServiceRow.id):
+                where = f"table services row {v['id']}"
+                services.setdefault(v["host_id"], []).append({
+                    **{k: v[k] for k in ("port", "protocol", "name", "product", "version")},
+                    "tls": column(scan_id, where, v, "tls", "bool"),
+                    "observations": column(scan_id, where, v, "observations", "json")})
+            findings = [column(scan_id, f"table findings row {f['id']}", f, "data", "json")
+                        for f in rows(FindingRow, FindingRow.ordinal)]
+            hosts = []
+            for h in rows(HostRow, HostRow.ordinal):
+                data = column(scan_id, f"table hosts row {h['id']}", h, "data", "json")
+                if not isinstance(data, dict):
+                    raise DamagedRow(scan_id, f"scan {scan_id}: table hosts row {h['id']}: "
+                                              f"data {shown(data)} is not a JSON object")
+                hosts.append({**data, "ports": ports.get(h["id"], []),
+                              "services": services.get(h["id"], [])})
+        try:
+            return ScanResult.model_validate({"scan": meta, "findings": findings,
+                                              "hosts": hosts})
+        except ValidationError as exc:
+            raise invalid(scan_id, "its stored result", exc) from None

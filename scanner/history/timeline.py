@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scanner.history.drift import compute_drift, device_seen
+from scanner.history.rows import DamagedRow, as_time, column, raw
 from scanner.history.schema import FindingRow, HostRow, ScanRow
-from scanner.history.store import HistoryError, HistoryStore, ScanStatus, StoredScan, _utc
+from scanner.history.store import HistoryError, HistoryStore, ScanStatus, StoredScan
 from scanner.model import FindingStatus, ScanResult
 from scanner.model.drift import Drift
 
@@ -29,18 +30,47 @@ def _scope(job: str | None, until: datetime | None) -> list[ColumnElement[bool]]
     return conds
 
 
+def _first_last(store: HistoryStore, key: InstrumentedAttribute[str],
+                ids: list[str], conds: list[ColumnElement[bool]]) -> Seen:
+    """First and last scan start per key, in SQL; keys whose first or last start is not
+    a date (a damaged scan row) are done again in Python without the damaged scans."""
+    table = key.class_
+    query = (select(key, raw(func.min(ScanRow.started_at)), raw(func.max(ScanRow.started_at)))
+             .join(ScanRow, ScanRow.scan_id == table.scan_id)
+             .where(key.in_(ids), *conds).group_by(key))
+    seen: Seen = {}
+    again: list[str] = []
+    with Session(store.engine) as s:
+        for name, first, last in s.execute(query):
+            try:
+                seen[name] = (as_time(first), as_time(last))
+            except ValueError:
+                again.append(name)
+        if not again:
+            return seen
+        pairs = (select(key, ScanRow.scan_id, raw(ScanRow.started_at)).distinct()
+                 .join(ScanRow, ScanRow.scan_id == table.scan_id)
+                 .where(key.in_(again), *conds))
+        times: dict[str, list[datetime]] = {}
+        for name, scan_id, started in s.execute(pairs):
+            try:
+                times.setdefault(name, []).append(
+                    column(scan_id, "table scans", {"started_at": started}, "started_at",
+                           "time"))
+            except DamagedRow as damage:
+                store.note_damage(damage)
+    seen.update({name: (min(t), max(t)) for name, t in times.items()})
+    return seen
+
+
 def devices_seen(store: HistoryStore, device_ids: Iterable[str], *, job: str | None = None,
                  until: datetime | None = None) -> Seen:
     """First and last scan start at which each device answered (open port or discovery)."""
     ids = sorted(set(device_ids))
     if not ids:
         return {}
-    query = (select(HostRow.device_id, func.min(ScanRow.started_at), func.max(ScanRow.started_at))
-             .join(ScanRow, ScanRow.scan_id == HostRow.scan_id)
-             .where(HostRow.device_id.in_(ids), HostRow.seen.is_(True), *_scope(job, until))
-             .group_by(HostRow.device_id))
-    with Session(store.engine) as s:
-        return {d: (_utc(a), _utc(b)) for d, a, b in s.execute(query)}
+    return _first_last(store, HostRow.device_id, ids,
+                       [HostRow.seen.is_(True), *_scope(job, until)])
 
 
 def findings_seen(store: HistoryStore, finding_ids: Iterable[str], *, job: str | None = None,
@@ -49,14 +79,8 @@ def findings_seen(store: HistoryStore, finding_ids: Iterable[str], *, job: str |
     ids = sorted(set(finding_ids))
     if not ids:
         return {}
-    query = (select(FindingRow.finding_id, func.min(ScanRow.started_at),
-                    func.max(ScanRow.started_at))
-             .join(ScanRow, ScanRow.scan_id == FindingRow.scan_id)
-             .where(FindingRow.finding_id.in_(ids), FindingRow.status == _FAIL,
-                    *_scope(job, until))
-             .group_by(FindingRow.finding_id))
-    with Session(store.engine) as s:
-        return {f: (_utc(a), _utc(b)) for f, a, b in s.execute(query)}
+    return _first_last(store, FindingRow.finding_id, ids,
+                       [FindingRow.status == _FAIL, *_scope(job, until)])
 
 
 def failed_before(store: HistoryStore, before: StoredScan, job: str | None) -> frozenset[str]:
