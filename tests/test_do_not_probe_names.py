@@ -159,3 +159,26 @@ def test_a_tab_separates_entry_and_reason() -> None:
     entries = read_exclude_file("127.0.0.2\tinfusion pump\nct3.example.org\t\tCT\n", "dnp.txt")
     assert [(e.entry, e.kind.value, e.reason) for e in entries] == [
         ("127.0.0.2", "address", "infusion pump"), ("ct3.example.org", "name", "CT")]
+
+
+def test_a_site_jobs_do_not_probe_list_takes_names_and_macs_and_says_why(
+        tmp_path: Path) -> None:
+    """A job's do_not_probe list in the site configuration is a do-not-probe list, not
+    --exclude: a host name or a MAC there was refused ('invalid exclusion'), so the
+    nightly scan of a site that listed its CT by name failed every night."""
+    site = tmp_path / "site.yaml"
+    site.write_text("version: 1\njobs:\n  night:\n    targets: [127.0.0.0/29]\n"
+                    "    ports: [9]\n    discovery: none\n"
+                    "    do_not_probe: [localhost, 127.0.0.5-6, '00:11:22:33:44:55']\n",
+                    encoding="utf-8")
+    out = run("scan", "--config", str(site), "--plan", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    skipped = {s["address"]: s for s in plan["skipped"]}
+    assert set(skipped) == {"127.0.0.1", "127.0.0.5", "127.0.0.6"}
+    assert skipped["127.0.0.1"]["entry"] == "localhost"
+    assert skipped["127.0.0.1"]["source"] == f"{site} do_not_probe[0]"
+    assert "127.0.0.1" not in plan["targets"] and "127.0.0.2" in plan["targets"]
+    assert any("MAC" in note for note in plan["notes"])  # checked when discovery learns it
+    checked = run("config", "check", str(site))
+    assert checked.returncode == 0, checked.stderr

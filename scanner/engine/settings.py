@@ -103,7 +103,8 @@ def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[DoNotProbe]:
-    """Entries from --exclude-file and the policy's do_not_probe list."""
+    """Entries from --exclude-file, a site configuration job's and the policy's
+    do_not_probe lists."""
     from scanner.engine.do_not_probe import (
         DoNotProbeError,
         make_entries,
@@ -116,6 +117,9 @@ def _do_not_probe(opts: dict[str, Any], policy: dict[str, Any] | None) -> list[D
     try:
         for path in opts.get("exclude_file") or ():
             listed += read_exclude_file(read_text(path, "exclude file"), path)
+        for i, entry in enumerate(opts.get("do_not_probe") or ()):
+            where = f"{opts.get('config') or 'site configuration'} do_not_probe[{i}]"
+            listed += make_entries(entry, "site configuration: never to be probed", where)
         for i, item in enumerate((policy or {}).get("do_not_probe") or ()):
             entry = next(item[k] for k in ("host", "cidr", "mac") if item.get(k))
             where = f"{policy['origin'] if policy else 'policy'} do_not_probe[{i}]"

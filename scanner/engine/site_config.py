@@ -98,7 +98,9 @@ class JobSpec(_Strict):
     targets: list[str] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=empty_list)
     do_not_probe: list[str] = Field(
-        default_factory=empty_list, description="devices never to touch (fragile); same as exclude")
+        default_factory=empty_list,
+        description="devices never to touch (fragile): addresses, networks, ranges, host names "
+        "or MACs, kept out as --exclude-file entries are and listed in scan.skipped")
     scope: list[str] = Field(default_factory=empty_list)
     allow_public: bool = False
     profile: ProfileName = ProfileName.SAFE
@@ -253,7 +255,10 @@ def job_options(job: JobSpec, given: dict[str, Any], explicit: set[str]) -> dict
     ports = job.ports if isinstance(job.ports, str) else ",".join(str(p) for p in job.ports)
     from_job: dict[str, Any] = {
         "targets": tuple(job.targets),
-        "exclude": tuple(job.exclude + job.do_not_probe),
+        "exclude": tuple(job.exclude),
+        # Do-not-probe entries, not exclusions: a host name or MAC there is honoured (as an
+        # exclusion it was refused), and each device kept out is listed with its reason.
+        "do_not_probe": tuple(job.do_not_probe),
         "scope": tuple(job.scope),
         "allow_public": job.allow_public,
         "profile": job.profile.value,
