@@ -121,7 +121,7 @@ def _settings_problems(job: JobSpec) -> list[str]:
     """What 'dicomscan scan --config' would refuse in this job: ports, AE titles, target and
     exclusion syntax, the syslog URL. The file's own checks pass these through, and a job
     that 'config check' called ok then failed at its scheduled hour."""
-    from scanner.engine.settings import SettingsError, build_settings
+    from scanner.engine.settings import SettingsError, build_job
     from scanner.engine.site_config import job_options
     from scanner.outputs.syslog import SyslogError, parse_url
 
@@ -135,7 +135,7 @@ def _settings_problems(job: JobSpec) -> list[str]:
     opts = job_options(job, defaults, set())
     problems = []
     try:
-        build_settings(opts)
+        build_job(opts, expand=False)  # checked as the scan checks, targets counted not listed
     except SettingsError as exc:
         problems.append(str(exc))
     if job.syslog:
