@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet_harness import dicomscan
+from tests.sqlite_damage import damage_table_page
 from tests.test_fleet_inputs import central, one_line_error
 
 WIDE = ["::/0", "0.0.0.0/0", "8.8.8.0/24", "10.0.0.0/7", "::ffff:0:0/96", "172.15.0.0/16",
@@ -129,19 +130,9 @@ def test_text_that_is_not_utf8_reads_instead_of_failing_every_row(tmp_path: Path
 
 
 def test_damaged_ledger_page_is_one_line(tmp_path: Path) -> None:
-    import sqlite3
-
     root = central(tmp_path)
     _ledger_with_three_jobs(root)
-    path = root / "jobs.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (page,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs'"
-                             ).fetchone()
-        (size,) = db.execute("PRAGMA page_size").fetchone()
-    with path.open("r+b") as fh:
-        fh.seek((page - 1) * size)
-        fh.write(b"\xff" * size)
+    damage_table_page(root / "jobs.sqlite", "jobs")
     one_line_error(dicomscan("jobs", str(root)), 2, "cannot read the job ledger",
                    "database disk image is malformed")
 
@@ -278,7 +269,6 @@ def test_refusal_with_a_long_reason_still_makes_a_valid_message(tmp_path: Path) 
 def test_submit_into_a_damaged_ledger_is_a_fleet_error(tmp_path: Path) -> None:
     """submit records the job before sending it: a damaged ledger page was sqlalchemy's
     DatabaseError traceback there; it is FleetError (one line, exit 3 from submit)."""
-    import sqlite3
     import time
 
     from scanner.fleet.layout import CentralDir, FleetError
@@ -286,15 +276,7 @@ def test_submit_into_a_damaged_ledger_is_a_fleet_error(tmp_path: Path) -> None:
 
     root = central(tmp_path)
     _ledger_with_three_jobs(root)
-    path = root / "jobs.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (page,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs'"
-                             ).fetchone()
-        (size,) = db.execute("PRAGMA page_size").fetchone()
-    with path.open("r+b") as fh:
-        fh.seek((page - 1) * size)
-        fh.write(b"\xff" * size)
+    damage_table_page(root / "jobs.sqlite", "jobs")
     ledger = Ledger(CentralDir(root).ledger)
     try:
         with pytest.raises(FleetError, match=r"cannot write the job ledger .*: database "

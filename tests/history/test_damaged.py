@@ -17,6 +17,7 @@ import pytest
 
 from scanner.lab.peers import start_storescp
 from tests.conftest import needs_dcmtk
+from tests.sqlite_damage import damage_table_page
 
 pytestmark = [pytest.mark.peers, needs_dcmtk]
 
@@ -177,12 +178,7 @@ def test_damaged_database_page_is_one_line(pristine: tuple[Path, list[str]],
     source, ids = pristine
     store = tmp_path / "h.sqlite"
     shutil.copy(source, store)
-    with sqlite3.connect(store) as db:
-        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'hosts'").fetchone()
-        (size,) = db.execute("PRAGMA page_size").fetchone()
-    with store.open("r+b") as f:  # the hosts table's root page overwritten
-        f.seek((root - 1) * size)
-        f.write(b"\xff" * size)
+    damage_table_page(store, "hosts")  # its root page overwritten
     for args in (("history", "show", ids[2]), ("diff",)):
         out = cli(*args, "--history", str(store))
         # It was sqlalchemy's DatabaseError traceback.
@@ -196,12 +192,7 @@ def test_scan_into_a_store_with_a_damaged_scans_page_is_one_line(
     source, _ids = pristine
     store = tmp_path / "h.sqlite"
     shutil.copy(source, store)
-    with sqlite3.connect(store) as db:
-        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'scans'").fetchone()
-        (size,) = db.execute("PRAGMA page_size").fetchone()
-    with store.open("r+b") as f:
-        f.seek((root - 1) * size)
-        f.write(b"\xff" * size)
+    damage_table_page(store, "scans")  # its root page overwritten
     out = _scan(store, peer)
     # No scan without its trace in the history: exit 3 before any packet. The message
     # carried sqlalchemy's SQL statement and link over several lines.
