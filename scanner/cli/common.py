@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from scanner.cli.collector import loading
+
 if TYPE_CHECKING:
     from scanner.engine.spans import TargetSpans
     from scanner.model import ScanResult, ScanSettings
@@ -62,8 +64,9 @@ def build_job(opts: dict[str, Any], expand: bool) -> tuple[ScanSettings, TargetS
 def run_scan(settings: ScanSettings, show_progress: bool) -> tuple[ScanResult, bool]:
     """Run the job with a progress bar on request; on Ctrl-C return what was found so far.
     Second value: interrupted."""
-    from scanner.engine.run import run_scan as run
-    from scanner.outputs.progress import progress_reporter
+    with loading():
+        from scanner.engine.run import run_scan as run
+        from scanner.outputs.progress import progress_reporter
 
     with progress_reporter(show_progress) as report:
         return run(settings, progress=report)

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from scanner.cli.collector import before_exit, loading
 from scanner.cli.common import EXIT_INTERRUPTED, EXIT_OUTPUT
 
 
@@ -107,7 +108,8 @@ def _run(group: click.Command) -> int:
 
 
 def main() -> None:
-    from scanner.cli.main import main as group
+    with loading():
+        from scanner.cli.main import main as group
 
     guard_stdout()
     try:
@@ -118,5 +120,7 @@ def main() -> None:
     except StdoutFailed as exc:
         if exc.error.errno != errno.EPIPE and sys.stderr is not None:
             print(f"dicomscan: cannot write standard output: {exc}", file=sys.stderr)
+        before_exit()
         sys.exit(EXIT_OUTPUT)
+    before_exit()
     sys.exit(code)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from scanner.cli.collector import loading
 from scanner.cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -184,12 +185,13 @@ def scan(**opts: Any) -> None:
       dicomscan scan 10.20.0.5 -o report.html -o findings.jsonl -o scan.json
       dicomscan scan -T modalities.txt --ae-title PACS1 --fail-on medium
     """
-    opts = apply_site_config(opts)
-    plan = plan_outputs(opts)
-    writer_options(opts)
-    check_syslog(opts)
-    # A plan counts and describes the targets as spans: --plan of a /8 lists nothing.
-    settings, targets = build_job(opts, expand=not opts["plan"])
+    with loading():  # the model, the writers and the job: kept to the end
+        opts = apply_site_config(opts)
+        plan = plan_outputs(opts)
+        writer_options(opts)
+        check_syslog(opts)
+        # A plan counts and describes the targets as spans: --plan of a /8 lists nothing.
+        settings, targets = build_job(opts, expand=not opts["plan"])
     if opts["plan"]:
         from scanner.cli.plan import print_plan
 
