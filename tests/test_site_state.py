@@ -47,11 +47,9 @@ def test_schedule_and_site_numbers_that_mean_nothing_are_refused(
         job: str, problem: str, tmp_path: Path) -> None:
     site = _site(tmp_path, job)
     # They were written into RandomizedDelaySec=, the crontab line, or scanned as port 1.
-    # (schedule leaves the port list to 'config check' and the scan, as before.)
-    commands = [("config", "check", str(site))]
-    if "70000" not in job:
-        commands += [("schedule", "--print", "systemd", "--config", str(site)),
-                     ("schedule", "--print", "cron", "--config", str(site))]
+    commands = [("config", "check", str(site)),
+                ("schedule", "--print", "systemd", "--config", str(site)),
+                ("schedule", "--print", "cron", "--config", str(site))]
     for args in commands:
         out = run(*args)
         assert_input_error(out, problem)
@@ -66,6 +64,27 @@ def test_schedule_and_site_numbers_that_mean_nothing_are_refused(
 def test_sensible_schedules_and_ports_still_pass(job: str, tmp_path: Path) -> None:
     out = run("config", "check", str(_site(tmp_path, job)))
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(("job", "problem"), [
+    ("    exclude: [10.20.0.0/99]\n", "10.20.0.0/99"),
+    ("    syslog: ftp://127.0.0.1:514\n", "syslog: "),
+    ("    ae_titles: [THIS-TITLE-IS-TOO-LONG-FOR-DICOM]\n", "THIS-TITLE-IS-TOO-LONG"),
+], ids=["exclusion", "syslog", "ae-title"])
+def test_schedule_refuses_a_job_its_scan_would_refuse(job: str, problem: str,
+                                                      tmp_path: Path) -> None:
+    # It printed (or wrote) the units, and the scan failed at its hour with nobody watching;
+    # 'config check' already said so.
+    site = _site(tmp_path, job)
+    units = tmp_path / "units"
+    for args in (("schedule", "--print", "cron", "--config", str(site)),
+                 ("schedule", "--print", "systemd", "--config", str(site), "--write",
+                  str(units))):
+        out = run(*args)
+        assert_input_error(out, problem)
+        assert out.stdout == "", out.stdout
+    assert not units.exists()
+    assert_input_error(run("config", "check", str(site)), problem)
 
 
 def test_schedule_write_to_a_folder_that_cannot_be_made_is_exit_4(tmp_path: Path) -> None:

@@ -273,6 +273,11 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
              write_dir: str | None, exec_: str | None) -> None:
     """Print a crontab line or systemd units that run a configured job on its schedule."""
     config, name, spec = load(config_path, job)
+    problems = _settings_problems(spec)
+    if problems:  # refused now, not at the scheduled hour with nobody watching
+        for why in problems:
+            click.echo(f"dicomscan: {config_path}: job {name}: {why}", err=True)
+        sys.exit(EXIT_USAGE)
     path = str(Path(config_path).absolute())
     command = _command(exec_)
     store = history or config.history
