@@ -208,10 +208,12 @@ def _units(tmp_path: Path, job: dict[str, Any]) -> tuple[str, str]:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd not installed")
 def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:
+    # A real pair: schedule refuses a job whose scan would refuse its certificate.
+    certs = Path(__file__).resolve().parents[2] / "fixtures" / "certs"
     cert = tmp_path / "c.pem"
-    cert.write_text("x")
+    cert.write_bytes((certs / "client.pem").read_bytes())
     key = tmp_path / "c.key"
-    key.write_text("x")
+    key.write_bytes((certs / "client.key").read_bytes())
     service, timer = _units(tmp_path, {"targets": ["198.18.0.0/24"], "discovery": "auto",
                                        "client_cert": "c.pem", "client_key": "c.key",
                                        "schedule": {"on_calendar": "Mon *-*-* 02:00:00"}})
