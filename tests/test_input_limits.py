@@ -321,7 +321,9 @@ def test_schedule_refuses_a_newline_that_would_add_a_line(kind: str, fields: dic
 def test_schedule_systemd_escapes_percent_but_keeps_the_credentials_specifier(
         tmp_path: Path) -> None:
     ca = tmp_path / "100%ca.pem"
-    ca.write_text("")  # the configuration needs it to exist; systemd would load it
+    # A real CA bundle: schedule refuses a job whose scan would refuse it.
+    ca.write_bytes((Path(__file__).resolve().parent.parent / "fixtures" / "certs"
+                    / "ca.pem").read_bytes())
     conf = tmp_path / "site.yaml"
     conf.write_text(json.dumps({"jobs": {"a": {"targets": ["127.0.0.1"], "ca": str(ca)}}}))
     out = run("schedule", "--print", "systemd", "--config", str(conf),
