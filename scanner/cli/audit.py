@@ -23,6 +23,8 @@ from scanner.cli.common import (
     EXIT_OUTPUT,
     EXIT_USAGE,
     build_settings,
+    check_output_path,
+    refuse_clashes,
     run_scan,
     write_output,
 )
@@ -142,6 +144,10 @@ def audit(**opts: Any) -> None:
     from scanner.outputs.audit_table import to_table
     from scanner.rules.port_audit import FrameworkError, build_audit, load_framework
 
+    if opts["audit_output"] and opts["audit_output"] != "-":
+        # before the scan: a typo or a clash with an input costs nothing
+        check_output_path(opts["audit_output"])
+        refuse_clashes([("-o", opts["audit_output"])], opts)
     framework = None
     if opts["framework"]:
         try:

@@ -15,6 +15,7 @@ from scanner.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     check_syslog,
+    refuse_clashes,
 )
 from scanner.cli.recording import (
     FAIL_ON_DRIFT_HELP,
@@ -185,6 +186,8 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
     from scanner.outputs.registry import DRIFT_WRITERS
 
     kinds = drift_kinds(fail_on_drift)
+    if output and output != "-":  # -o the history itself replaced it with the drift
+        refuse_clashes([("-o", output)], {"history": history, "syslog_ca": syslog_ca})
     if old is not None and new is None:
         new, old = old, None  # one scan given: compare it with the one before it
     store = open_store(history)
