@@ -4,6 +4,7 @@ sequence; each is now one line and exit 2. Run as real processes."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -85,4 +86,25 @@ def test_schedule_history_outside_state_shows_control_characters(tmp_path: Path)
     (tmp_path / "site.yaml").write_text(SITE.format(history="\\e[31mh\\a", policy="p.yaml"))
     out = run("schedule", "--print", "systemd", "--config", "site.yaml", cwd=tmp_path)
     assert_usage(out, "is outside /var/lib/dicomscan", "\\x1b[31mh\\x07")
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+
+
+TITLE = "\x1b]0;owned\x07"  # an OSC sequence that sets the terminal's title, then BEL
+
+
+@pytest.mark.parametrize("args", [
+    ("report", "odd.json"),                      # a key of the saved scan, quoted by pydantic
+    ("audit", "--from", "odd.json"),
+    ("scan", "--plan", "127.0.0.1", "--events", TITLE, "--format", "jsonl"),  # click's message
+    ("diff", "--fail-on-drift", TITLE, "--history", "h.sqlite"),
+    ("jobs", TITLE),                             # a fleet error naming the folder
+    ("submit", TITLE, "--sensor", "a", "127.0.0.1"),
+], ids=["report", "audit", "events", "fail-on-drift", "jobs", "submit"])
+def test_error_messages_show_control_characters(args: tuple[str, ...],
+                                                tmp_path: Path) -> None:
+    doc = json.loads(SAVED.read_text())
+    doc[TITLE] = 1
+    (tmp_path / "odd.json").write_text(json.dumps(doc))
+    out = run(*args, cwd=tmp_path)
+    assert_usage(out, "\\x1b]0;owned\\x07")
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr

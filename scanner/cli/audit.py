@@ -26,6 +26,7 @@ from scanner.cli.common import (
     check_output_path,
     refuse_clashes,
     run_scan,
+    say,
     write_output,
 )
 from scanner.cli.scan import scan
@@ -48,7 +49,7 @@ Exit codes:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    say(f"Error: {message}")
     raise SystemExit(EXIT_USAGE)
 
 
@@ -168,7 +169,7 @@ def audit(**opts: Any) -> None:
         try:
             result, interrupted = run_scan(settings, show)
         except Exception as exc:  # the scan failed as a whole: exit 3, like scan
-            click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
+            say(f"dicomscan: scan failed: {type(exc).__name__}: {exc}")
             sys.exit(EXIT_FAILED)
         source = "live scan"
     doc = build_audit(result, source, framework)

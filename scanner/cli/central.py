@@ -9,12 +9,12 @@ from typing import NoReturn
 
 import click
 
-from scanner.cli.common import EXIT_FAILED, EXIT_USAGE
+from scanner.cli.common import EXIT_FAILED, EXIT_USAGE, say
 from scanner.cli.numbers import FiniteRange
 
 
 def fail(exc: Exception, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"dicomscan: {exc}", err=True)
+    say(f"dicomscan: {exc}")
     sys.exit(code)
 
 

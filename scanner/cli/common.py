@@ -101,6 +101,20 @@ def output_options(command: F) -> F:
     return command
 
 
+def shown(message: str) -> str:
+    """``message`` with control characters as \\xNN, line by line: an error quotes what a
+    file, a store or a peer held (a key, a path, a name), and an escape sequence or BEL in
+    it must not reach the terminal. rich loads with the escaper, so only when needed."""
+    from scanner.outputs.escape import visible
+
+    return "\n".join(visible(line) for line in message.split("\n"))
+
+
+def say(message: str) -> None:
+    """One message on stderr, control characters shown."""
+    click.echo(shown(message), err=True)
+
+
 def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
     """(format, path) per output, None for stdout; checked before any scanning so a typo
     costs nothing. A folder that does not exist is a usage error."""

@@ -20,6 +20,7 @@ from scanner.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_USAGE,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def open_store(location: str | None) -> HistoryStore:
     try:
         return HistoryStore.open(location)
     except HistoryError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
 
 
@@ -91,7 +92,7 @@ def reading_history(store: HistoryStore) -> Iterator[None]:
         yield
     except HistoryError as exc:
         say_damaged(store)
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
     except SQLAlchemyError as exc:
         click.echo(f"dicomscan: cannot read the history "
