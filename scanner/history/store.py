@@ -31,7 +31,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from scanner.history.drift import device_seen
-from scanner.history.rows import DamagedRow, column, invalid, raw, raw_columns, shown
+from scanner.history.rows import (
+    DamagedRow,
+    bounded,
+    column,
+    invalid,
+    raw_columns,
+    shown,
+    sized,
+)
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
 from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
@@ -256,6 +264,7 @@ class HistoryStore:
         """A raw ``scans`` row (see rows.py) as a StoredScan, or DamagedRow saying why not."""
         scan_id = str(row["scan_id"])
         where = "table scans"
+        sized(scan_id, where, row)
         values = {
             "scan_id": scan_id, "job": row["job"], "status": row["status"],
             "started_at": column(scan_id, where, row, "started_at", "time"),
@@ -325,8 +334,9 @@ class HistoryStore:
             return list(s.execute(query).mappings())
 
         with Session(self.engine) as s:
-            scan = s.execute(select(raw(ScanRow.meta).label("meta"), ScanRow.status)
-                             .where(ScanRow.scan_id == scan_id)).mappings().one()
+            scan = sized(scan_id, "table scans", s.execute(
+                select(*bounded(ScanRow.meta, "meta"), ScanRow.status)
+                .where(ScanRow.scan_id == scan_id)).mappings().one())
             # JSON null (SQLAlchemy's None) while running; SQL NULL only in a damaged row
             meta = column(scan_id, "table scans", scan, "meta",
                           "json?" if scan["status"] == ScanStatus.RUNNING.value else "json")
@@ -335,19 +345,23 @@ class HistoryStore:
                                    "results (status running)")
             ports: dict[object, list[Any]] = {}
             for p in rows(PortRow, PortRow.id):
+                sized(scan_id, f"table ports row {p['id']}", p)
                 ports.setdefault(p["host_id"], []).append(
                     column(scan_id, f"table ports row {p['id']}", p, "data", "json"))
             services: dict[object, list[Any]] = {}
             for v in rows(ServiceRow, ServiceRow.id):
                 where = f"table services row {v['id']}"
+                sized(scan_id, where, v)
                 services.setdefault(v["host_id"], []).append({
                     **{k: v[k] for k in ("port", "protocol", "name", "product", "version")},
                     "tls": column(scan_id, where, v, "tls", "bool"),
                     "observations": column(scan_id, where, v, "observations", "json")})
-            findings = [column(scan_id, f"table findings row {f['id']}", f, "data", "json")
+            findings = [column(scan_id, f"table findings row {f['id']}",
+                               sized(scan_id, f"table findings row {f['id']}", f), "data", "json")
                         for f in rows(FindingRow, FindingRow.ordinal)]
             hosts = []
             for h in rows(HostRow, HostRow.ordinal):
+                sized(scan_id, f"table hosts row {h['id']}", h)
                 data = column(scan_id, f"table hosts row {h['id']}", h, "data", "json")
                 if not isinstance(data, dict):
                     raise DamagedRow(scan_id, f"scan {scan_id}: table hosts row {h['id']}: "
