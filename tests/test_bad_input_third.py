@@ -108,3 +108,18 @@ def test_error_messages_show_control_characters(args: tuple[str, ...],
     out = run(*args, cwd=tmp_path)
     assert_usage(out, "\\x1b]0;owned\\x07")
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+
+
+@pytest.mark.parametrize(("store", "words"), [
+    ("postgresql://scan:secret@[::1/history", "invalid literal"),
+    ("postgresql://scan:secret@db:port/history", "'port'"),
+    ("nosuch://db/history", "Can't load plugin"),
+])
+def test_central_init_refuses_a_store_url_central_could_not_open(
+        store: str, words: str, tmp_path: Path) -> None:
+    """It wrote the centre, and 'central run' then failed on the URL."""
+    out = run("central", "init", "c", "--address", "127.0.0.1", "--store", store,
+              cwd=tmp_path)
+    assert_usage(out, "not a usable database URL", words)
+    assert "secret" not in out.stderr
+    assert not (tmp_path / "c").exists()

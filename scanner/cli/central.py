@@ -51,8 +51,13 @@ def init(directory: Path, listen: str, addresses: tuple[str, ...], store: str | 
          ack_wait: float, max_deliver: int) -> None:
     """Write a central DIRECTORY: CA, server certificate, nats-server configuration."""
     from scanner.fleet.layout import FleetError, init_central
+    from scanner.history.store import HistoryError, check_url
 
     host, port = _listen(listen)
+    try:
+        check_url(store or "")
+    except HistoryError as exc:
+        fail(exc)
     names = list(addresses) or ([] if host in ("0.0.0.0", "::") else [host])
     try:
         config = init_central(directory, host, port, names, store, ack_wait, max_deliver)

@@ -104,6 +104,21 @@ def database_url(location: str | Path | None) -> str:
     return url
 
 
+def check_url(location: str) -> None:
+    """A database URL's syntax and database kind, checked without connecting: for a URL
+    kept to be opened later (``central init --store``), which otherwise failed only when
+    central ran. HistoryError as ``open`` raises it; a path is not checked here."""
+    if "://" not in location:
+        return
+    try:
+        url = make_url(database_url(location))
+        url.get_dialect()  # NoSuchModuleError for a scheme SQLAlchemy has no dialect for
+        _ = url.port  # ValueError for a port that is not a number
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise HistoryError(f"not a usable database URL or path: {_shown(location)}: "
+                           f"{_shown(exc)}") from None
+
+
 def _shown(text: object) -> str:
     """A location for a message: a URL's password (user:PASSWORD@) replaced by ***, also
     when the URL is too broken for SQLAlchemy to parse and hide it itself."""
