@@ -123,3 +123,15 @@ def test_central_init_refuses_a_store_url_central_could_not_open(
     assert_usage(out, "not a usable database URL", words)
     assert "secret" not in out.stderr
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ("history", "list"), ("history", "show", "abcd"), ("diff",),
+], ids=["list", "show", "diff"])
+def test_reading_a_history_path_that_holds_nothing(args: tuple[str, ...],
+                                                   tmp_path: Path) -> None:
+    """'history list --history typo/h.sqlite' made the folders and an empty store, and
+    listed no scans with exit 0."""
+    out = run(*args, "--history", "typo/h.sqlite", cwd=tmp_path)
+    assert_usage(out, "no history at typo/h.sqlite")
+    assert not (tmp_path / "typo").exists()

@@ -71,7 +71,7 @@ def history() -> None:
               show_default=True)
 def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> None:
     """Scans, newest first, with times, counts and partial marks."""
-    store = open_store(history)
+    store = open_store(history, existing=True)
     with reading_history(store):
         scans = store.scans(job, limit=limit)
     if fmt == "json":
@@ -121,7 +121,7 @@ def _seen_rows(store: HistoryStore, stored: StoredScan, result: ScanResult | Non
               show_default=True)
 def show(scan_ref: str, history: str | None, fmt: str) -> None:
     """One stored scan: devices and failed findings, each with first and last seen."""
-    store = open_store(history)
+    store = open_store(history, existing=True)
     devices: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     # an unknown, ambiguous or damaged scan: input, so exit 2
@@ -190,7 +190,7 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
         refuse_clashes([("-o", output)], {"history": history, "syslog_ca": syslog_ca})
     if old is not None and new is None:
         new, old = old, None  # one scan given: compare it with the one before it
-    store = open_store(history)
+    store = open_store(history, existing=True)
     with reading_history(store):
         if old is None and new is not None:
             target = store.find(new)
