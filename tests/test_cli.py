@@ -121,6 +121,10 @@ def test_absurdly_nested_documents_are_input_errors(tmp_path: Path) -> None:
 
 def test_an_unknown_stored_scan_is_an_input_error(tmp_path: Path) -> None:
     # It exited 1, the code that means "failed findings", so a script took it for a result.
+    from scanner.history.store import HistoryStore
+
+    # an empty store: a missing one is "no history at ..." (also exit 2)
+    HistoryStore.open(tmp_path / "h.sqlite").close()
     for command in (("history", "show"), ("diff",)):
         out = run(*command, "nothing-like-it", "--history", str(tmp_path / "h.sqlite"))
         assert out.returncode == 2, out

@@ -23,7 +23,10 @@ from scanner.cli.common import (
     EXIT_OUTPUT,
     EXIT_USAGE,
     build_settings,
+    check_output_path,
+    refuse_clashes,
     run_scan,
+    say,
     write_output,
 )
 from scanner.cli.scan import scan
@@ -46,7 +49,7 @@ Exit codes:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    say(f"Error: {message}")
     raise SystemExit(EXIT_USAGE)
 
 
@@ -142,6 +145,10 @@ def audit(**opts: Any) -> None:
     from scanner.outputs.audit_table import to_table
     from scanner.rules.port_audit import FrameworkError, build_audit, load_framework
 
+    if opts["audit_output"] and opts["audit_output"] != "-":
+        # before the scan: a typo or a clash with an input costs nothing
+        check_output_path(opts["audit_output"])
+        refuse_clashes([("-o", opts["audit_output"])], opts)
     framework = None
     if opts["framework"]:
         try:
@@ -162,7 +169,7 @@ def audit(**opts: Any) -> None:
         try:
             result, interrupted = run_scan(settings, show)
         except Exception as exc:  # the scan failed as a whole: exit 3, like scan
-            click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
+            say(f"dicomscan: scan failed: {type(exc).__name__}: {exc}")
             sys.exit(EXIT_FAILED)
         source = "live scan"
     doc = build_audit(result, source, framework)

@@ -9,12 +9,12 @@ from typing import NoReturn
 
 import click
 
-from scanner.cli.common import EXIT_FAILED, EXIT_USAGE
+from scanner.cli.common import EXIT_FAILED, EXIT_USAGE, say
 from scanner.cli.numbers import FiniteRange
 
 
 def fail(exc: Exception, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"dicomscan: {exc}", err=True)
+    say(f"dicomscan: {exc}")
     sys.exit(code)
 
 
@@ -51,8 +51,13 @@ def init(directory: Path, listen: str, addresses: tuple[str, ...], store: str | 
          ack_wait: float, max_deliver: int) -> None:
     """Write a central DIRECTORY: CA, server certificate, nats-server configuration."""
     from scanner.fleet.layout import FleetError, init_central
+    from scanner.history.store import HistoryError, check_url
 
     host, port = _listen(listen)
+    try:
+        check_url(store or "")
+    except HistoryError as exc:
+        fail(exc)
     names = list(addresses) or ([] if host in ("0.0.0.0", "::") else [host])
     try:
         config = init_central(directory, host, port, names, store, ack_wait, max_deliver)

@@ -101,6 +101,20 @@ def output_options(command: F) -> F:
     return command
 
 
+def shown(message: str) -> str:
+    """``message`` with control characters as \\xNN, line by line: an error quotes what a
+    file, a store or a peer held (a key, a path, a name), and an escape sequence or BEL in
+    it must not reach the terminal. rich loads with the escaper, so only when needed."""
+    from scanner.outputs.escape import visible
+
+    return "\n".join(visible(line) for line in message.split("\n"))
+
+
+def say(message: str) -> None:
+    """One message on stderr, control characters shown."""
+    click.echo(shown(message), err=True)
+
+
 def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
     """(format, path) per output, None for stdout; checked before any scanning so a typo
     costs nothing. A folder that does not exist is a usage error."""
@@ -127,14 +141,87 @@ def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
         if path == "-":
             plan.append((chosen, None))
             continue
-        folder = Path(path).parent
-        if not folder.is_dir():
-            raise click.BadParameter(f"folder {str(folder)!r} does not exist",
-                                     param_hint="'-o'")
-        if Path(path).is_dir():
-            raise click.BadParameter(f"{path!r} is a folder, not a file", param_hint="'-o'")
+        check_output_path(path)
         plan.append((chosen, path))
+    files = [("-o", p) for _, p in plan if p is not None]
+    if opts.get("drift_output"):
+        from scanner.outputs.registry import drift_file
+
+        files.append(("--drift-output", drift_file(opts["drift_output"])[1]))
+    refuse_clashes(files, opts)
     return plan or [(fmt, None)]
+
+
+# Options whose files a command reads: an -o naming one of them would replace it (the
+# targets list, a policy, the saved scan being rendered, the history) with a report.
+_INPUT_OPTIONS = ("targets_file", "exclude_file", "ae_wordlist", "policy", "config", "ca",
+                  "client_cert", "client_key", "syslog_ca", "scan_file", "from_file", "history")
+
+
+def check_output_path(path: str) -> None:
+    """The folder exists and the name is no folder; a name the system cannot take (too
+    long, a folder in the way) is the same usage error, not an OSError traceback."""
+    from scanner.outputs.escape import visible
+
+    target = Path(path)
+    try:
+        if not target.parent.is_dir():
+            raise click.BadParameter(f"folder {visible(repr(str(target.parent)))} does not "
+                                     "exist", param_hint="'-o'")
+        if target.is_dir():
+            raise click.BadParameter(f"{visible(repr(path))} is a folder, not a file",
+                                     param_hint="'-o'")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot use {visible(repr(path))[:200]}: "
+                                 f"{exc.strerror or exc}", param_hint="'-o'") from None
+
+
+def _file_key(path: str) -> tuple[int, int] | str:
+    """What makes two names one file: device and inode when it exists, else the absolute
+    path with links resolved."""
+    import os
+
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.realpath(path)
+
+
+def refuse_clashes(paths: list[tuple[str, str]], opts: dict[str, Any]) -> None:
+    """Two outputs to one file kept only the last one written; an output that is one of
+    the command's inputs replaced that input with a report. Both are refused before any
+    work. Devices (/dev/null) may be named more than once."""
+    import os
+    import stat
+
+    from scanner.outputs.escape import visible
+
+    seen: dict[tuple[int, int] | str, tuple[str, str]] = {}
+    for option, path in paths:
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                continue
+        except OSError:
+            pass
+        key = _file_key(path)
+        if key in seen:
+            raise click.BadParameter(f"{visible(repr(path))} is named twice (also as "
+                                     f"{visible(repr(seen[key][1]))}): one file per output",
+                                     param_hint=f"'{option}'")
+        seen[key] = (option, path)
+    for name in _INPUT_OPTIONS:
+        value = opts.get(name)
+        for given in value if isinstance(value, (tuple, list)) else (value,):
+            if not isinstance(given, str) or not given or "://" in given:
+                continue
+            if _file_key(given) in seen:
+                output, path = seen[_file_key(given)]
+                source = {"scan_file": "SCAN.json", "from_file": "--from"}.get(
+                    name, "--" + name.replace("_", "-"))
+                raise click.BadParameter(f"{visible(repr(path))} is also the input {source}; "
+                                         "writing there would replace it",
+                                         param_hint=f"'{output}'")
 
 
 def writer_options(opts: dict[str, Any], color: bool = False) -> WriterOptions:

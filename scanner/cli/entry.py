@@ -102,6 +102,11 @@ def _run(group: click.Command) -> int:
             print("Aborted!", file=sys.stderr)
         return EXIT_INTERRUPTED if isinstance(exc.__context__, KeyboardInterrupt) else 1
     except click.ClickException as exc:
+        from scanner.cli.common import shown
+
+        # a usage error quotes the value given (an --events list, a saved scan's key, a
+        # path): its control characters are shown, not obeyed by the terminal
+        exc.message = shown(exc.message)
         exc.show()
         return exc.exit_code
     return code if isinstance(code, int) else 0  # --help, --version: click.Exit's code

@@ -15,6 +15,7 @@ from scanner.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     check_syslog,
+    refuse_clashes,
 )
 from scanner.cli.recording import (
     FAIL_ON_DRIFT_HELP,
@@ -70,7 +71,7 @@ def history() -> None:
               show_default=True)
 def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> None:
     """Scans, newest first, with times, counts and partial marks."""
-    store = open_store(history)
+    store = open_store(history, existing=True)
     with reading_history(store):
         scans = store.scans(job, limit=limit)
     if fmt == "json":
@@ -120,7 +121,7 @@ def _seen_rows(store: HistoryStore, stored: StoredScan, result: ScanResult | Non
               show_default=True)
 def show(scan_ref: str, history: str | None, fmt: str) -> None:
     """One stored scan: devices and failed findings, each with first and last seen."""
-    store = open_store(history)
+    store = open_store(history, existing=True)
     devices: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     # an unknown, ambiguous or damaged scan: input, so exit 2
@@ -185,9 +186,11 @@ def diff(old: str | None, new: str | None, history: str | None, job: str | None,
     from scanner.outputs.registry import DRIFT_WRITERS
 
     kinds = drift_kinds(fail_on_drift)
+    if output and output != "-":  # -o the history itself replaced it with the drift
+        refuse_clashes([("-o", output)], {"history": history, "syslog_ca": syslog_ca})
     if old is not None and new is None:
         new, old = old, None  # one scan given: compare it with the one before it
-    store = open_store(history)
+    store = open_store(history, existing=True)
     with reading_history(store):
         if old is None and new is not None:
             target = store.find(new)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from scanner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_settings
+from scanner.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_settings, say
 from scanner.cli.numbers import FiniteRange
 from scanner.cli.scan import scan
 from scanner.cli.site import apply_site_config
@@ -39,14 +39,14 @@ def _submit(directory: Path, sensor: str, **opts: Any) -> None:
     try:
         d.load()  # a missing or broken central directory is the user's input: exit 2
     except FleetError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
     opts = apply_site_config(opts)
     settings = build_settings(opts)
     try:
         job_id = asyncio.run(submit(d, sensor, settings, opts.get("job")))
     except FleetError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE if "scope" in str(exc) or "no sensor" in str(exc) else EXIT_FAILED)
     click.echo(job_id)
 
@@ -92,7 +92,7 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
         d.load()
         ledger = Ledger(d.ledger)
     except FleetError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -113,7 +113,7 @@ def jobs(directory: Path, wait_for: str | None, timeout: float, as_json: bool) -
             time.sleep(0.2)
             row = ledger.get(row.job_id) or row
     except FleetError as exc:  # the job asked for is a damaged row
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
     except SQLAlchemyError as exc:  # e.g. a damaged page: "database disk image is malformed"
         why = " ".join(str(getattr(exc, "orig", None) or exc).split())

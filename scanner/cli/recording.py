@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -20,6 +21,7 @@ from scanner.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_USAGE,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -62,13 +64,21 @@ def scan_history_options(func: F) -> F:
     return history_option(func)
 
 
-def open_store(location: str | None) -> HistoryStore:
+def open_store(location: str | None, *, existing: bool = False) -> HistoryStore:
+    """The store, or one line and exit 2. ``existing``: for commands that only read, a
+    path given that holds nothing is an error; opening it made its folders and an empty
+    store, so a typo listed "no scans" (exit 0) and left folders behind."""
     from scanner.history.store import HistoryError, HistoryStore
 
+    if existing and location and "://" not in location \
+            and not Path(location).expanduser().exists():
+        say(f"dicomscan: no history at {location}: nothing is stored there (a scan with "
+            f"--history {location} starts one)")
+        sys.exit(EXIT_USAGE)
     try:
         return HistoryStore.open(location)
     except HistoryError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
 
 
@@ -91,11 +101,11 @@ def reading_history(store: HistoryStore) -> Iterator[None]:
         yield
     except HistoryError as exc:
         say_damaged(store)
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
     except SQLAlchemyError as exc:
-        click.echo(f"dicomscan: cannot read the history "
-                   f"{store.engine.url.render_as_string()}: {db_error(exc)}", err=True)
+        say(f"dicomscan: cannot read the history {store.engine.url.render_as_string()}: "
+            f"{db_error(exc)}")
         sys.exit(EXIT_USAGE)
 
 

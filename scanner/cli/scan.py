@@ -21,6 +21,7 @@ from scanner.cli.common import (
     output_options,
     plan_outputs,
     run_scan,
+    say,
     say_discovery,
     writer_options,
 )
@@ -206,7 +207,7 @@ def scan(**opts: Any) -> None:
     try:
         result, interrupted = run_scan(settings, show)
     except Exception as exc:  # the scan failed as a whole: say so plainly, exit 3
-        click.echo(f"dicomscan: scan failed: {type(exc).__name__}: {exc}", err=True)
+        say(f"dicomscan: scan failed: {type(exc).__name__}: {exc}")
         sys.exit(EXIT_FAILED)
     result, drift_code = finish_recording(store, result, interrupted, opts)
     written = emit(result, plan, opts)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from scanner.cli.common import EXIT_USAGE
+from scanner.cli.common import EXIT_USAGE, say
 
 
 @click.command("sensor")
@@ -31,7 +31,7 @@ def sensor(bundle: Path, spool: Path | None, verbose: bool) -> None:
     try:
         worker = Sensor(bundle, spool)
     except FleetError as exc:
-        click.echo(f"dicomscan: {exc}", err=True)
+        say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
 
     async def main() -> None:

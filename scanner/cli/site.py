@@ -23,6 +23,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 STATE_DIR = "/var/lib/dicomscan"  # systemd's StateDirectory=dicomscan
 
 
+def visible(text: str) -> str:
+    """A message quoting the file (paths, keys, values) with its control characters shown
+    as \\xNN: a BEL or an escape sequence in a site file must not drive the terminal.
+    Imported here, not at the top: rich loads with it, and --help should not wait."""
+    from scanner.outputs.escape import visible as shown
+
+    return shown(text)
+
+
 def site_options(func: F) -> F:
     func = click.option("--job", metavar="NAME",
                         help="Job name: picks the job in --config, and files the scan under "
@@ -42,8 +51,8 @@ def load(path: str, job: str | None, pick: bool = True) -> tuple[SiteConfig, str
         name, spec = config.job(job) if pick else next(iter(config.jobs.items()))
     except SiteConfigError as exc:
         for problem in exc.problems:
-            click.echo(f"dicomscan: {problem}" if problem.startswith(path) else
-                       f"dicomscan: {path}: {problem}", err=True)
+            click.echo(visible(f"dicomscan: {problem}" if problem.startswith(path) else
+                               f"dicomscan: {path}: {problem}"), err=True)
         sys.exit(EXIT_USAGE)
     return config, name, spec
 
@@ -79,15 +88,15 @@ def check(file: str) -> None:
     problems = [f"{file}: job {name}: {why}" for name, job in config.jobs.items()
                 for why in _settings_problems(job)]
     if problems:
-        click.echo("\n".join(f"dicomscan: {p}" for p in problems), err=True)
+        click.echo("\n".join(visible(f"dicomscan: {p}") for p in problems), err=True)
         sys.exit(EXIT_USAGE)
     for name, job in config.jobs.items():
         for why in _output_warnings(job):  # warnings: the folder may exist only where it runs
-            click.echo(f"dicomscan: warning: {file}: job {name}: {why}", err=True)
-        click.echo(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
-                   f"{job.profile.value}, discovery {job.discovery.value}, "
-                   f"{len(job.outputs)} output(s)")
-    click.echo(f"{file}: ok")
+            click.echo(visible(f"dicomscan: warning: {file}: job {name}: {why}"), err=True)
+        click.echo(visible(f"{file}: job {name}: {len(job.targets)} target spec(s), profile "
+                           f"{job.profile.value}, discovery {job.discovery.value}, "
+                           f"{len(job.outputs)} output(s)"))
+    click.echo(visible(f"{file}: ok"))
 
 
 def _output_warnings(job: JobSpec) -> list[str]:
@@ -174,8 +183,9 @@ def _unit_escape(value: str) -> str:
 
 def _under_state(path: str, what: str) -> None:
     if not Path(path).is_relative_to(STATE_DIR):
-        raise click.UsageError(f"{what} {path} is outside {STATE_DIR}: the systemd unit "
-                               "can write only its state directory (ProtectSystem=strict)")
+        raise click.UsageError(visible(f"{what} {path} is outside {STATE_DIR}: the systemd "
+                                       "unit can write only its state directory "
+                                       "(ProtectSystem=strict)"))
 
 
 def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | None,
@@ -276,7 +286,7 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
     problems = _settings_problems(spec)
     if problems:  # refused now, not at the scheduled hour with nobody watching
         for why in problems:
-            click.echo(f"dicomscan: {config_path}: job {name}: {why}", err=True)
+            click.echo(visible(f"dicomscan: {config_path}: job {name}: {why}"), err=True)
         sys.exit(EXIT_USAGE)
     path = str(Path(config_path).absolute())
     command = _command(exec_)

@@ -13,10 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Table, type_coerce
+from sqlalchemy import ColumnElement, Table, Text, case, cast, func, null, type_coerce
 from sqlalchemy.types import NullType
 
 _SHOWN = 60  # characters of a bad value quoted in a message
+# The most one cell may hold to be read. A host's data is about 50 KB and a scan's meta
+# a few MB even for 65,536 targets; a cell of hundreds of MB (a damaged or hand-edited
+# row) was read whole and then parsed, gigabytes of memory for one history list.
+MAX_CELL = 64 << 20  # characters
+_SIZE = "__size"  # the label suffix of a cell's size, selected beside it
 
 
 class DamagedRow(ValueError):
@@ -29,8 +34,28 @@ class DamagedRow(ValueError):
 
 def raw_columns(table: Table) -> list[ColumnElement[Any]]:
     """The table's columns as the driver returns them (SQLite: text for dates and JSON;
-    PostgreSQL: its own types), so converting them cannot fail inside the query."""
-    return [type_coerce(c, NullType()).label(c.name) for c in table.c]
+    PostgreSQL: its own types), so converting them cannot fail inside the query; each
+    bounded (see ``bounded``)."""
+    return [part for c in table.c for part in bounded(c, c.name)]
+
+
+def bounded(column: Any, name: str) -> list[ColumnElement[Any]]:
+    """A column as the driver returns it, NULL in place of a cell larger than MAX_CELL,
+    and the cell's size beside it (``sized`` says which cell was too large): the
+    database measures the cell, and the client never receives it."""
+    size = func.length(cast(column, Text))
+    return [case((size > MAX_CELL, null()), else_=type_coerce(column, NullType())).label(name),
+            size.label(name + _SIZE)]
+
+
+def sized(scan_id: str, where: str, row: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """``row``, or DamagedRow naming its first cell larger than MAX_CELL (left unread)."""
+    for key, size in row.items():
+        if isinstance(key, str) and key.endswith(_SIZE) and (size or 0) > MAX_CELL:
+            raise DamagedRow(scan_id, f"scan {scan_id}: {where}: {key[:-len(_SIZE)]} holds "
+                                      f"{size:,} characters, more than the {MAX_CELL >> 20} "
+                                      "MiB one cell may hold; not read")
+    return row
 
 
 def raw(column: Any) -> ColumnElement[Any]:

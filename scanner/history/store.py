@@ -31,7 +31,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from scanner.history.drift import device_seen
-from scanner.history.rows import DamagedRow, column, invalid, raw, raw_columns, shown
+from scanner.history.rows import (
+    DamagedRow,
+    bounded,
+    column,
+    invalid,
+    raw_columns,
+    shown,
+    sized,
+)
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
 from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
@@ -94,6 +102,21 @@ def database_url(location: str | Path | None) -> str:
         if url.startswith(plain):
             url = "postgresql+psycopg://" + url[len(plain):]
     return url
+
+
+def check_url(location: str) -> None:
+    """A database URL's syntax and database kind, checked without connecting: for a URL
+    kept to be opened later (``central init --store``), which otherwise failed only when
+    central ran. HistoryError as ``open`` raises it; a path is not checked here."""
+    if "://" not in location:
+        return
+    try:
+        url = make_url(database_url(location))
+        url.get_dialect()  # NoSuchModuleError for a scheme SQLAlchemy has no dialect for
+        _ = url.port  # ValueError for a port that is not a number
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise HistoryError(f"not a usable database URL or path: {_shown(location)}: "
+                           f"{_shown(exc)}") from None
 
 
 def _shown(text: object) -> str:
@@ -256,6 +279,7 @@ class HistoryStore:
         """A raw ``scans`` row (see rows.py) as a StoredScan, or DamagedRow saying why not."""
         scan_id = str(row["scan_id"])
         where = "table scans"
+        sized(scan_id, where, row)
         values = {
             "scan_id": scan_id, "job": row["job"], "status": row["status"],
             "started_at": column(scan_id, where, row, "started_at", "time"),
@@ -325,8 +349,9 @@ class HistoryStore:
             return list(s.execute(query).mappings())
 
         with Session(self.engine) as s:
-            scan = s.execute(select(raw(ScanRow.meta).label("meta"), ScanRow.status)
-                             .where(ScanRow.scan_id == scan_id)).mappings().one()
+            scan = sized(scan_id, "table scans", s.execute(
+                select(*bounded(ScanRow.meta, "meta"), ScanRow.status)
+                .where(ScanRow.scan_id == scan_id)).mappings().one())
             # JSON null (SQLAlchemy's None) while running; SQL NULL only in a damaged row
             meta = column(scan_id, "table scans", scan, "meta",
                           "json?" if scan["status"] == ScanStatus.RUNNING.value else "json")
@@ -335,19 +360,23 @@ class HistoryStore:
                                    "results (status running)")
             ports: dict[object, list[Any]] = {}
             for p in rows(PortRow, PortRow.id):
+                sized(scan_id, f"table ports row {p['id']}", p)
                 ports.setdefault(p["host_id"], []).append(
                     column(scan_id, f"table ports row {p['id']}", p, "data", "json"))
             services: dict[object, list[Any]] = {}
             for v in rows(ServiceRow, ServiceRow.id):
                 where = f"table services row {v['id']}"
+                sized(scan_id, where, v)
                 services.setdefault(v["host_id"], []).append({
                     **{k: v[k] for k in ("port", "protocol", "name", "product", "version")},
                     "tls": column(scan_id, where, v, "tls", "bool"),
                     "observations": column(scan_id, where, v, "observations", "json")})
-            findings = [column(scan_id, f"table findings row {f['id']}", f, "data", "json")
+            findings = [column(scan_id, f"table findings row {f['id']}",
+                               sized(scan_id, f"table findings row {f['id']}", f), "data", "json")
                         for f in rows(FindingRow, FindingRow.ordinal)]
             hosts = []
             for h in rows(HostRow, HostRow.ordinal):
+                sized(scan_id, f"table hosts row {h['id']}", h)
                 data = column(scan_id, f"table hosts row {h['id']}", h, "data", "json")
                 if not isinstance(data, dict):
                     raise DamagedRow(scan_id, f"scan {scan_id}: table hosts row {h['id']}: "

@@ -75,7 +75,8 @@ class _Strict(BaseModel):
 
 
 class _Scope(_Strict):
-    host: str | None = Field(default=None, description="an address or the name scanned")
+    host: str | None = Field(default=None, min_length=1,
+                             description="an address or the name scanned")
     cidr: str | None = None
 
     @field_validator("cidr")
@@ -117,10 +118,18 @@ class Pin(_Scope):
 
 class Waiver(_Scope):
     rule: str
-    port: int | None = Field(default=None, ge=1, le=65535)
+    # strict: YAML 'true' was port 1, and a number (0) was a date (1970-01-01, expired)
+    port: int | None = Field(default=None, ge=1, le=65535, strict=True)
     reason: str = Field(min_length=1)
     approved_by: str = Field(min_length=1)
     expires: date
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _a_date(cls, value: object) -> object:
+        if not isinstance(value, (str, date)):
+            raise ValueError(f"{value!r} is not a date like 2027-01-31")
+        return value
 
     def expired(self, today: date) -> bool:
         return today > self.expires
@@ -146,7 +155,8 @@ class Waiver(_Scope):
 class NoProbe(_Strict):
     """A ``do_not_probe`` entry: exactly one of host, cidr and mac, and why."""
 
-    host: str | None = Field(default=None, description="an address or the name scanned")
+    host: str | None = Field(default=None, min_length=1,
+                             description="an address or the name scanned")
     cidr: str | None = None
     mac: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
     reason: str = Field(min_length=1)
