@@ -16,8 +16,6 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sortedcontainers import SortedList
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Interval = tuple[int, int]  # first and last, inclusive
 Family = tuple[int, str]  # IP version and zone ("" for none)
@@ -91,39 +89,30 @@ def intersect(first: int, last: int, blocks: Sequence[Interval]) -> list[Interva
 
 class Covered:
     """Disjoint intervals already taken, per family: ``take`` returns the parts of a new
-    interval not taken before (and takes them), so duplicates collapse in order.
-
-    The starts are a SortedList (sortedcontainers), not a plain list: inserting into a
-    list moves every later start, so 65,536 random single addresses took about 2 s to
-    take in (quadratic); a SortedList inserts and deletes in O(log n)."""
+    interval not taken before (and takes them), so duplicates collapse in order."""
 
     def __init__(self) -> None:
-        self._starts: dict[Family, SortedList[int]] = {}
-        self._ends: dict[Family, dict[int, int]] = {}  # start -> end of its interval
+        self._starts: dict[Family, list[int]] = {}
+        self._ends: dict[Family, list[int]] = {}
 
     def take(self, family: Family, first: int, last: int) -> list[Interval]:
-        starts = self._starts.setdefault(family, SortedList())
-        ends = self._ends.setdefault(family, {})
-        # Intervals that overlap or touch [first, last] are merged into one: the one
-        # starting before first if it reaches first - 1, then every interval starting
-        # from first to last + 1. irange, not positions: a SortedList's positional index
-        # costs more to keep than the whole search.
-        before = next(starts.irange(maximum=first - 1, reverse=True), None)
-        merged = [before] if before is not None and ends[before] >= first - 1 else []
-        merged += starts.irange(first, last + 1)
+        starts = self._starts.setdefault(family, [])
+        ends = self._ends.setdefault(family, [])
+        # Intervals that overlap or touch [first, last] are merged into one.
+        i = bisect.bisect_left(ends, first - 1)
+        j = bisect.bisect_right(starts, last + 1)
         new: list[Interval] = []
-        at, lo, hi = first, first, last
-        for start in merged:
-            end = ends.pop(start)
-            starts.remove(start)
-            if start > at:
-                new.append((at, min(start - 1, last)))
-            at = max(at, end + 1)
-            lo, hi = min(lo, start), max(hi, end)
+        at = first
+        for k in range(i, j):
+            if starts[k] > at:
+                new.append((at, min(starts[k] - 1, last)))
+            at = max(at, ends[k] + 1)
         if at <= last:
             new.append((at, last))
-        starts.add(lo)
-        ends[lo] = hi
+        lo = min(first, starts[i]) if i < j else first
+        hi = max(last, ends[j - 1]) if i < j else last
+        starts[i:j] = [lo]
+        ends[i:j] = [hi]
         return new
 
 
