@@ -11,12 +11,16 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from scanner.engine.job import nothing_to_judge
 from scanner.model import Host, PortObservation, PortState
 from scanner.rules.evaluate import evaluate
 
 HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "requests",
+         "rich",  # the table, the progress bar and the escaper of error messages only
          "probes.dicom.client", "probes.tls", "probes.identify", "scanner.rules.evaluate",
          "scanner.identify.host_analysis", "scanner.outputs.html_report",
          # the other commands' modules (scanner/cli/main.py loads a command when it runs)
@@ -54,11 +58,14 @@ def closed_port() -> int:
     return port
 
 
-def test_closed_port_scan_loads_nothing_heavy() -> None:
-    loaded = loaded_by("127.0.0.1", "-p", str(closed_port()))
+@pytest.mark.parametrize("to_file", [False, True], ids=["stdout", "file"])
+def test_closed_port_scan_loads_nothing_heavy(to_file: bool, tmp_path: Path) -> None:
+    out = ("-o", str(tmp_path / "scan.json")) if to_file else ()
+    loaded = loaded_by("127.0.0.1", "-p", str(closed_port()), *out)
     assert "scanner.engine.job" in loaded  # it did scan
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], heavy
+    assert not to_file or (tmp_path / "scan.json").stat().st_size > 0
 
 
 def test_open_port_scan_loads_the_dicom_machinery() -> None:

@@ -161,18 +161,16 @@ _INPUT_OPTIONS = ("targets_file", "exclude_file", "ae_wordlist", "policy", "conf
 def check_output_path(path: str) -> None:
     """The folder exists and the name is no folder; a name the system cannot take (too
     long, a folder in the way) is the same usage error, not an OSError traceback."""
-    from scanner.outputs.escape import visible
-
     target = Path(path)
     try:
         if not target.parent.is_dir():
-            raise click.BadParameter(f"folder {visible(repr(str(target.parent)))} does not "
+            raise click.BadParameter(f"folder {shown(repr(str(target.parent)))} does not "
                                      "exist", param_hint="'-o'")
         if target.is_dir():
-            raise click.BadParameter(f"{visible(repr(path))} is a folder, not a file",
+            raise click.BadParameter(f"{shown(repr(path))} is a folder, not a file",
                                      param_hint="'-o'")
     except OSError as exc:
-        raise click.BadParameter(f"cannot use {visible(repr(path))[:200]}: "
+        raise click.BadParameter(f"cannot use {shown(repr(path))[:200]}: "
                                  f"{exc.strerror or exc}", param_hint="'-o'") from None
 
 
@@ -195,8 +193,6 @@ def refuse_clashes(paths: list[tuple[str, str]], opts: dict[str, Any]) -> None:
     import os
     import stat
 
-    from scanner.outputs.escape import visible
-
     seen: dict[tuple[int, int] | str, tuple[str, str]] = {}
     for option, path in paths:
         try:
@@ -206,8 +202,8 @@ def refuse_clashes(paths: list[tuple[str, str]], opts: dict[str, Any]) -> None:
             pass
         key = _file_key(path)
         if key in seen:
-            raise click.BadParameter(f"{visible(repr(path))} is named twice (also as "
-                                     f"{visible(repr(seen[key][1]))}): one file per output",
+            raise click.BadParameter(f"{shown(repr(path))} is named twice (also as "
+                                     f"{shown(repr(seen[key][1]))}): one file per output",
                                      param_hint=f"'{option}'")
         seen[key] = (option, path)
     for name in _INPUT_OPTIONS:
@@ -219,7 +215,7 @@ def refuse_clashes(paths: list[tuple[str, str]], opts: dict[str, Any]) -> None:
                 output, path = seen[_file_key(given)]
                 source = {"scan_file": "SCAN.json", "from_file": "--from"}.get(
                     name, "--" + name.replace("_", "-"))
-                raise click.BadParameter(f"{visible(repr(path))} is also the input {source}; "
+                raise click.BadParameter(f"{shown(repr(path))} is also the input {source}; "
                                          "writing there would replace it",
                                          param_hint=f"'{output}'")
 
