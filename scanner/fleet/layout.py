@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
@@ -39,7 +39,7 @@ class FleetError(Exception):
 
 class SensorEntry(Frozen):
     scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
-    allow_public: bool = Field(default=False, description="its scope may hold public "
+    allow_public: StrictBool = Field(default=False, description="its scope may hold public "
                                                           "addresses (add-sensor --allow-public)")
 
 
@@ -95,7 +95,7 @@ class SensorBundle(Frozen):
     tls_hostname: str = Field(min_length=1)
     scope: list[str]
     ack_wait: float = _ACK_WAIT
-    allow_public: bool = False
+    allow_public: StrictBool = False
 
     @field_validator("servers")
     @classmethod
