@@ -39,8 +39,9 @@ class FleetError(Exception):
 
 class SensorEntry(Frozen):
     scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
-    allow_public: StrictBool = Field(default=False, description="its scope may hold public "
-                                                          "addresses (add-sensor --allow-public)")
+    allow_public: StrictBool = Field(
+        default=False, description="its scope may hold public addresses (add-sensor "
+                                   "--allow-public)")
 
 
 # central.json and sensor.json are files a person may edit: numbers keep the ranges
@@ -382,4 +383,11 @@ def load_bundle(folder: Path) -> SensorBundle:
     for part in ("sensor.pem", "sensor.key", "ca.pem"):
         if not (folder / part).is_file():
             raise FleetError(f"sensor bundle {folder} lacks {part}")
+    try:  # checked before dialling: a damaged bundle was a traceback or refused for ever
+        ca, cert, key = (read_state(folder / p) for p in ("ca.pem", "sensor.pem", "sensor.key"))
+    except OSError as exc:
+        raise FleetError(f"cannot read sensor bundle {folder}: {exc}") from None
+    problem = pki.client_problem(ca, cert, key, bundle.name)
+    if problem is not None:
+        raise FleetError(f"sensor bundle {folder}: {problem}")
     return bundle
