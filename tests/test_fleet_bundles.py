@@ -75,3 +75,15 @@ def test_damaged_or_foreign_bundle_is_refused_before_dialling(
     # Nothing listens on 127.0.0.1:4999: a bundle that passed would dial until the timeout.
     one_line_error(dicomscan("sensor", str(bundle), timeout=20), 2, f"sensor bundle {bundle}: "
                    f"{words}")
+
+
+def test_add_sensor_where_the_bundle_folder_cannot_be_made(tmp_path: Path) -> None:
+    """A file in place of DIR/sensors was a FileExistsError traceback (exit 1)."""
+    root = tmp_path / "c"
+    assert dicomscan("central", "init", str(root), "--listen", "127.0.0.1:4999"
+                     ).returncode == 0
+    (root / "sensors").write_text("")
+    one_line_error(dicomscan("central", "add-sensor", str(root), "s1", "--scope",
+                             "127.0.0.0/8"), 2,
+                   f"cannot make the bundle folder in {root / 'sensors'}: File exists")
+    assert "s1" not in (root / "central.json").read_text()

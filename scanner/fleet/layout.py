@@ -347,8 +347,12 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
                          "it (nothing trusts a bundle central.json does not list) and retry")
     # Built aside and renamed into place: an interrupted add-sensor leaves no half bundle
     # that the next attempt trips over.
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
+    try:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
+    except OSError as exc:  # a file or an unwritable folder in the way: was a traceback
+        raise FleetError(f"cannot make the bundle folder in {bundle.parent}: "
+                         f"{exc.strerror or exc}") from None
     try:
         try:
             pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
@@ -360,8 +364,10 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
                             allow_public=allow_public)
         write_json(work / "sensor.json", info.model_dump_json(indent=2))
         os.rename(work, bundle)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise FleetError(f"cannot write the bundle {bundle}: {exc}") from None
         raise
     config = config.model_copy(update={"sensors": {**config.sensors,
                                                    name: SensorEntry(
