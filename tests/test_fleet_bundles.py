@@ -87,3 +87,33 @@ def test_add_sensor_where_the_bundle_folder_cannot_be_made(tmp_path: Path) -> No
                              "127.0.0.0/8"), 2,
                    f"cannot make the bundle folder in {root / 'sensors'}: File exists")
     assert "s1" not in (root / "central.json").read_text()
+
+
+@pytest.mark.peers
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="needs nats-server")
+def test_bundle_of_another_centre_stops_at_the_handshake(centres: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    """A whole bundle of another centre (its CA, certificate and key agree) dialled a real
+    central whose certificate its CA did not sign: it retried for ever, one warning now
+    and then. It now stops with exit 2 and the reason."""
+    import json
+
+    from tests.fleet_harness import Fleet
+
+    fleet = Fleet(tmp_path / "fleet")
+    fleet.add_sensor("s1", "127.0.0.0/8")
+    fleet.start_central()
+    try:
+        bundle = tmp_path / "s1"
+        shutil.copytree(centres[1] / "sensors" / "s1", bundle)
+        doc = json.loads((bundle / "sensor.json").read_text())
+        doc["servers"] = [f"tls://127.0.0.1:{fleet.port}"]
+        (bundle / "sensor.json").write_text(json.dumps(doc))
+        one_line_error(dicomscan("sensor", str(bundle), timeout=30), 2,
+                       f"central at tls://127.0.0.1:{fleet.port} fails the certificate "
+                       f"check of bundle {bundle}: unable to get local issuer certificate")
+        # this centre's own bundle still connects
+        fleet.start_sensor("s1")
+        fleet.wait_sensor_ready("s1")
+    finally:
+        fleet.stop()
