@@ -96,3 +96,35 @@ def test_output_onto_the_history_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "h.sqlite").read_bytes() == store
     listed = run("history", "list", "--history", "h.sqlite", cwd=tmp_path)
     assert listed.returncode == 0 and listed.stdout.count("complete") == 2, listed
+
+
+def test_two_outputs_on_standard_output_are_refused(tmp_path: Path) -> None:
+    """Two formats on stdout came out one after the other in one stream (a JSON document,
+    then a CSV table): refused before any packet, naming both."""
+    shutil.copy(SAVED, tmp_path / "saved.json")
+    cases = [
+        (("scan", "127.0.0.1", "-p", "9", "--history", "h.sqlite", "-o", "json:-",
+          "-o", "csv:-"), ("'json:-'", "'csv:-'")),
+        (("report", "saved.json", "-o", "-", "-o", "-"), ("-o '-' and -o '-'",)),
+        (("report", "saved.json", "-o", "json:-", "-o", "a.csv", "-o", "table:-"),
+         ("'json:-'", "'table:-'")),
+        (("scan", "127.0.0.1", "-p", "9", "--job", "j", "--history", "h.sqlite",
+          "--drift-output", "jsonl:-"), ("the results (no -o)", "--drift-output 'jsonl:-'")),
+    ]
+    for args, words in cases:
+        out = run(*args, cwd=tmp_path)
+        assert_usage(out, "both write to standard output", *words)
+        assert out.stdout == ""
+    assert not (tmp_path / "h.sqlite").exists()  # refused before the scan began
+    assert not (tmp_path / "a.csv").exists()
+    # /dev/stdout is standard output too when it is the same pipe
+    piped = subprocess.run(
+        f"{sys.executable} -m scanner report saved.json -o - -o csv:/dev/stdout | cat",
+        shell=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert "both write to standard output" in piped.stderr and piped.stdout == ""
+    # one on stdout and the others in files, or /dev/null twice, still work
+    ok = run("report", "saved.json", "-o", "json:-", "-o", "a.csv", "-o", "/dev/null",
+             "-o", "csv:/dev/null", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("{") and (tmp_path / "a.csv").read_text()

@@ -144,12 +144,42 @@ def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
         check_output_path(path)
         plan.append((chosen, path))
     files = [("-o", p) for _, p in plan if p is not None]
+    streams = [f"-o {shown(repr(out))}" for out, (_, p) in zip(outputs, plan, strict=True)
+               if p is None or _is_stdout(p)] or ([] if plan else ["the results (no -o)"])
     if opts.get("drift_output"):
         from scanner.outputs.registry import drift_file
 
-        files.append(("--drift-output", drift_file(opts["drift_output"])[1]))
+        drift_path = drift_file(opts["drift_output"])[1]
+        if drift_path == "-" or _is_stdout(drift_path):
+            streams.append(f"--drift-output {shown(repr(opts['drift_output']))}")
+        else:
+            files.append(("--drift-output", drift_path))
+    refuse_shared_stdout(streams)
     refuse_clashes(files, opts)
     return plan or [(fmt, None)]
+
+
+def _is_stdout(path: str) -> bool:
+    """``path`` names the object standard output already is (/dev/stdout, /dev/fd/1, or
+    the file stdout is redirected to); /dev/null is no reader, so it does not count."""
+    import os
+
+    try:
+        out, named = os.fstat(1), os.stat(path)
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    same = (out.st_dev, out.st_ino) == (named.st_dev, named.st_ino)
+    return same and (out.st_dev, out.st_ino) != (null.st_dev, null.st_ino)
+
+
+def refuse_shared_stdout(streams: list[str]) -> None:
+    """Two outputs on standard output came out one after the other in one stream (a JSON
+    document followed by a CSV table), which no reader can take apart: refused before
+    any work, naming both."""
+    if len(streams) > 1:
+        raise click.UsageError(f"{streams[0]} and {streams[1]} both write to standard "
+                               "output, which can take one; send the others to files")
 
 
 # Options whose files a command reads: an -o naming one of them would replace it (the

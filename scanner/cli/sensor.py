@@ -41,4 +41,8 @@ def sensor(bundle: Path, spool: Path | None, verbose: bool) -> None:
             loop.add_signal_handler(sig, stop.set)
         await worker.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except FleetError as exc:  # e.g. central's certificate is not the bundle CA's
+        say(f"dicomscan: {exc}")
+        sys.exit(EXIT_USAGE)

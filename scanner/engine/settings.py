@@ -76,11 +76,16 @@ def _wordlist(opts: dict[str, Any]) -> list[str]:
         from importlib import resources
 
         text = (resources.files("scanner") / "data" / "ae_titles.txt").read_text()
-    return [
+    titles = [
         check_ae(line.strip(), "--ae-wordlist")
         for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    if not titles:
+        # An empty list made AE guessing quietly try nothing (and its check read as done).
+        raise SettingsError(f"{opts['ae_wordlist']!r} holds no AE title (one a line; blank "
+                            "lines and # comments are skipped)", param="--ae-wordlist")
+    return titles
 
 
 def _policy(opts: dict[str, Any]) -> dict[str, Any] | None:

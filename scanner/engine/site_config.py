@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
 from scanner.model.base import empty_list
@@ -102,7 +109,7 @@ class JobSpec(_Strict):
         description="devices never to touch (fragile): addresses, networks, ranges, host names "
         "or MACs, kept out as --exclude-file entries are and listed in scan.skipped")
     scope: list[str] = Field(default_factory=empty_list)
-    allow_public: bool = False
+    allow_public: StrictBool = False  # 1 or "yes" is a typo, not a yes
     profile: ProfileName = ProfileName.SAFE
     ports: str | list[Port | str] = "default"
     policy: str | None = None

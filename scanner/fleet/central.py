@@ -239,7 +239,18 @@ async def _job_id_at(js: Any, seq: int) -> str | None:
 async def run_central(d: CentralDir, stop: asyncio.Event) -> None:
     """Collect until ``stop`` is set. The server must be listening."""
     config = d.load()
-    nc = await connect_central(d, config)
+    # A server that accepts but never answers (--external-server on the wrong port)
+    # was dialled for ever, SIGTERM and Ctrl-C unheard: a stop ends the dialling too.
+    connecting = asyncio.ensure_future(connect_central(d, config))
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        raise FleetError(f"stopped before the nats-server at {config.url} answered")
+    nc = connecting.result()
     js = nc.jetstream()
     await ensure_streams(js, sorted(config.sensors), config.ack_wait, config.max_deliver)
     collector = Collector(d, config)

@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
 from scanner.fleet import pki
 from scanner.model.base import Frozen
@@ -39,8 +39,9 @@ class FleetError(Exception):
 
 class SensorEntry(Frozen):
     scope: list[str] = Field(description="networks the sensor may scan (CIDR)")
-    allow_public: bool = Field(default=False, description="its scope may hold public "
-                                                          "addresses (add-sensor --allow-public)")
+    allow_public: StrictBool = Field(
+        default=False, description="its scope may hold public addresses (add-sensor "
+                                   "--allow-public)")
 
 
 # central.json and sensor.json are files a person may edit: numbers keep the ranges
@@ -95,7 +96,7 @@ class SensorBundle(Frozen):
     tls_hostname: str = Field(min_length=1)
     scope: list[str]
     ack_wait: float = _ACK_WAIT
-    allow_public: bool = False
+    allow_public: StrictBool = False
 
     @field_validator("servers")
     @classmethod
@@ -346,8 +347,12 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
                          "it (nothing trusts a bundle central.json does not list) and retry")
     # Built aside and renamed into place: an interrupted add-sensor leaves no half bundle
     # that the next attempt trips over.
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
+    try:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bundle.parent))  # mode 0700
+    except OSError as exc:  # a file or an unwritable folder in the way: was a traceback
+        raise FleetError(f"cannot make the bundle folder in {bundle.parent}: "
+                         f"{exc.strerror or exc}") from None
     try:
         try:
             pki.issue(d.pki, work / "sensor.pem", work / "sensor.key", name, client_name=name)
@@ -359,8 +364,10 @@ def add_sensor(root: Path, name: str, scope: list[str], allow_public: bool = Fal
                             allow_public=allow_public)
         write_json(work / "sensor.json", info.model_dump_json(indent=2))
         os.rename(work, bundle)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise FleetError(f"cannot write the bundle {bundle}: {exc}") from None
         raise
     config = config.model_copy(update={"sensors": {**config.sensors,
                                                    name: SensorEntry(
@@ -382,4 +389,11 @@ def load_bundle(folder: Path) -> SensorBundle:
     for part in ("sensor.pem", "sensor.key", "ca.pem"):
         if not (folder / part).is_file():
             raise FleetError(f"sensor bundle {folder} lacks {part}")
+    try:  # checked before dialling: a damaged bundle was a traceback or refused for ever
+        ca, cert, key = (read_state(folder / p) for p in ("ca.pem", "sensor.pem", "sensor.key"))
+    except OSError as exc:
+        raise FleetError(f"cannot read sensor bundle {folder}: {exc}") from None
+    problem = pki.client_problem(ca, cert, key, bundle.name)
+    if problem is not None:
+        raise FleetError(f"sensor bundle {folder}: {problem}")
     return bundle

@@ -127,3 +127,42 @@ def issue(ca_folder: Path, out_cert: Path, out_key: Path, common_name: str, *,
             .sign(ca_key, hashes.SHA256()))
     write_private(out_key, _key_pem(key))
     write_public(out_cert, _cert_pem(cert))
+
+
+def client_problem(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, name: str) -> str | None:
+    """Why a sensor bundle's CA, certificate and key cannot make the client identity
+    ``name`` (None when they can): not PEM, a key of another certificate, a certificate
+    another CA signed (a bundle of another centre, or of a centre initialised again), or
+    another sensor's certificate. Each made the sensor fail at the handshake, or dial and
+    be refused for ever."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+    try:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError:
+        return "ca.pem is not a PEM certificate"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "sensor.pem is not a PEM certificate"
+    try:
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "sensor.key is not an unencrypted PEM private key"
+    raw = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*raw) != cert.public_key().public_bytes(*raw):
+        return "sensor.key is not the key of sensor.pem"
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return ("sensor.pem was not issued by the bundle's ca.pem (a bundle of another "
+                "centre, or one made before central was initialised again)")
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        emails = sans.get_values_for_type(x509.RFC822Name)
+    except x509.ExtensionNotFound:
+        emails = []
+    if identity(name) not in emails:
+        return (f"sensor.pem is the certificate of {', '.join(emails) or 'no sensor'}, not "
+                f"of sensor {name!r} (sensor.json)")
+    return None

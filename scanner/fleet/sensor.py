@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import stat
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,14 @@ class Sensor:
         self.spool = Spool(spool or folder / "spool")
         self.nc: Any = None
         self.js: Any = None
+        self.untrusted: list[Exception] = []  # central's certificate failed verification
 
     async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, ssl.SSLCertVerificationError) and self.nc is None:
+            # Not a link that may come back: central's certificate is not one the
+            # bundle's CA signed (a bundle of another centre, or a centre made again).
+            self.untrusted.append(exc)
+            return  # said once, as the reason the sensor stops
         log.warning("nats: %s", exc)
 
     async def connect(self) -> None:
@@ -290,12 +297,20 @@ class Sensor:
         # central could not be reached).
         connecting = asyncio.ensure_future(self.connect())
         stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        while not (connecting.done() or stopper.done() or self.untrusted):
+            await asyncio.wait({connecting, stopper}, timeout=0.2,
+                               return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if not connecting.done():
             connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connecting
+            if self.untrusted:
+                why = getattr(self.untrusted[0], "verify_message", "") or self.untrusted[0]
+                raise FleetError(f"central at {', '.join(self.bundle.servers)} fails the "
+                                 f"certificate check of bundle {self.folder}: {why} (a "
+                                 "bundle of another centre, or one made before central was "
+                                 "initialised again?)")
             log.warning("stopped before central could be reached")
             return
         connecting.result()

@@ -105,9 +105,24 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _check_free(host: str, port: int) -> None:
+    """Nothing else listens on the address: nats-server then exited at once, but the
+    listening check found the other program and central dialled it for ever."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise FleetError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another "
+                         "program listens there; --external-server connects to a "
+                         "nats-server already running for this directory)") from None
+
+
 def start(d: CentralDir, host: str, port: int, timeout: float = 20) -> subprocess.Popen[bytes]:
     """Start nats-server on the directory's configuration; return once it listens."""
     check_config(d)
+    _check_free(host, port)
     log = _open_log(d.log_file)
     proc = subprocess.Popen(
         [binary(), "-c", str(d.server_conf), "-P", str(d.pid_file)],

@@ -52,10 +52,14 @@ def sized(scan_id: str, where: str, row: Mapping[Any, Any]) -> Mapping[Any, Any]
     """``row``, or DamagedRow naming its first cell larger than MAX_CELL (left unread)."""
     for key, size in row.items():
         if isinstance(key, str) and key.endswith(_SIZE) and (size or 0) > MAX_CELL:
-            raise DamagedRow(scan_id, f"scan {scan_id}: {where}: {key[:-len(_SIZE)]} holds "
-                                      f"{size:,} characters, more than the {MAX_CELL >> 20} "
-                                      "MiB one cell may hold; not read")
+            raise too_large(scan_id, where, key[:-len(_SIZE)], size)
     return row
+
+
+def too_large(scan_id: str, where: str, name: str, size: int) -> DamagedRow:
+    """The damage of a cell holding ``size`` characters, more than MAX_CELL."""
+    return DamagedRow(scan_id, f"scan {scan_id}: {where}: {name} holds {size:,} characters, "
+                               f"more than the {MAX_CELL >> 20} MiB one cell may hold; not read")
 
 
 def raw(column: Any) -> ColumnElement[Any]:

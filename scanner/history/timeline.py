@@ -6,11 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Text, case, cast, func, null, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scanner.history.drift import compute_drift, device_seen
-from scanner.history.rows import DamagedRow, as_time, column, raw
+from scanner.history.rows import (
+    MAX_CELL,
+    DamagedRow,
+    as_time,
+    bounded,
+    column,
+    raw,
+    sized,
+    too_large,
+)
 from scanner.history.schema import FindingRow, HostRow, ScanRow
 from scanner.history.store import HistoryError, HistoryStore, ScanStatus, StoredScan
 from scanner.model import FindingStatus, ScanResult
@@ -35,28 +44,36 @@ def _first_last(store: HistoryStore, key: InstrumentedAttribute[str],
     """First and last scan start per key, in SQL; keys whose first or last start is not
     a date (a damaged scan row) are done again in Python without the damaged scans."""
     table = key.class_
-    query = (select(key, raw(func.min(ScanRow.started_at)), raw(func.max(ScanRow.started_at)))
+    # The key equals one of ``ids``; a start is bounded like every history cell (a
+    # damaged one of hundreds of MB was the min or max, read whole twice), and a key
+    # with an oversized start is done again below, where that scan is named.
+    size = func.length(cast(ScanRow.started_at, Text))
+    start = case((size > MAX_CELL, null()), else_=ScanRow.started_at)
+    query = (select(key, raw(func.min(start)), raw(func.max(start)), func.max(size))
              .join(ScanRow, ScanRow.scan_id == table.scan_id)
              .where(key.in_(ids), *conds).group_by(key))
     seen: Seen = {}
     again: list[str] = []
     with Session(store.engine) as s:
-        for name, first, last in s.execute(query):
+        for name, first, last, longest in s.execute(query):
             try:
+                if (longest or 0) > MAX_CELL:
+                    raise ValueError("a start too large to read")
                 seen[name] = (as_time(first), as_time(last))
             except ValueError:
                 again.append(name)
         if not again:
             return seen
-        pairs = (select(key, ScanRow.scan_id, raw(ScanRow.started_at)).distinct()
-                 .join(ScanRow, ScanRow.scan_id == table.scan_id)
+        pairs = (select(key, ScanRow.scan_id, *bounded(ScanRow.started_at, "started_at"))
+                 .distinct().join(ScanRow, ScanRow.scan_id == table.scan_id)
                  .where(key.in_(again), *conds))
         times: dict[str, list[datetime]] = {}
-        for name, scan_id, started in s.execute(pairs):
+        for row in s.execute(pairs).mappings():
+            scan_id = row["scan_id"]
             try:
-                times.setdefault(name, []).append(
-                    column(scan_id, "table scans", {"started_at": started}, "started_at",
-                           "time"))
+                times.setdefault(row[key.key], []).append(column(
+                    scan_id, "table scans", sized(scan_id, "table scans", row), "started_at",
+                    "time"))
             except DamagedRow as damage:
                 store.note_damage(damage)
     seen.update({name: (min(t), max(t)) for name, t in times.items()})
@@ -85,12 +102,26 @@ def findings_seen(store: HistoryStore, finding_ids: Iterable[str], *, job: str |
 
 def failed_before(store: HistoryStore, before: StoredScan, job: str | None) -> frozenset[str]:
     """Finding IDs that failed in any finished scan older than ``before``."""
-    query = (select(FindingRow.finding_id).distinct()
+    # Other scans' IDs, not read before: bounded like every history cell. A damaged one
+    # comes back as NULL with its scan and size, and that scan is named and left out.
+    size = func.length(cast(FindingRow.finding_id, Text))
+    large = size > MAX_CELL
+    query = (select(case((large, null()), else_=FindingRow.finding_id),
+                    case((large, FindingRow.scan_id), else_=null()),
+                    case((large, FindingRow.id), else_=null()),
+                    case((large, size), else_=null())).distinct()
              .join(ScanRow, ScanRow.scan_id == FindingRow.scan_id)
              .where(FindingRow.status == _FAIL, ScanRow.started_at < before.started_at,
                     ScanRow.scan_id != before.scan_id, *_scope(job, None)))
+    found: set[str] = set()
     with Session(store.engine) as s:
-        return frozenset(s.scalars(query))
+        for finding_id, scan_id, row_id, length in s.execute(query):
+            if scan_id is None:
+                found.add(finding_id)
+                continue
+            store.note_damage(too_large(scan_id, f"table findings row {row_id}",
+                                        "finding_id", length))
+    return frozenset(found)
 
 
 def last_two(store: HistoryStore, job: str | None) -> tuple[StoredScan, StoredScan]:

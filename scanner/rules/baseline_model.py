@@ -10,6 +10,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -160,12 +161,12 @@ class RemoteAccess(_Expectation):
 
 class Required(_Expectation):
     rule: str
-    required: bool
+    required: StrictBool  # strict: 0, 1 or "yes" in a hand-edited file is a typo
 
 
 class FromUnknown(_Expectation):
     rule: str
-    allowed: bool
+    allowed: StrictBool
 
 
 class Expectations(_Strict):

@@ -32,10 +32,11 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
-    """Two complete scans of one storescp, oldest first."""
+    """Three complete scans of one storescp, oldest first (diff's 'failed before' reads
+    the scans older than the two it compares)."""
     store = tmp_path_factory.mktemp("history") / "h.sqlite"
     with start_storescp() as running:
-        for _ in range(2):
+        for _ in range(3):
             out = cli("scan", "127.0.0.1", "-p", str(running.info.port), "--discovery",
                       "none", "--fail-on", "never", "-q", "--format", "json", "--history",
                       str(store), "--job", "lab")
@@ -87,3 +88,39 @@ def test_a_huge_scans_cell_leaves_that_scan_out_of_the_list(
     assert f"left out a damaged scan: scan {scan_id}: table scans: targets holds" \
            in out.stderr, out.stderr
     assert pristine[1][0][:8] in out.stdout and scan_id[:8] not in out.stdout
+
+
+def _blow_up_oldest(pristine: tuple[Path, list[str]], tmp_path: Path, sql: str) -> Path:
+    store = tmp_path / "h.sqlite"
+    shutil.copy(pristine[0], store)
+    with sqlite3.connect(store) as db:
+        changed = db.execute(sql, (HUGE, pristine[1][0])).rowcount
+        assert changed == 1, sql
+    return store
+
+
+def test_a_huge_start_of_an_earlier_scan_is_named_in_first_seen(
+        pristine: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """First and last seen took the min and max start in SQL unbounded: a damaged start
+    of hundreds of MB came back whole, twice, before it was found not a date."""
+    store = _blow_up_oldest(pristine, tmp_path, "UPDATE scans SET started_at = '\"' || "
+                            "printf('%.*c', ?, 'x') || '\"' WHERE scan_id = ?")
+    newest = pristine[1][-1]
+    out = cli("history", "show", newest[:8], "--history", str(store))
+    assert out.returncode == 0, out.stderr
+    assert f"left out a damaged scan: scan {pristine[1][0]}: table scans: started_at " \
+           f"holds {HUGE + 2:,} characters, more than the 64 MiB" in out.stderr, out.stderr
+    assert len(out.stderr) < 2000
+
+
+def test_a_huge_finding_id_of_an_earlier_failure_is_named_in_drift(
+        pristine: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """diff's 'failed before' read every older failed finding's ID unbounded."""
+    store = _blow_up_oldest(pristine, tmp_path, "UPDATE findings SET finding_id = "
+                            "printf('%.*c', ?, 'x') WHERE id = (SELECT min(id) FROM findings "
+                            "WHERE status = 'fail' AND scan_id = ?)")
+    out = cli("diff", "--history", str(store))
+    assert out.returncode == 0, out.stderr
+    assert f"left out a damaged scan: scan {pristine[1][0]}: table findings row " \
+           in out.stderr and f"finding_id holds {HUGE:,} characters" in out.stderr, out.stderr
+    assert len(out.stderr) < 2000
