@@ -144,14 +144,14 @@ def plan_outputs(opts: dict[str, Any]) -> list[tuple[str, str | None]]:
         check_output_path(path)
         plan.append((chosen, path))
     files = [("-o", p) for _, p in plan if p is not None]
-    streams = [f"-o {shown(repr(out))}" for out, (_, p) in zip(outputs, plan, strict=True)
+    streams = [f"-o {out!r}" for out, (_, p) in zip(outputs, plan, strict=True)
                if p is None or _is_stdout(p)] or ([] if plan else ["the results (no -o)"])
     if opts.get("drift_output"):
         from scanner.outputs.registry import drift_file
 
         drift_path = drift_file(opts["drift_output"])[1]
         if drift_path == "-" or _is_stdout(drift_path):
-            streams.append(f"--drift-output {shown(repr(opts['drift_output']))}")
+            streams.append(f"--drift-output {opts['drift_output']!r}")
         else:
             files.append(("--drift-output", drift_path))
     refuse_shared_stdout(streams)
@@ -177,9 +177,9 @@ def refuse_shared_stdout(streams: list[str]) -> None:
     """Two outputs on standard output came out one after the other in one stream (a JSON
     document followed by a CSV table), which no reader can take apart: refused before
     any work, naming both."""
-    if len(streams) > 1:
-        raise click.UsageError(f"{streams[0]} and {streams[1]} both write to standard "
-                               "output, which can take one; send the others to files")
+    if len(streams) > 1:  # shown only now: the escaper loads rich
+        raise click.UsageError(f"{shown(streams[0])} and {shown(streams[1])} both write to "
+                               "standard output, which can take one; send the others to files")
 
 
 # Options whose files a command reads: an -o naming one of them would replace it (the
