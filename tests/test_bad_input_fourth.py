@@ -6,27 +6,13 @@ point, in-process where the file's reader is."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.test_output_clashes import assert_usage, run
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                               "HOME": str(cwd)})
-
-
-def assert_usage(out: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    for word in words:
-        assert word in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# titles\n   \n# none yet\n"],

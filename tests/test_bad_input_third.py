@@ -5,30 +5,15 @@ sequence; each is now one line and exit 2. Run as real processes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scanner.rules.policy import PolicyError, parse_policy
+from tests.test_output_clashes import assert_usage, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVED = ROOT / "fixtures" / "scans" / "ctn-called-ae-enforced.json"  # 127.0.0.21:56273
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                               "HOME": str(cwd)})
-
-
-def assert_usage(out: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    for word in words:
-        assert word in out.stderr, out.stderr[-2000:]
 
 
 def test_policy_do_not_probe_with_an_empty_host(tmp_path: Path) -> None:

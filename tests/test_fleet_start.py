@@ -4,8 +4,10 @@ for ever (SIGTERM did not stop it). Now one line and exit 3 before nats-server s
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,21 @@ pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None,
                                 reason="needs nats-server")
 
 
-def test_central_run_on_an_address_another_program_holds(tmp_path: Path) -> None:
-    with socket.socket() as other:  # a silent listener: accepts, never speaks
+@contextlib.contextmanager
+def centre_behind_a_silent_listener(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A centre made for a port where another program listens: it accepts, never speaks."""
+    with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
         root = tmp_path / "c"
         assert dicomscan("central", "init", str(root), "--listen", f"127.0.0.1:{port}"
                          ).returncode == 0
+        yield root, port
+
+
+def test_central_run_on_an_address_another_program_holds(tmp_path: Path) -> None:
+    with centre_behind_a_silent_listener(tmp_path) as (root, port):
         one_line_error(dicomscan("central", "run", str(root), timeout=30), 3,
                        f"cannot listen on 127.0.0.1:{port}: Address already in use")
     assert not (root / "nats" / "nats-server.pid").exists()
@@ -39,13 +48,7 @@ def test_central_run_stops_on_sigterm_while_its_server_does_not_answer(
     import sys
     import time
 
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
-        root = tmp_path / "c"
-        assert dicomscan("central", "init", str(root), "--listen", f"127.0.0.1:{port}"
-                         ).returncode == 0
+    with centre_behind_a_silent_listener(tmp_path) as (root, port):
         proc = subprocess.Popen([sys.executable, "-m", "scanner", "central", "run",
                                  str(root), "--external-server"], stderr=subprocess.PIPE,
                                 text=True)
