@@ -16,8 +16,13 @@ can recompute them.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 
+# A scan asks for the same IDs again and again: each of a device's findings hashes the
+# device's ID, and the rules' evaluation hashes every finding ID a second time once the
+# judge and the policy are done. Bounded: one device's IDs fit many times over.
+@lru_cache(maxsize=4096)
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
