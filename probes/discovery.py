@@ -123,12 +123,28 @@ def is_local_address(address: str, spans: list[tuple[int, int]] | None = None) -
     return True
 
 
-def neighbour_mac(address: str) -> str | None:
-    """The MAC the kernel resolved for an IPv4 neighbour (any earlier packet, any method)."""
-    for f in _proc_rows("/proc/net/arp"):
+def neighbour_mac(address: str, table: str = "/proc/net/arp") -> str | None:
+    """The MAC the kernel resolved for an IPv4 neighbour (any earlier packet, any method).
+
+    Asked once per finished device, so it finds the device's rows with a text search
+    instead of splitting every row: the table can hold thousands of neighbours.
+    """
+    if ":" in address or address.startswith("127."):
+        return None  # IPv6 and loopback have no rows here
+    try:
+        with open(table) as f:
+            text = f.read()
+    except OSError:
+        return None
+    needle = f"\n{address} "  # a row starts with the address; the header is skipped
+    at = text.find(needle)
+    while at >= 0:
+        end = text.find("\n", at + 1)
+        row = text[at + 1:end if end >= 0 else len(text)].split()
         # Flag 0x2 is ATF_COM: the entry is complete, the MAC really answered.
-        if len(f) >= 4 and f[0] == address and int(f[2], 16) & 0x2:
-            return f[3].lower()
+        if len(row) >= 4 and int(row[2], 16) & 0x2:
+            return row[3].lower()
+        at = text.find(needle, at + 1)  # the same address on another interface
     return None
 
 

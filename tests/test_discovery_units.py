@@ -183,3 +183,34 @@ def test_the_routing_table_is_read_once_per_plan(monkeypatch: pytest.MonkeyPatch
     # the same answers as reading the table for each address
     for a in addresses[:20]:
         assert (a in p.icmp) == (probes_discovery.onlink_interface(a) is None)
+
+
+ARP_TABLE = """IP address       HW type     Flags       HW address            Mask     Device
+198.18.0.10      0x1         0x2         02:AA:00:00:00:10     *        eth0
+198.18.0.1       0x1         0x0         00:00:00:00:00:00     *        eth1
+198.18.0.1       0x1         0x2         02:AA:00:00:00:01     *        eth0
+198.18.0.2       0x1         0x0         00:00:00:00:00:00     *        eth0
+"""
+
+
+def test_neighbour_mac_takes_the_complete_row_of_that_very_address(tmp_path: Path) -> None:
+    from probes.discovery import neighbour_mac
+
+    table = tmp_path / "arp"
+    table.write_text(ARP_TABLE)
+    # Not 198.18.0.10's row (same prefix), not the incomplete row on eth1.
+    assert neighbour_mac("198.18.0.1", str(table)) == "02:aa:00:00:00:01"
+    assert neighbour_mac("198.18.0.10", str(table)) == "02:aa:00:00:00:10"
+    assert neighbour_mac("198.18.0.2", str(table)) is None  # never answered
+    assert neighbour_mac("198.18.0.3", str(table)) is None
+    assert neighbour_mac("IP", str(table)) is None  # the header is no row
+    assert neighbour_mac("198.18.0.1", str(tmp_path / "missing")) is None
+
+
+def test_neighbour_mac_agrees_with_the_kernel_table() -> None:
+    from probes.discovery import neighbour_mac, neighbour_macs
+
+    table = neighbour_macs()
+    for address, mac in table.items():
+        assert neighbour_mac(address) == mac
+    assert neighbour_mac("127.0.0.1") is None
