@@ -38,7 +38,9 @@ def _detections(svc: Service) -> list[Association]:
     return [
         o
         for o in svc.observations
-        if isinstance(o, Association) and any(p.startswith("detect") for p in o.purpose.split(","))
+        # Some comma-separated purpose starts with "detect" (without splitting: hot path).
+        if isinstance(o, Association)
+        and (o.purpose.startswith("detect") or ",detect" in o.purpose)
     ]
 
 
@@ -143,7 +145,10 @@ def calling_ae(svc: Service) -> Verdict:
 
 
 def _unknown_peer_refused(svc: Service) -> bool:
-    tried = _unknown_calling(svc)
+    return _all_refused(_unknown_calling(svc))
+
+
+def _all_refused(tried: list[Association]) -> bool:
     return bool(tried) and all(
         a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED) for a in tried
     )
@@ -159,14 +164,15 @@ def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
             o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR) for o in ops
         ):
             return P, _op_evidence(ops), Confidence.CONFIRMED
-        if _unknown_peer_refused(svc):
-            a = _unknown_calling(svc)[0]
+        tried = _unknown_calling(svc)
+        if _all_refused(tried):
             return (
                 P,
-                {"reason": "unknown calling AE titles cannot associate", **_assoc_evidence(a)},
+                {"reason": "unknown calling AE titles cannot associate",
+                 **_assoc_evidence(tried[0])},
                 Confidence.CONFIRMED,
             )
-        if not _unknown_calling(svc):
+        if not tried:
             return N, {"reason": "calling AE checks could not run"}, Confidence.CONFIRMED
         if not ops:
             if accepted := _accepted_contexts(svc, operations):
