@@ -13,8 +13,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 from typing import Protocol as TypingProtocol
-from typing import TypeVar
 
 from probes.ports import OpenConnection, open_stream
 from scanner.model import (
@@ -26,8 +26,10 @@ from scanner.model import (
     ScanSettings,
     Service,
 )
-from scanner.model.observations import NmapService, Observation
 from scanner.model.vendor import VendorIdentity
+
+if TYPE_CHECKING:  # annotations only: a host with nothing open never loads them
+    from scanner.model.observations import NmapService, Observation
 
 Pace = Callable[[], Awaitable[None]]
 T = TypeVar("T")

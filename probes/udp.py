@@ -14,11 +14,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from probes.snmp import SNMP_PORT, DatagramAnswer, exchange, snmp_probe
 from scanner.model import PortObservation, PortState, Protocol, utcnow
 
 if TYPE_CHECKING:
     from probes.context import ProbeContext
+    from probes.snmp import DatagramAnswer
 
 
 def state_of(answer: DatagramAnswer) -> tuple[PortState, str]:
@@ -31,6 +31,7 @@ def state_of(answer: DatagramAnswer) -> tuple[PortState, str]:
 
 async def _one(ctx: ProbeContext, port: int) -> None:
     from probes.context import ServiceState
+    from probes.snmp import SNMP_PORT, exchange, snmp_probe  # its models: only with U: ports
 
     started = time.monotonic()
     if port == SNMP_PORT:

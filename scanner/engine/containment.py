@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from scanner.model import ScanError
-from scanner.model.observations import ProbeError
 
 if TYPE_CHECKING:
     from probes.context import HostState, ProbeContext, ServiceState
@@ -63,6 +62,8 @@ def record_failure(
     svc: ServiceState | None = None,
 ) -> None:
     """Record one contained failure on the service (if any), the host and the scan."""
+    from scanner.model.observations import ProbeError  # only once a probe failed
+
     error = ProbeError(probe=where, exception=type(exc).__name__, message=_short(exc))
     if svc is not None:
         svc.observations.append(error)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from scanner.model.base import empty_list
+from scanner.model.confidence import Confidence as Confidence  # re-exported: its old home
 
 
 class _Frozen(BaseModel):
@@ -95,11 +96,6 @@ class Association(_Frozen):
         default=None, description="true when an accepted association ended with A-RELEASE-RP"
     )
     elapsed_ms: float
-
-
-class Confidence(StrEnum):
-    CONFIRMED = "confirmed"
-    INFERRED = "inferred"
 
 
 class OperationOutcome(StrEnum):

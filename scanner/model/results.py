@@ -8,16 +8,24 @@ read back without loss. The field names are the stable JSON contract.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, model_validator
 
 from scanner import __version__
 from scanner.model.base import Frozen, empty_dict, empty_list
+from scanner.model.confidence import Confidence
 from scanner.model.identity import device_id, finding_id
-from scanner.model.observations import Confidence, Observation
+from scanner.model.lazy_observations import LazyObservations
 from scanner.model.settings import DiscoveryMethod, EngineName, ProfileName
 from scanner.model.vendor import VendorIdentity
+
+if TYPE_CHECKING:
+    from scanner.model.observations import Observation
+
+    Observations = list[Observation]
+else:  # built on first use: a scan that finds nothing open never loads them
+    Observations = Annotated[list[Any], LazyObservations()]
 
 SCHEMA_VERSION = "1.0"
 
@@ -82,7 +90,7 @@ class Service(Frozen):
     tls: bool = False
     product: str | None = None
     version: str | None = None
-    observations: list[Observation] = Field(default_factory=empty_list)
+    observations: Observations = Field(default_factory=empty_list)
 
 
 def _absent(value: Any) -> bool:
