@@ -85,3 +85,13 @@ def test_dotted_addresses_and_names_still_work(tmp_path: Path) -> None:
     out = run("scan", "--plan", "127.0.0.2", "127.0.0.0/30", "-p", "9", "--exclude",
               "127.0.0.4", "--exclude-file", "fence.txt", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+
+
+def test_sensor_scope(tmp_path: Path) -> None:
+    """A sensor's scope is the promise made once for all its jobs: it said only "is not a
+    network (CIDR)"."""
+    init = run("central", "init", "c", "--address", "127.0.0.1", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    assert_usage(run("central", "add-sensor", "c", "s1", "--scope", "0177.0.0.0/8",
+                     cwd=tmp_path), "--scope 0177.0.0.0: a numeric shorthand for 127.0.0.0")
+    assert not (tmp_path / "c" / "sensors" / "s1").exists()
