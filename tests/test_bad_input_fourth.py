@@ -15,14 +15,16 @@ from tests.test_output_clashes import assert_usage, run
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "# titles\n   \n# none yet\n"],
-                         ids=["empty", "blank", "comments"])
-def test_ae_wordlist_without_a_title_is_refused(text: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "words"), [
+    ("", "cannot read AE title wordlist 'words.txt': empty (0 bytes)"),  # fifth pass
+    ("\n\n", "--ae-wordlist: 'words.txt' holds no AE title"),
+    ("# titles\n   \n# none yet\n", "--ae-wordlist: 'words.txt' holds no AE title"),
+], ids=["empty", "blank", "comments"])
+def test_ae_wordlist_without_a_title_is_refused(text: str, words: str, tmp_path: Path) -> None:
     """AE guessing with such a list quietly tried nothing."""
     (tmp_path / "words.txt").write_text(text)
     assert_usage(run("scan", "--plan", "127.0.0.1", "-p", "9", "--ae-guess",
-                     "--ae-wordlist", "words.txt", cwd=tmp_path),
-                 "--ae-wordlist", "'words.txt' holds no AE title")
+                     "--ae-wordlist", "words.txt", cwd=tmp_path), words)
 
 
 def test_ae_wordlist_with_one_title_is_taken(tmp_path: Path) -> None:

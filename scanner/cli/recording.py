@@ -75,11 +75,34 @@ def open_store(location: str | None, *, existing: bool = False) -> HistoryStore:
         say(f"dicomscan: no history at {location}: nothing is stored there (a scan with "
             f"--history {location} starts one)")
         sys.exit(EXIT_USAGE)
+    if location and "://" not in location and (why := _not_a_store(location, existing)):
+        say(f"dicomscan: no history at {location}: {why}")
+        sys.exit(EXIT_USAGE)
     try:
         return HistoryStore.open(location)
     except HistoryError as exc:
         say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
+
+
+def _not_a_store(location: str, existing: bool) -> str | None:
+    """Why an existing path cannot be a history file: SQLite said only "disk I/O error" for
+    a named pipe or a device, and took an empty file as a new store, so a command that
+    only reads wrote a whole schema into it and listed "no scans"."""
+    import stat
+
+    try:
+        info = Path(location).expanduser().stat()
+    except OSError:
+        return None  # nothing there (yet): the checks above and the store say what
+    if not stat.S_ISREG(info.st_mode):
+        from scanner.model.documents import file_kind
+
+        return f"{file_kind(info.st_mode)}, not a history file"
+    if existing and info.st_size == 0:
+        return ("the file is empty (0 bytes), so nothing is stored there (a scan with "
+                f"--history {location} starts one)")
+    return None
 
 
 def db_error(exc: BaseException) -> str:

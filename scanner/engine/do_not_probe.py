@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from scanner.engine.spans import Covered, Span
 from scanner.model import DoNotProbe, DoNotProbeKind, ScanSettings, SkippedTarget
+from scanner.model.shorthand import shorthand_problem
 
 K = DoNotProbeKind
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -45,6 +46,9 @@ def make_entry(entry: str, reason: str, source: str) -> DoNotProbe:
         return DoNotProbe(entry=text, kind=K.ADDRESS, reason=reason, source=source)
     except ValueError:
         pass
+    # A shorthand would resolve and fence some address: which one the site meant is unsure.
+    if problem := shorthand_problem(text.partition("/")[0]):
+        raise DoNotProbeError(f"{source}: {problem}")
     if "/" in text:
         try:
             net = ipaddress.ip_network(text, strict=False)

@@ -31,24 +31,36 @@ def read_text(path: str, what: str) -> str:
     try:
         return documents.read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read {what} {path!r}: {exc}") from None
+        why = exc if isinstance(exc, documents.Unreadable | documents.TooLarge) else (
+            getattr(exc, "strerror", None) or exc)
+        raise SettingsError(f"cannot read {what} {path!r}: {why}") from None
 
 
 def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
     """Load --ca and --client-cert/--client-key now, so a wrong file is exit 2 before any
-    packet, not an error on every TLS service found. Never names the key or its path."""
+    packet, not an error on every TLS service found. Never names the key or its path.
+    Each must be a regular file: it is read again at every TLS connection (a named pipe
+    made the load wait for ever)."""
     if ca:
         from cryptography import x509
 
         try:
-            x509.load_pem_x509_certificates(documents.read_bytes(ca))
+            x509.load_pem_x509_certificates(documents.read_bytes(ca, regular=True))
         except (OSError, ValueError) as exc:
-            why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+            why = (str(exc) if isinstance(exc, documents.Unreadable | documents.TooLarge)
+                   else exc.strerror if isinstance(exc, OSError) and exc.strerror
                    else "no PEM certificate in it")
             raise SettingsError(f"cannot use {ca!r} as a CA bundle: {why}", param="--ca") from None
     if cert:
         import ssl
 
+        for path, option in ((cert, "--client-cert"), (key, "--client-key")):
+            try:
+                if path:
+                    documents.read_bytes(path, regular=True)
+            except OSError as exc:
+                raise SettingsError(f"cannot read {option}: {exc.strerror or exc}",
+                                    param=option) from None
         try:  # an empty password: an encrypted key fails instead of prompting
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key,
                                                                     password=lambda: b"")

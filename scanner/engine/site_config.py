@@ -219,6 +219,19 @@ def load_site_config(path: str | Path, check_files: bool = True) -> SiteConfig:
     return _resolve_paths(config, path, root, check_files)
 
 
+def _not_a_file(full: Path) -> str:
+    """Why a path named in the file is no file to read ("no such file" for a folder or a
+    named pipe sent the user looking for a typo)."""
+    import os
+
+    from scanner.model.documents import file_kind
+
+    try:
+        return f"{file_kind(os.stat(full).st_mode)}, not a file: {full}"
+    except OSError:
+        return f"no such file: {full}"
+
+
 def _resolve_paths(config: SiteConfig, path: Path, root: yaml.Node | None,
                    check_files: bool) -> SiteConfig:
     base = path.absolute().parent
@@ -233,7 +246,7 @@ def _resolve_paths(config: SiteConfig, path: Path, root: yaml.Node | None,
             full = (base / value).resolve()
             if check_files and not full.is_file():
                 node = _node_at(root, ("jobs", name, key))
-                problems.append(f"{_where(path, node)}: jobs.{name}.{key}: no such file: {full}")
+                problems.append(f"{_where(path, node)}: jobs.{name}.{key}: {_not_a_file(full)}")
             update[key] = str(full)
         if bool(job.client_cert) != bool(job.client_key):
             node = _node_at(root, ("jobs", name, "client_cert" if job.client_cert

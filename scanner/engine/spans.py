@@ -92,28 +92,91 @@ class Covered:
     interval not taken before (and takes them), so duplicates collapse in order."""
 
     def __init__(self) -> None:
-        self._starts: dict[Family, list[int]] = {}
-        self._ends: dict[Family, list[int]] = {}
+        self._families: dict[Family, _Blocks] = {}
 
     def take(self, family: Family, first: int, last: int) -> list[Interval]:
-        starts = self._starts.setdefault(family, [])
-        ends = self._ends.setdefault(family, [])
-        # Intervals that overlap or touch [first, last] are merged into one.
-        i = bisect.bisect_left(ends, first - 1)
-        j = bisect.bisect_right(starts, last + 1)
+        blocks = self._families.get(family)
+        if blocks is None:
+            blocks = self._families[family] = _Blocks()
+        return blocks.take(first, last)
+
+
+# Intervals per block of ``_Blocks``: a block is split in two beyond twice this.
+_LOAD = 512
+
+
+class _Blocks:
+    """Disjoint, non-touching intervals in order, kept as short sorted blocks (the layout
+    of a B-tree's leaves): a take moves at most a block's worth of list items, where
+    one flat list moved half of everything taken (262,144 random single addresses took
+    9.5 s that way). The block index is moved only when a block is split or emptied."""
+
+    def __init__(self) -> None:
+        self.starts: list[list[int]] = []
+        self.ends: list[list[int]] = []
+        self.last_ends: list[int] = []  # each block's last end, to find a block by bisect
+
+    def take(self, first: int, last: int) -> list[Interval]:
+        # The intervals that overlap or touch [first, last] are merged into one.
+        b = bisect.bisect_left(self.last_ends, first - 1)
+        if b == len(self.last_ends):  # beyond everything taken: append
+            if not self.starts:
+                self.starts.append([])
+                self.ends.append([])
+                self.last_ends.append(last)
+            b = len(self.starts) - 1
+            self._insert(b, len(self.starts[b]), first, last)
+            return [(first, last)]
+        k = bisect.bisect_left(self.ends[b], first - 1)
         new: list[Interval] = []
-        at = first
-        for k in range(i, j):
-            if starts[k] > at:
-                new.append((at, min(starts[k] - 1, last)))
-            at = max(at, ends[k] + 1)
+        at, lo, hi = first, first, last
+        # Walk the merged intervals from (b, k) on, block by block.
+        cb, ck = b, k
+        while cb < len(self.starts):
+            starts, ends = self.starts[cb], self.ends[cb]
+            while ck < len(starts) and starts[ck] <= last + 1:
+                if starts[ck] > at:
+                    new.append((at, min(starts[ck] - 1, last)))
+                at = max(at, ends[ck] + 1)
+                lo, hi = min(lo, starts[ck]), max(hi, ends[ck])
+                ck += 1
+            if ck < len(starts):
+                break
+            cb, ck = cb + 1, 0
         if at <= last:
             new.append((at, last))
-        lo = min(first, starts[i]) if i < j else first
-        hi = max(last, ends[j - 1]) if i < j else last
-        starts[i:j] = [lo]
-        ends[i:j] = [hi]
+        self._replace(b, k, cb, ck, lo, hi)
         return new
+
+    def _replace(self, b: int, k: int, cb: int, ck: int, lo: int, hi: int) -> None:
+        """Put [lo, hi] in place of the intervals from (b, k) up to (cb, ck), excluded."""
+        if cb == b:
+            del self.starts[b][k:ck]
+            del self.ends[b][k:ck]
+            self._insert(b, k, lo, hi)
+            return
+        del self.starts[b][k:]
+        del self.ends[b][k:]
+        if cb < len(self.starts):  # the rest of the last block walked into stays
+            del self.starts[cb][:ck]
+            del self.ends[cb][:ck]
+        # Blocks walked through whole are dropped (the one walked into keeps a part).
+        del self.starts[b + 1:cb]
+        del self.ends[b + 1:cb]
+        del self.last_ends[b + 1:cb]
+        self._insert(b, k, lo, hi)
+
+    def _insert(self, b: int, k: int, lo: int, hi: int) -> None:
+        starts, ends = self.starts[b], self.ends[b]
+        starts.insert(k, lo)
+        ends.insert(k, hi)
+        self.last_ends[b] = ends[-1]
+        if len(starts) > 2 * _LOAD:
+            self.starts[b + 1:b + 1] = [starts[_LOAD:]]
+            self.ends[b + 1:b + 1] = [ends[_LOAD:]]
+            del starts[_LOAD:]
+            del ends[_LOAD:]
+            self.last_ends[b:b + 1] = [ends[-1], self.ends[b + 1][-1]]
 
 
 # Blocks of the IANA special-purpose registries (and multicast), a superset of the edges

@@ -27,6 +27,7 @@ from scanner.engine.spans import (
     public_parts,
     subtract,
 )
+from scanner.model.shorthand import shorthand_problem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,6 +83,13 @@ def _looks_like_hostname(spec: str) -> bool:
     return all(0 < len(lab) <= 63 and set(lab.lower()) <= allowed for lab in labels)
 
 
+def refuse_shorthand(text: str) -> None:
+    """TargetError for ``0x7f000001``, ``127.1`` and the like: the resolver would read them
+    as an address that other tools read otherwise, so none is guessed."""
+    if problem := shorthand_problem(text):
+        raise TargetError(problem)
+
+
 def _too_many(what: str, count: int, limit: int) -> TargetError:
     return TargetError(
         f"{what} has {count} addresses, more than {limit} (the size limit); split it or "
@@ -119,6 +127,7 @@ def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
     start_text, _, end_text = spec.partition("-")
     start = parse_address(start_text.strip(), spec)
     if start is None:
+        refuse_shorthand(start_text)
         raise TargetError(f"invalid range {spec!r}: {start_text!r} is not an address")
     end_text = end_text.strip()
     end: IPAddress | None = None
@@ -130,6 +139,8 @@ def range_ends(spec: str) -> tuple[IPAddress, IPAddress]:
     else:
         end = parse_address(end_text, spec)
     if end is None:
+        if "." in end_text:  # a whole address; a last octet keeps the message below
+            refuse_shorthand(end_text)
         raise TargetError(f"invalid range {spec!r}: bad end {end_text!r}")
     if end.version != start.version:
         raise TargetError(f"invalid range {spec!r}: the start is IPv{start.version} and "
@@ -164,6 +175,7 @@ def network(spec: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(spec.strip(), strict=False)
     except ValueError as exc:
+        refuse_shorthand(spec.strip().partition("/")[0])
         raise TargetError(f"invalid network {spec!r}: {exc}") from None
 
 
@@ -195,6 +207,7 @@ def parse_spec(spec: str, resolver: Resolver = resolve_forward,
         if int(end) - int(start) + 1 > limit:
             raise _too_many(f"range {spec!r}", int(end) - int(start) + 1, limit)
         return [Span(start.version, int(start), int(end), spec=spec, zone=_zone(start))]
+    refuse_shorthand(spec)  # the resolver would read it as an address: none is guessed
     if _looks_like_hostname(spec):
         out = []
         for text in resolver(spec):
@@ -226,6 +239,7 @@ def exclusion_intervals(spec: str) -> list[tuple[int, Interval]]:
     if "-" in spec:
         start, end = range_ends(spec)
         return [(start.version, (int(start), int(end)))]
+    refuse_shorthand(spec)
     raise TargetError(f"invalid exclusion {spec!r}: give an address, network or range")
 
 

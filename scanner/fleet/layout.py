@@ -178,6 +178,10 @@ def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
         try:
             net = ipaddress.ip_network(spec.strip(), strict=False)
         except ValueError:
+            from scanner.model.shorthand import shorthand_problem
+
+            if problem := shorthand_problem(spec.strip().partition("/")[0]):
+                raise FleetError(f"--scope {problem}") from None
             raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None
         public = None if allow_public else _public_part(net)
         if public is not None:

@@ -43,6 +43,7 @@ from scanner.model.documents import (
     read_text,
     yaml_problem,
 )
+from scanner.model.shorthand import shorthand_problem
 from scanner.rules.baseline_model import BaselineError
 from scanner.rules.baselines import _explain, _where, shipped
 from scanner.rules.catalogue import load_catalogue, make_finding
@@ -79,10 +80,21 @@ class _Scope(_Strict):
                              description="an address or the name scanned")
     cidr: str | None = None
 
+    @field_validator("host")
+    @classmethod
+    def _not_shorthand(cls, value: str | None) -> str | None:
+        # 0x7f000001 never equals a scanned address or name: the entry would silently
+        # match nothing (or, as a do-not-probe name, fence what the resolver guessed).
+        if value is not None and (problem := shorthand_problem(value)):
+            raise ValueError(problem)
+        return value
+
     @field_validator("cidr")
     @classmethod
     def _network(cls, value: str | None) -> str | None:
         if value is not None:
+            if problem := shorthand_problem(value.partition("/")[0]):
+                raise ValueError(problem)
             try:
                 ipaddress.ip_network(value, strict=False)
             except ValueError:
@@ -162,6 +174,8 @@ class NoProbe(_Strict):
     reason: str = Field(min_length=1)
 
     _network = field_validator("cidr")(_Scope._network.__func__)  # type: ignore[attr-defined]
+    _not_shorthand = field_validator("host")(
+        _Scope._not_shorthand.__func__)  # type: ignore[attr-defined]
 
     @model_validator(mode="after")
     def _one(self) -> Self:
