@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +116,32 @@ def test_device_dying_right_after_its_detection_is_still_reported() -> None:
     assert fwd.connections == 1, fwd.first_bytes  # the rest were refused: the device was down
     assert log.count("Received Echo Request") == 1, log
 
+
+
+@needs_dcmtk
+def test_dicom_inside_tls_gets_its_check_before_in_the_tls_probe_s_detection() -> None:
+    certs = Path(__file__).resolve().parent.parent / "fixtures" / "certs"
+    tls = ["+tls", str(certs / "server.key"), str(certs / "server.pem"), "--profile-bcp195",
+           "-ic"]
+    with start_storescp(["-v", *tls]) as peer, forwarding(peer.info.port) as fwd:
+        run = run_scan("127.0.0.1", str(fwd.port))
+        log = peer.log()
+    assert run.returncode == 0, run.stderr
+    [svc] = run.doc["hosts"][0]["services"]
+    assert svc["name"] == "dicom-tls"
+    assert _checks(svc) == {"before": ("c-echo", True, "C-ECHO answered: success"),
+                            "after": ("c-echo", True, "C-ECHO answered: success")}
+    kinds = [(o["kind"], o.get("purpose")) for o in svc["observations"]]
+    at = kinds.index(("dicom-association", "detect-tls"))
+    assert kinds[at + 1] == ("health-check", None), kinds  # ahead of the checks inside TLS
+    # On the wire: the TLS probe's own connections (its detection inside one of them),
+    # one for each other association (the cleartext detection, the DICOM checks inside
+    # TLS) and one for the check after; no connection for a check before.
+    [summary] = [o for o in svc["observations"] if o["kind"] == "tls-summary"]
+    others = [o for o in svc["observations"] if o["kind"] == "dicom-association"
+              and not o["purpose"].startswith("detect-tls")]
+    assert fwd.connections == summary["connections"] + len(others) + 1, fwd.connections
+    # storescp logs those that got through TLS: the ones accepted, and the check after.
+    accepted = [o for o in svc["observations"] if o["kind"] == "dicom-association"
+                and o["outcome"] == "accepted"]
+    assert log.count("Association Received") == len(accepted) + 1, log

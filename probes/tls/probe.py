@@ -205,6 +205,8 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
         svc.observations.append(result.observation)
         if result.association is not None:
             svc.observations.append(result.association)
+        if result.health is not None and summary.dicom_inside:
+            svc.observations.append(result.health)  # the DICOM checks inside TLS come after
     if summary.dicom_inside:
         svc.name = "dicom-tls"
     elif svc.name == "unknown":

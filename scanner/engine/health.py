@@ -8,8 +8,9 @@ refusal itself, so a device gets three associations, not four. Where the detecti
 showed nothing either way (no answer, or accepted without Verification) the check
 before is an association of its own, as is every check after (the device, not the
 probes, must answer it). DICOM inside TLS is only known once the TLS probe has found
-it, so its check before comes then, ahead of the DICOM checks inside TLS, over TLS
-with the client the service let in. A device that answered before and not after is
+it: its check before rides in the TLS probe's own detection association, ahead of the
+DICOM checks inside TLS, or where that showed nothing is made then, over TLS with the
+client the service let in. A device that answered before and not after is
 left alone from then on; the rule ``device-unresponsive-after-scan`` judges the two
 observations.
 
