@@ -145,3 +145,21 @@ def test_dicom_inside_tls_gets_its_check_before_in_the_tls_probe_s_detection() -
     accepted = [o for o in svc["observations"] if o["kind"] == "dicom-association"
                 and o["outcome"] == "accepted"]
     assert log.count("Association Received") == len(accepted) + 1, log
+
+
+def test_detection_without_verification_keeps_a_check_before_of_its_own() -> None:
+    """A peer that accepts the detection but not Verification gives no echo to read there:
+    the check before stays an association of its own, with the meaning it always had."""
+    with start_pynetdicom_scp(echo=False) as peer, forwarding(peer.info.port) as fwd:
+        run = run_scan("127.0.0.1", str(fwd.port))
+    assert run.returncode == 0, run.stderr
+    [svc] = run.doc["hosts"][0]["services"]
+    detect = run.association(fwd.port, "detect")
+    assert detect["outcome"] == "accepted"
+    assert [c["result_text"] for c in detect["contexts"] if c["name"] == "Verification"] != [
+        "acceptance"]
+    checks = _checks(svc)
+    assert checks["before"] == ("tcp-connect", True, "connected; C-ECHO context-rejected")
+    assert checks["before"] == checks["after"]
+    associations = [o for o in svc["observations"] if o["kind"] == "dicom-association"]
+    assert fwd.connections == len(associations) + 2, fwd.first_bytes  # before and after
