@@ -8,6 +8,7 @@ their own (an HTTP 400, an SSH banner, a TLS alert), which names them.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from probes.dicom.client import detect_association
@@ -19,6 +20,7 @@ from scanner.model.observations import AssociationOutcome, Banner
 if TYPE_CHECKING:
     from probes.context import ServiceState
 
+LOG = logging.getLogger(__name__)
 DICOM_OUTCOMES = {
     AssociationOutcome.ACCEPTED,
     AssociationOutcome.REJECTED,
@@ -74,6 +76,8 @@ async def identify_service(
     service.observations.append(obs)
     if check is not None:
         service.observations.append(check)
+        LOG.info("health %s:%d before (in the detection): %s", conn.host, conn.port,
+                 check.detail)
     first = bytes.fromhex(obs.first_bytes_hex or "")
     if obs.outcome in DICOM_OUTCOMES or looks_like_pdu(first):
         service.name = "dicom"
