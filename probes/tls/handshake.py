@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from probes.tls.clienthello import ALERTS
 from probes.tls_client import RecordingSSLObject, connect_tls
 from scanner.model import ScanSettings
-from scanner.model.observations import Association, AssociationOutcome, HealthCheck
+from scanner.model.observations import Association, AssociationOutcome
 from scanner.model.tls_observations import HandshakeOutcome, TlsHandshake
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ class HandshakeResult:
     observation: TlsHandshake
     leaf_der: bytes | None = None
     association: Association | None = None
-    health: HealthCheck | None = None  # the check before, from the detection association
 
 
 def _failed(
@@ -84,7 +83,7 @@ async def handshake_and_dicom(
     only afterwards. That verdict is awaited (``_settle``) before the association, and
     the stream is checked again after it; an alert there means the handshake was refused.
     """
-    from probes.dicom.health import detect_and_check
+    from probes.dicom.client import detect_association
 
     started = time.perf_counter()
     try:
@@ -96,10 +95,11 @@ async def handshake_and_dicom(
             version, cipher, leaf = tls.negotiated_version, tls.negotiated_cipher, tls.peer_der
             if version == "TLSv1.3":
                 await _settle(reader, tls, conn.handshake_s, ctx.settings)
-            assoc = health = None
+            assoc = None
             if reader.exception() is None:
-                # The health check before rides in it (probes/dicom/health.py).
-                assoc, health = await detect_and_check(reader, writer, ctx.settings, purpose)
+                assoc = await detect_association(
+                    reader, writer, settings=ctx.settings, purpose=purpose
+                )
             late = reader.exception()
     except (OSError, TimeoutError) as exc:
         return HandshakeResult(_failed(exc, with_cert, cert_requested, started))
@@ -132,7 +132,7 @@ async def handshake_and_dicom(
         detail="" if assoc else f"connection failed after the handshake: {late!r}",
         elapsed_ms=elapsed,
     )
-    return HandshakeResult(obs, leaf, assoc, health)
+    return HandshakeResult(obs, leaf, assoc)
 
 
 async def _settle(

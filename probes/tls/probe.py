@@ -17,7 +17,6 @@ Every connection goes through the host's gate, so the per-host cap and spacing h
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ class TlsOptions:
 
 
 DEFAULT_OPTIONS = TlsOptions()
-LOG = logging.getLogger(__name__)
 _VERSIONS = (SSL3, TLS10, TLS11, TLS12, TLS13)
 
 
@@ -207,10 +205,6 @@ async def run_tls_probe(ctx: ProbeContext, svc: ServiceState, options: TlsOption
         svc.observations.append(result.observation)
         if result.association is not None:
             svc.observations.append(result.association)
-        if result.health is not None and summary.dicom_inside:
-            svc.observations.append(result.health)  # the DICOM checks inside TLS come after
-            LOG.info("health %s:%d before (in the TLS detection): %s", ctx.host, svc.port,
-                     result.health.detail)
     if summary.dicom_inside:
         svc.name = "dicom-tls"
     elif svc.name == "unknown":

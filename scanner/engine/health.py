@@ -8,11 +8,13 @@ refusal itself, so a device gets three associations, not four. Where the detecti
 showed nothing either way (no answer, or accepted without Verification) the check
 before is an association of its own, as is every check after (the device, not the
 probes, must answer it). DICOM inside TLS is only known once the TLS probe has found
-it: its check before rides in the TLS probe's own detection association, ahead of the
-DICOM checks inside TLS, or where that showed nothing is made then, over TLS with the
-client the service let in. A device that answered before and not after is
-left alone from then on; the rule ``device-unresponsive-after-scan`` judges the two
-observations.
+it, so its check before comes then, in an association of its own, ahead of the DICOM
+checks inside TLS, over TLS with the client the service let in. (The TLS probe's own
+detection inside TLS could carry it, but that is in the middle of the TLS stage, while
+the other ports' TLS connections are under way: a device dying right after it would
+not be caught between stages, where the checks stop a host.) A device that answered
+before and not after is left alone from then on; the rule
+``device-unresponsive-after-scan`` judges the two observations.
 
 While the probes run, connections to ports already found open that are refused, reset
 or time out mean the device is struggling: each failure in a row doubles a wait before
