@@ -8,6 +8,7 @@ their own (an HTTP 400, an SSH banner, a TLS alert), which names them.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from probes.dicom.client import detect_association
@@ -19,6 +20,7 @@ from scanner.model.observations import AssociationOutcome, Banner
 if TYPE_CHECKING:
     from probes.context import ServiceState
 
+LOG = logging.getLogger(__name__)
 DICOM_OUTCOMES = {
     AssociationOutcome.ACCEPTED,
     AssociationOutcome.REJECTED,
@@ -51,15 +53,31 @@ def name_from_bytes(data: bytes) -> str:
     return "unknown"
 
 
-async def identify_service(conn: OpenConnection, settings: ScanSettings) -> ServiceState:
-    """Run the DICOM detection on ``conn`` and name the service from the answer."""
+async def identify_service(
+    conn: OpenConnection, settings: ScanSettings, health: bool = False
+) -> ServiceState:
+    """Run the DICOM detection on ``conn`` and name the service from the answer.
+
+    With ``health`` (the caller health-checks DICOM services) the detection association
+    also gives the check before, where it can (``probes.dicom.health``): one association
+    less for the device than a check of its own."""
     from probes.context import ServiceState
 
     # Without a known title the detection uses a random one, so it is the called-AE test too.
     purpose = "detect" if settings.ae_titles else "detect,called-ae"
-    obs = await detect_association(conn.reader, conn.writer, settings, purpose=purpose)
+    check = None
+    if health:
+        from probes.dicom.health import detect_and_check
+
+        obs, check = await detect_and_check(conn.reader, conn.writer, settings, purpose)
+    else:
+        obs = await detect_association(conn.reader, conn.writer, settings, purpose=purpose)
     service = ServiceState(port=conn.port, name="unknown")
     service.observations.append(obs)
+    if check is not None:
+        service.observations.append(check)
+        LOG.info("health %s:%d before (in the detection): %s", conn.host, conn.port,
+                 check.detail)
     first = bytes.fromhex(obs.first_bytes_hex or "")
     if obs.outcome in DICOM_OUTCOMES or looks_like_pdu(first):
         service.name = "dicom"

@@ -1,8 +1,9 @@
 """Which services the engine health-checks, against a real DCMTK storescp.
 
-The health checks (a C-ECHO before the follow-up probes, another after) bracket those
-probes: a job that runs no follow-up probe (detection only) has nothing for a device to
-fall over from, so it opens no association beyond the identification's own."""
+The health checks (a C-ECHO before the follow-up probes, in the detection association
+where it can be, another after) bracket those probes: a job that runs no follow-up probe
+(detection only) has nothing for a device to fall over from, so it opens no association
+beyond the identification's own and sends no C-ECHO in it."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def test_detection_only_opens_one_association_and_no_health_check() -> None:
         result = _scan(port, detection_only=True)
         assert "health-check" not in _kinds(result, port)
         assert peer.log().count("Association Received") == 1, peer.log()
+        # Nor a C-ECHO inside the detection: that is the check before, made only for a job
+        # that runs follow-up probes.
+        assert "Received Echo Request" not in peer.log(), peer.log()
 
 
 def test_follow_up_probes_are_bracketed_by_health_checks() -> None:

@@ -334,6 +334,38 @@ def first_called_ae(settings: ScanSettings) -> str:
     return settings.ae_titles[0] if settings.ae_titles else settings.random_called_ae
 
 
+async def request_detection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    settings: ScanSettings,
+    purpose: str = "detect",
+    called_ae: str | None = None,
+) -> tuple[Association, Session | None]:
+    """The standard detection A-ASSOCIATE-RQ; an accepted session goes to
+    ``close_detection``."""
+    return await request_association(
+        reader,
+        writer,
+        purpose=purpose,
+        calling_ae=settings.calling_ae,
+        called_ae=called_ae or first_called_ae(settings),
+        contexts=codes.SERVICE_CONTEXTS,
+        timeout=settings.timeouts.dicom,
+    )
+
+
+async def close_detection(obs: Association, session: Session | None) -> Association:
+    """Release an accepted detection association; the observation notes whether it was."""
+    if session is None:
+        return obs
+    try:
+        released = await session.release()
+    except asyncio.CancelledError:
+        session.abort_now()  # interrupted: the peer is told, not left waiting
+        raise
+    return obs.model_copy(update={"released": released})
+
+
 async def detect_association(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -343,22 +375,8 @@ async def detect_association(
 ) -> Association:
     """The standard detection association on an open connection, released at once.
 
-    Used by service identification (cleartext) and by the TLS probe (DICOM inside TLS).
+    Used by service identification (cleartext) and by the TLS probe (DICOM inside TLS);
+    ``probes.dicom.health.detect_and_check`` adds the health check before to it.
     """
-    obs, session = await request_association(
-        reader,
-        writer,
-        purpose=purpose,
-        calling_ae=settings.calling_ae,
-        called_ae=called_ae or first_called_ae(settings),
-        contexts=codes.SERVICE_CONTEXTS,
-        timeout=settings.timeouts.dicom,
-    )
-    if session is not None:
-        try:
-            released = await session.release()
-        except asyncio.CancelledError:
-            session.abort_now()  # interrupted: the peer is told, not left waiting
-            raise
-        obs = obs.model_copy(update={"released": released})
-    return obs
+    obs, session = await request_detection(reader, writer, settings, purpose, called_ae)
+    return await close_detection(obs, session)

@@ -39,7 +39,7 @@ def identify_and_drop(settings: ScanSettings) -> TakeOver:
 
     async def take_over(conn: OpenConnection, rtt_ms: float) -> None:
         del rtt_ms
-        await identify_service(conn, settings)
+        await identify_service(conn, settings, kept=False)  # dropped: no check before
 
     return take_over
 

@@ -1,12 +1,20 @@
 """Device health before and after a host's probes, and back-off when it starts failing.
 
-Each DICOM service gets a C-ECHO in an association of its own before its follow-up
-probes and again after them (a TCP connect counts where the association or the echo is
-refused: the device still answered). DICOM inside TLS is only known once the TLS probe
-has found it, so its check before comes then, ahead of the DICOM checks inside TLS, over
-TLS with the client the service let in. A device that answered before and not after is
-left alone from then on; the rule ``device-unresponsive-after-scan`` judges the two
-observations.
+Each DICOM service gets a C-ECHO before its follow-up probes and again after them (a
+TCP connect counts where the association or the echo is refused: the device still
+answered). The check before is made inside the detection association where it can
+(``probes.dicom.health``): one C-ECHO there when Verification was accepted, or the
+refusal itself, so a device gets three associations, not four. Where the detection
+showed nothing either way (no answer, or accepted without Verification) the check
+before is an association of its own, as is every check after (the device, not the
+probes, must answer it). DICOM inside TLS is only known once the TLS probe has found
+it, so its check before comes then, in an association of its own, ahead of the DICOM
+checks inside TLS, over TLS with the client the service let in. (The TLS probe's own
+detection inside TLS could carry it, but that is in the middle of the TLS stage, while
+the other ports' TLS connections are under way: a device dying right after it would
+not be caught between stages, where the checks stop a host.) A device that answered
+before and not after is left alone from then on; the rule
+``device-unresponsive-after-scan`` judges the two observations.
 
 While the probes run, connections to ports already found open that are refused, reset
 or time out mean the device is struggling: each failure in a row doubles a wait before
@@ -25,13 +33,7 @@ from collections.abc import AsyncIterator
 from probes.context import ProbeContext, ServiceState
 from probes.ports import open_stream
 from scanner.model import utcnow
-from scanner.model.observations import (
-    AssociationOutcome,
-    ConnectionBackoff,
-    HealthCheck,
-    HealthPhase,
-    OperationOutcome,
-)
+from scanner.model.observations import ConnectionBackoff, HealthCheck, HealthPhase
 
 LOG = logging.getLogger("dicomscan")
 BACKOFF_FIRST = 0.5  # seconds after the first failure; doubles with each one in a row
@@ -116,19 +118,15 @@ async def _connection(
 
 
 async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> HealthCheck:
-    """One health check: a C-ECHO, or what the TCP connect showed where it was refused."""
+    """One health check: a C-ECHO, or what the TCP connect showed where it was refused
+    (read as the detection association reads it: probes/dicom/health.py)."""
     # Imported here: only a host with an open DICOM port needs pynetdicom (start-up time).
     from probes.dicom import codes
     from probes.dicom.client import first_called_ae, request_association
-    from probes.dicom.operations import echo_message, run_operation
+    from probes.dicom.health import echo, seen, unaccepted
 
     s = ctx.settings
     at = utcnow().isoformat()
-
-    def seen(method: str, answered: bool, detail: str) -> HealthCheck:
-        return HealthCheck.model_validate({"phase": phase, "method": method,
-                                           "answered": answered, "detail": detail, "at": at})
-
     try:
         async with _connection(ctx, svc) as (reader, writer):
             assoc, session = await request_association(
@@ -136,21 +134,16 @@ async def check(ctx: ProbeContext, svc: ServiceState, phase: HealthPhase) -> Hea
                 called_ae=first_called_ae(s), contexts=(codes.VERIFICATION,),
                 timeout=s.timeouts.dicom)
             if session is None:
-                refused = assoc.outcome in (AssociationOutcome.REJECTED,
-                                            AssociationOutcome.ABORTED)
-                return seen("tcp-connect", refused,
-                            f"connected; association {assoc.outcome.value}")
-            op = await run_operation(session, "C-ECHO", codes.VERIFICATION,
-                                     echo_message(), "C-ECHO-RQ")
+                return unaccepted(assoc, phase, at)
+            answer = await echo(session, phase, at)
             await session.release()
-            if op.outcome is OperationOutcome.AUTHORISED:
-                return seen("c-echo", True, "C-ECHO answered: success")
-            return seen("tcp-connect", True, f"connected; C-ECHO {op.outcome.value}")
+            return answer
     except ssl.SSLError as exc:
         # The TCP connect succeeded and the device's TLS stack answered with a refusal.
-        return seen("tls-handshake", True, f"connected; TLS handshake failed: {exc.reason}")
+        return seen(phase, "tls-handshake", True, f"connected; TLS handshake failed: {exc.reason}",
+                    at)
     except (OSError, TimeoutError) as exc:
-        return seen("tcp-connect", False, f"connect failed: {type(exc).__name__}")
+        return seen(phase, "tcp-connect", False, f"connect failed: {type(exc).__name__}", at)
 
 
 def _dicom_services(ctx: ProbeContext) -> list[ServiceState]:

@@ -319,7 +319,7 @@ class ScanJob:
         finish_host(state, (fill_mac, *HOST_ANALYSES), self._errors)
 
     async def _host_pipeline(self, ctx: ProbeContext, watch: Watch) -> None:
-        from scanner.engine.registry import HOST_ANALYSES, follow_up_probes
+        from scanner.engine.registry import HOST_ANALYSES, follow_up_probes, health_checked
 
         if ctx.settings.engine is EngineName.NMAP:
             await self._identify_open(ctx)
@@ -341,8 +341,8 @@ class ScanJob:
         from scanner.engine.health import after_probes, before_probes, still_answering
 
         probes = follow_up_probes(ctx.settings)
-        if probes:  # the checks bracket the follow-up probes: none to run, nothing to check
-            await before_probes(ctx)
+        if health_checked(ctx.settings):  # the checks bracket the follow-up probes
+            await before_probes(ctx)  # those whose detection gave no check before
         for probe in probes:
             if not await still_answering(ctx, watch):
                 break  # the device stopped answering: no further probes to it

@@ -68,9 +68,12 @@ _SENDS = {
 def _probe_steps(settings: ScanSettings) -> list[ProbeStep]:
     from scanner.engine.registry import follow_up_probes
 
+    probes = follow_up_probes(settings)
+    echo = (" (with one C-ECHO in it where Verification is accepted: the health check "
+            "before the follow-up probes)") if probes else ""
     steps = [ProbeStep("identify", "TCP connect to each port; on an open port an "
-                                   "A-ASSOCIATE-RQ first, released properly")]
-    for probe in follow_up_probes(settings):
+                                   f"A-ASSOCIATE-RQ first{echo}, released properly")]
+    for probe in probes:
         name = getattr(probe, "__name__", type(probe).__name__)
         steps.append(ProbeStep(name, _SENDS.get(name, "see the probe's module")))
     return steps

@@ -20,11 +20,21 @@ FollowUpProbe = Callable[["ProbeContext", "ServiceState"], Awaitable[None]]
 HostAnalysis = Callable[["HostState"], None]
 
 
-async def identify_service(conn: OpenConnection, settings: ScanSettings) -> ServiceState:
-    """The first probe on every open port (the A-ASSOCIATE-RQ first): probes/identify.py."""
+async def identify_service(
+    conn: OpenConnection, settings: ScanSettings, kept: bool = True
+) -> ServiceState:
+    """The first probe on every open port (the A-ASSOCIATE-RQ first): probes/identify.py.
+    A service that is ``kept`` for the follow-up probes gets its health check before in
+    the detection association where it can (scanner/engine/health.py)."""
     from probes.identify import identify_service as identify
 
-    return await identify(conn, settings)
+    return await identify(conn, settings, health=kept and health_checked(settings))
+
+
+def health_checked(settings: ScanSettings) -> bool:
+    """DICOM services are health-checked when follow-up probes run: the checks bracket
+    them, and a scan without any has nothing for a device to fall over from."""
+    return bool(follow_up_probes(settings))
 
 
 def follow_up_probes(settings: ScanSettings) -> tuple[FollowUpProbe, ...]:
@@ -64,4 +74,4 @@ def identify_vendor_state(state: HostState) -> None:
 # Vendor after the fingerprint and role: it reads the finished host.
 HOST_ANALYSES: tuple[HostAnalysis, ...] = (analyse_host, identify_vendor_state)
 
-__all__ = ["HOST_ANALYSES", "follow_up_probes", "identify_service"]
+__all__ = ["HOST_ANALYSES", "follow_up_probes", "health_checked", "identify_service"]

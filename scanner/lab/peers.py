@@ -274,8 +274,10 @@ from pynetdicom.sop_class import (
 )
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-aet, port, echo, storage, find = sys.argv[1], int(sys.argv[2]), *(a == "1" for a in sys.argv[3:])
+aet, port, echo, storage, find = sys.argv[1], int(sys.argv[2]), *(a == "1" for a in sys.argv[3:6])
 ae = AE(ae_title=aet)
+if sys.argv[6:]:  # only these calling AE titles are let in; others are rejected
+    ae.require_calling_aet = sys.argv[6:]
 handlers = []
 if echo:
     ae.add_supported_context(Verification)
@@ -297,12 +299,15 @@ def start_pynetdicom_scp(
     storage: bool = True,
     find: bool = False,
     *,
+    require_calling_aet: Sequence[str] = (),
     host: str = LOOPBACK,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningPeer:
     """A pynetdicom SCP in a subprocess, for machines without Orthanc or DCMTK.
 
-    It accepts any calling and called AE title. ``storage`` answers every C-STORE with
+    It accepts any called AE title, and any calling AE title unless
+    ``require_calling_aet`` lists the only ones let in (others: A-ASSOCIATE-RJ, calling
+    AE title not recognised). ``storage`` answers every C-STORE with
     success and keeps nothing; ``find`` answers Patient and Study Root C-FIND with no
     matches. It binds 127.0.0.1 itself, so it needs no C compiler.
     """
@@ -311,7 +316,7 @@ def start_pynetdicom_scp(
     tmpdir = _tmpdir("pynetdicom")
     port = free_port(host)
     flags = ["1" if flag else "0" for flag in (echo, storage, find)]
-    argv = [sys.executable, "-c", _PYNETDICOM_SCP, aet, str(port), *flags]
+    argv = [sys.executable, "-c", _PYNETDICOM_SCP, aet, str(port), *flags, *require_calling_aet]
     return launch(
         name="pynetdicom",
         product="pynetdicom",
