@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.engine.health import FAILURE_LIMIT, HostStopped, Watch
+from scanner.engine.backoff import FAILURE_LIMIT, HostStopped, Watch
 from scanner.lab.peers import start_storescp
 from tests.conftest import needs_dcmtk
 

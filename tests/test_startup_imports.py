@@ -28,7 +28,10 @@ HEAVY = ("pynetdicom", "pydicom", "numpy", "cryptography", "sqlalchemy", "reques
          "scanner.cli.rules", "scanner.cli.baselines", "scanner.cli.report", "scanner.cli.demo",
          "scanner.cli.info", "scanner.cli.history",
          # history's drift model, only with --fail-on-drift or a history
-         "scanner.model.drift")
+         "scanner.model.drift",
+         # the observation models, built once a service has one (lazy_observations.py)
+         "scanner.model.observations", "scanner.model.tls_observations",
+         "scanner.model.http_observations", "scanner.model.legacy_observations")
 
 RUN = """
 import json, sys

@@ -29,6 +29,7 @@ from probes import sweep
 from probes.context import HostGate, HostState, ProbeContext, ServiceState
 from probes.ports import OpenConnection
 from probes.udp import udp_phase
+from scanner.engine.backoff import Watch
 from scanner.engine.containment import (
     contained_probe,
     finish_host,
@@ -36,7 +37,6 @@ from scanner.engine.containment import (
     service_order,
 )
 from scanner.engine.do_not_probe import Fence
-from scanner.engine.health import Watch
 from scanner.engine.port_phase import PortPhase, connect_each, helpers_for
 from scanner.engine.rate import RateCap
 from scanner.model import (
