@@ -5,11 +5,15 @@ packet). Each test fails with its fix reverted, except those named as guards."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_output_clashes import assert_usage, run
+from tests.test_output_clashes import ROOT, assert_usage, run
 
 DOTTED = "a numeric shorthand for 127.0.0.1; write the address dotted"
 
@@ -72,3 +76,108 @@ def test_edited_fleet_files_with_a_shorthand(tmp_path: Path) -> None:
     central.write_text(json.dumps(doc))
     assert_usage(run("central", "add-sensor", "c", "s2", "--scope", "127.0.0.0/8",
                      cwd=tmp_path), "central.json", "address 0x7f000001: ")
+
+
+# --- history stores SQLite cannot open --------------------------------------------------
+
+NO_DAC = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv: as root permission bits do not refuse")
+
+
+def run_as(prefix: tuple[str, ...], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "scanner", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                               "HOME": str(cwd)})
+
+
+def make_store(path: Path) -> bytes:
+    from scanner.history.store import HistoryStore
+
+    HistoryStore.open(path).close()
+    return path.read_bytes()
+
+
+@needs_setpriv
+def test_history_file_that_may_only_be_read(tmp_path: Path) -> None:
+    """A scan opened it, found out only when recording itself ("attempt to write a readonly
+    database", exit 3); now exit 2 naming file and reason. Reading it still works."""
+    before = make_store(tmp_path / "h.sqlite")
+    (tmp_path / "h.sqlite").chmod(0o444)
+    out = run_as(NO_DAC, "scan", "127.0.0.1", "-p", "9", "--history", "h.sqlite",
+                 cwd=tmp_path)
+    assert_usage(out, f"cannot open the history {tmp_path}/h.sqlite: ",
+                 "cannot be opened for writing: Permission denied")
+    assert (tmp_path / "h.sqlite").read_bytes() == before
+    listed = run_as(NO_DAC, "history", "list", "--history", "h.sqlite", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+
+
+@needs_setpriv
+@pytest.mark.parametrize("args", [("scan", "127.0.0.1", "-p", "9", "-q"),
+                                  ("history", "list"), ("diff",)])
+def test_history_in_a_folder_that_takes_no_new_file(args: tuple[str, ...],
+                                                    tmp_path: Path) -> None:
+    """SQLite makes -wal and -shm beside the store, to read too: it said only "attempt to
+    write a readonly database" or "unable to open database file"."""
+    (tmp_path / "d").mkdir()
+    make_store(tmp_path / "d" / "h.sqlite")
+    (tmp_path / "d").chmod(0o555)
+    try:
+        out = run_as(NO_DAC, *args, "--history", "d/h.sqlite", cwd=tmp_path)
+    finally:
+        (tmp_path / "d").chmod(0o755)
+    assert_usage(out, f"cannot open the history {tmp_path}/d/h.sqlite: its folder "
+                      f"{tmp_path}/d does not take new files (Permission denied)")
+    assert "unable to open" not in out.stderr and "readonly database" not in out.stderr
+
+
+@needs_setpriv
+def test_new_history_in_a_folder_that_takes_no_new_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir(mode=0o555)
+    out = run_as(NO_DAC, "scan", "127.0.0.1", "-p", "9", "--history", "d/new.sqlite",
+                 cwd=tmp_path)
+    assert_usage(out, f"{tmp_path}/d does not take new files (Permission denied): the store "
+                      "cannot be made there")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a read-only mount")
+def test_history_on_a_read_only_mount(tmp_path: Path) -> None:
+    """Root is refused too where the file system is read-only."""
+    (tmp_path / "ro").mkdir()
+    make_store(tmp_path / "ro" / "h.sqlite")
+    ro = str(tmp_path / "ro")
+    mount = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+             f'mount --bind "{ro}" "{ro}" && mount -o remount,bind,ro "{ro}" && exec "$@"',
+             "sh")
+    out = run_as(mount, "scan", "127.0.0.1", "-p", "9", "--history", "ro/h.sqlite",
+                 cwd=tmp_path)
+    if "mount:" in out.stderr:
+        pytest.skip(f"no read-only bind mount here: {out.stderr[-200:]}")
+    assert_usage(out, f"{ro}/h.sqlite cannot be opened for writing: Read-only file system")
+    out = run_as(mount, "history", "list", "--history", "ro/h.sqlite", cwd=tmp_path)
+    assert_usage(out, f"its folder {ro} does not take new files (Read-only file system)")
+
+
+@pytest.mark.parametrize("under", ["f/h.sqlite", "f/a/b/h.sqlite"])
+def test_history_under_a_file(under: str, tmp_path: Path) -> None:
+    """It was "[Errno 17] File exists: '...'" or "[Errno 20] Not a directory: '.../f/a/b'"."""
+    (tmp_path / "f").write_text("x")
+    out = run("scan", "127.0.0.1", "-p", "9", "--history", under, cwd=tmp_path)
+    assert_usage(out, f"cannot create the folder of {under}: {tmp_path}/f: not a folder")
+
+
+@needs_setpriv
+def test_job_ledger_in_a_folder_that_takes_no_new_file(tmp_path: Path) -> None:
+    init = run("central", "init", "c", "--address", "127.0.0.1", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    (tmp_path / "c").chmod(0o555)
+    try:
+        out = run_as(NO_DAC, "jobs", "c", cwd=tmp_path)
+    finally:
+        (tmp_path / "c").chmod(0o755)
+    assert_usage(out, "cannot open the job ledger c/jobs.sqlite: its folder c does not take "
+                      "new files (Permission denied)")
