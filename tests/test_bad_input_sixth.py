@@ -181,3 +181,40 @@ def test_job_ledger_in_a_folder_that_takes_no_new_file(tmp_path: Path) -> None:
         (tmp_path / "c").chmod(0o755)
     assert_usage(out, "cannot open the job ledger c/jobs.sqlite: its folder c does not take "
                       "new files (Permission denied)")
+
+
+# --- AE titles of only spaces --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "value"), [("--calling-ae", " "),
+                                               ("--ae-title", " " * 16)])
+def test_ae_title_of_only_spaces(option: str, value: str, tmp_path: Path) -> None:
+    """DICOM forbids it; pynetdicom refused every association with it, and a scan of a
+    real storescp reported no DICOM service at all, exit 0."""
+    assert_usage(run("scan", "--plan", "127.0.0.1", "-p", "9", option, value, cwd=tmp_path),
+                 option, "only spaces, which DICOM does not allow")
+
+
+def test_ae_title_of_only_spaces_in_a_site_configuration(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(
+        "version: 1\njobs:\n  night:\n    ports: '9'\n    targets: [127.0.0.2]\n"
+        "    calling_ae: '  '\n")
+    assert_usage(run("config", "check", "site.yaml", cwd=tmp_path), "job night",
+                 "only spaces")
+
+
+def test_ae_title_of_only_spaces_in_a_job_from_a_centre() -> None:
+    """A job arrives as JSON: the model refuses what the command line refuses."""
+    from pydantic import ValidationError
+
+    from scanner.model import ScanSettings, Timeouts
+
+    good = ScanSettings(targets=["127.0.0.1"], target_specs=["127.0.0.1"], ports=[104],
+                        max_concurrency=1, per_host_connections=1, probe_spacing=0,
+                        timeouts=Timeouts(connect=1, dicom=1, dimse=1, host=1))
+    doc = good.model_dump(mode="json")
+    for key, value in (("calling_ae", "   "), ("ae_titles", ["PACS", " "]),
+                       ("ae_wordlist", ["  "]), ("calling_ae", "X" * 17)):
+        with pytest.raises(ValidationError, match="not a valid AE title"):
+            ScanSettings.model_validate({**doc, key: value})
+    assert ScanSettings.model_validate({**doc, "calling_ae": " X "}).calling_ae == " X "
