@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.test_output_clashes import ROOT, assert_usage, run
@@ -218,3 +219,69 @@ def test_ae_title_of_only_spaces_in_a_job_from_a_centre() -> None:
         with pytest.raises(ValidationError, match="not a valid AE title"):
             ScanSettings.model_validate({**doc, key: value})
     assert ScanSettings.model_validate({**doc, "calling_ae": " X "}).calling_ae == " X "
+
+
+# --- blank values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--policy", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--exclude-file", "fence.txt", "--config", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "-T", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--baseline", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--syslog", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--events", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--job", " "),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--history", ""),
+    ("scan", "--plan", "127.0.0.1", "-p", "9", "--exclude", "127.0.0.3", "--exclude", " "),
+    ("report", "saved.json", "--events", ""),
+    ("diff", "--history", "h.sqlite", "-o", ""),
+    ("diff", "--history", "h.sqlite", "--syslog", ""),
+    ("history", "list", "--history", "h.sqlite", "--job", ""),
+    ("central", "init", "--address", "127.0.0.1", ""),
+], ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_a_blank_value_is_refused(args: tuple[str, ...], tmp_path: Path) -> None:
+    """``--policy "$POLICY"`` with the variable unset was no policy, its do-not-probe list
+    silently dropped; ``central init ''`` made a centre in the current folder;
+    ``--history ''`` the default store, ``--syslog ''`` no syslog, ``diff
+    -o ''`` exit 4 after the work: each exit 0 (``diff -o ''`` 4)."""
+    from tests.test_output_clashes import SAVED
+
+    shutil.copy(SAVED, tmp_path / "saved.json")
+    (tmp_path / "fence.txt").write_text("10.9.9.9 fragile\n")
+    make_store(tmp_path / "h.sqlite")
+    assert_usage(run(*args, cwd=tmp_path), "an empty value (leave the option out for its "
+                                           "default)")
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    from scanner.cli.main import COMMANDS, main
+
+    ctx = click.Context(main)
+    out = []
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert command is not None
+        subs = command.commands if isinstance(command, click.Group) else {"": command}
+        out += [(f"{name} {sub}".strip(), c) for sub, c in subs.items()]
+    return out
+
+
+def test_every_option_of_every_command_refuses_a_blank_value() -> None:
+    """Parsed by each real command (its callbacks run, its body does not)."""
+    seen = 0
+    for name, command in _commands():
+        for param in command.params:
+            if isinstance(param, click.Option) and (param.is_flag or param.count):
+                continue
+            flag = param.opts[-1] if isinstance(param, click.Option) else None
+            for blank in ("", "  "):
+                args = [flag, blank] if flag else [blank]
+                # a choice or a number refuses it as its type; text and paths were taken
+                with pytest.raises(click.BadParameter) as refused:
+                    command.make_context(name, args)
+                if isinstance(param.type, click.types.StringParamType) or \
+                        isinstance(param.type, click.Path) and not param.type.exists:
+                    assert "an empty value" in refused.value.message, (name, flag)
+                seen += 1
+    assert seen > 150  # every command was walked

@@ -107,7 +107,8 @@ def test_central_init_checks_addresses_before_writing(address: str, tmp_path: Pa
                     "--address", address)
     # The first three were cryptography's ValueError traceback, the others a certificate
     # and a bundle naming a host no sensor can dial.
-    one_line_error(out, 2, "is neither an IP address nor a host name")
+    one_line_error(out, 2, "is neither an IP address nor a host name" if address else
+                   "an empty value")  # every option refuses a blank value first
     assert not root.exists()
 
 
