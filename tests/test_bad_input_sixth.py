@@ -281,7 +281,32 @@ def test_every_option_of_every_command_refuses_a_blank_value() -> None:
                 with pytest.raises(click.BadParameter) as refused:
                     command.make_context(name, args)
                 if isinstance(param.type, click.types.StringParamType) or \
-                        isinstance(param.type, click.Path) and not param.type.exists:
+                        (isinstance(param.type, click.Path) and not param.type.exists):
                     assert "an empty value" in refused.value.message, (name, flag)
                 seen += 1
     assert seen > 150  # every command was walked
+
+
+# --- job names given on the command line --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a\nb", "j\x1b]0;owned\x07", "x" * 65, "night/1", "-j"])
+def test_a_job_name_is_kept_plain(name: str, tmp_path: Path) -> None:
+    """Filed in the history as given (without --config): a newline, a terminal sequence
+    or 100,000 characters went into every table that shows it; a site configuration's
+    job names were already held to this."""
+    out = run("scan", "127.0.0.1", "-p", "9", "-q", "--job", name, "--history", "h.sqlite",
+              cwd=tmp_path)
+    assert_usage(out, "--job", "letters, digits, '-' and '_' only")
+    assert not (tmp_path / "h.sqlite").exists()
+
+
+def test_plain_job_names_and_central_labels_still_work(tmp_path: Path) -> None:
+    """Guards: a plain name is stored; history and diff still filter by the sensor/name
+    labels central files its results under."""
+    out = run("scan", "127.0.0.1", "-p", "9", "-q", "--job", "night_1-a", "--history",
+              "h.sqlite", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run("history", "list", "--history", "h.sqlite", "--job", "sensor-a/nightly",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr

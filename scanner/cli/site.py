@@ -32,8 +32,20 @@ def visible(text: str) -> str:
     return shown(text)
 
 
+def _check_job_name(ctx: click.Context, param: click.Parameter,
+                    value: str | None) -> str | None:
+    """A job name given without --config is filed in the history as it is: a newline,
+    a terminal sequence or 100,000 characters went into every table that shows it."""
+    if value is not None:
+        from scanner.engine.site_config import job_name_problem
+
+        if problem := job_name_problem(value):
+            raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
+
+
 def site_options(func: F) -> F:
-    func = click.option("--job", metavar="NAME",
+    func = click.option("--job", metavar="NAME", callback=_check_job_name,
                         help="Job name: picks the job in --config, and files the scan under "
                              "this name in the history.")(func)
     return click.option("--config", "config", type=click.Path(dir_okay=False),

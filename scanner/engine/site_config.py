@@ -135,6 +135,15 @@ class JobSpec(_Strict):
                                   DiscoveryMethod.ICMP)
 
 
+def job_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a job, or None. Names become systemd unit names and
+    history keys, and are printed in tables: kept plain wherever they are given."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        return None
+    return (f"job name {name[:80]!r}: letters, digits, '-' and '_' only (at most 64, "
+            "starting with a letter or digit)")
+
+
 class SiteConfig(_Strict):
     version: Literal[1] = 1
     history: str | None = Field(default=None, min_length=1,
@@ -146,9 +155,8 @@ class SiteConfig(_Strict):
     def _job_names(cls, jobs: dict[str, JobSpec]) -> dict[str, JobSpec]:
         # Names become systemd unit names and history keys: keep them plain.
         for name in jobs:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
-                raise ValueError(f"job name {name!r}: letters, digits, '-' and '_' only "
-                                 "(at most 64, starting with a letter or digit)")
+            if problem := job_name_problem(name):
+                raise ValueError(problem)
         return jobs
 
     def job(self, name: str | None) -> tuple[str, JobSpec]:
