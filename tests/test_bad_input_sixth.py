@@ -310,3 +310,47 @@ def test_plain_job_names_and_central_labels_still_work(tmp_path: Path) -> None:
     out = run("history", "list", "--history", "h.sqlite", "--job", "sensor-a/nightly",
               cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+
+
+# --- digits that are not ASCII ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["¹", "1²", "４２４２", "٤"])
+def test_port_numbers_are_ascii_digits(value: str, tmp_path: Path) -> None:
+    """str.isdigit() passed them: '¹' and '1²' were a ValueError traceback (exit 1), the
+    others read as 4242 and 4 by int() while other tools read them otherwise."""
+    assert_usage(run("scan", "--plan", "127.0.0.1", "-p", value, cwd=tmp_path),
+                 "is not a port number")
+    assert_usage(run("central", "init", "c", "--address", "127.0.0.1", "--listen",
+                     f"127.0.0.1:{value}", cwd=tmp_path), "is not HOST:PORT")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("cron", ["٤ 2 * * *", "*/٤ * * * *", "¹ 2 * * *", "0 2 * * ٤"])
+def test_cron_fields_are_ascii_digits(cron: str, tmp_path: Path) -> None:
+    """'٤ 2 * * *' passed the check and was written into the crontab line, which cron
+    refuses; '¹' was "invalid literal for int() with base 10"."""
+    (tmp_path / "site.yaml").write_text(
+        "version: 1\njobs:\n  night:\n    ports: '9'\n    targets: [127.0.0.2]\n"
+        f"    schedule: {{cron: '{cron}'}}\n")
+    for args in (("config", "check", "site.yaml"),
+                 ("schedule", "--print", "cron", "--config", "site.yaml")):
+        out = run(*args, cwd=tmp_path)
+        assert_usage(out, "not a value, range or step")
+        assert out.stdout == ""
+
+
+def test_http_peer_with_a_superscript_length_beside_a_real_peer() -> None:
+    """A Content-Length of b'\\xb9' (latin-1 '¹') was a ValueError inside the HTTP probe:
+    its checks of that service were lost. Now it is an answer of unknown length."""
+    from scanner.lab import peers
+    from tests.hostile import hostile_peer
+    from tests.test_robust import assert_healthy, scan
+
+    with peers.start_storescp() as healthy, hostile_peer("http-superscript") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    assert run.service(bad.port)["name"] == "http"
+    checks = run.kinds(bad.port, "http-check")
+    assert checks and any(c["status"] == 200 for c in checks), checks
+    assert not any("ValueError" in e for h in run.doc["hosts"] for e in h.get("errors", []))

@@ -30,6 +30,7 @@ from scanner.model.documents import (
     read_text,
 )
 from scanner.model.drift import DriftKind
+from scanner.model.shorthand import is_decimal
 
 
 class SiteConfigError(ValueError):
@@ -60,13 +61,13 @@ _CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 
                 ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
                                   "sep", "oct", "nov", "dec")),
                 ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
-_CRON_ITEM = re.compile(r"(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?")
+_CRON_ITEM = re.compile(r"(\*|(\w+)(?:-(\w+))?)(?:/([0-9]+))?", re.ASCII)
 
 
 def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
     if text.lower() in names:
         return True
-    return text.isdigit() and len(text) <= 3 and low <= int(text) <= high
+    return is_decimal(text) and len(text) <= 3 and low <= int(text) <= high
 
 
 def check_cron(value: str) -> str:
