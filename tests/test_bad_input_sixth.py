@@ -315,7 +315,8 @@ def test_plain_job_names_and_central_labels_still_work(tmp_path: Path) -> None:
 # --- digits that are not ASCII ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["¹", "1²", "４２４２", "٤"])
+@pytest.mark.parametrize("value", ["\u00b9", "1\u00b2", "\uff14\uff12\uff14\uff12",
+                                   "\u0664"])
 def test_port_numbers_are_ascii_digits(value: str, tmp_path: Path) -> None:
     """str.isdigit() passed them: '¹' and '1²' were a ValueError traceback (exit 1), the
     others read as 4242 and 4 by int() while other tools read them otherwise."""
@@ -326,7 +327,8 @@ def test_port_numbers_are_ascii_digits(value: str, tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("cron", ["٤ 2 * * *", "*/٤ * * * *", "¹ 2 * * *", "0 2 * * ٤"])
+@pytest.mark.parametrize("cron", ["\u0664 2 * * *", "*/\u0664 * * * *", "\u00b9 2 * * *",
+                                  "0 2 * * \u0664"])
 def test_cron_fields_are_ascii_digits(cron: str, tmp_path: Path) -> None:
     """'٤ 2 * * *' passed the check and was written into the crontab line, which cron
     refuses; '¹' was "invalid literal for int() with base 10"."""
