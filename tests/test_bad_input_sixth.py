@@ -357,3 +357,38 @@ def test_http_peer_with_a_superscript_length_beside_a_real_peer() -> None:
     checks = run.kinds(bad.port, "http-check")
     assert checks and any(c["status"] == 200 for c in checks), checks
     assert not any("ValueError" in e for h in run.doc["hosts"] for e in h.get("errors", []))
+
+
+# --- a database password on a scheduled command line --------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "where"), [("cron", "command line"),
+                                             ("systemd", "config file"),
+                                             ("systemd-write", "command line")])
+def test_schedule_keeps_a_database_password_off_the_command_line(kind: str, where: str,
+                                                                 tmp_path: Path) -> None:
+    """It was written into the crontab line or ExecStart= as given, and every local user
+    saw it in the process list at each run."""
+    history = "postgresql://scan:s3cret@db.example/dicomscan"
+    top = f"history: '{history}'\n" if where == "config file" else ""
+    (tmp_path / "site.yaml").write_text(
+        f"version: 1\n{top}jobs:\n  night:\n    ports: '9'\n    targets: [127.0.0.2]\n")
+    args = ["schedule", "--print", kind.removesuffix("-write"), "--config", "site.yaml"]
+    if where == "command line":
+        args += ["--history", history]
+    if kind.endswith("-write"):
+        args += ["--write", "units"]
+    out = run(*args, cwd=tmp_path)
+    assert_usage(out, "postgresql://scan:***@db.example/dicomscan holds a password",
+                 "~/.pgpass")
+    assert "s3cret" not in out.stdout + out.stderr
+    assert not (tmp_path / "units").exists()
+
+
+def test_schedule_with_a_database_url_without_password_still_works(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(
+        "version: 1\njobs:\n  night:\n    ports: '9'\n    targets: [127.0.0.2]\n")
+    out = run("schedule", "--print", "cron", "--config", "site.yaml", "--history",
+              "postgresql://scan@db.example/dicomscan", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--history postgresql://scan@db.example/dicomscan" in out.stdout

@@ -278,6 +278,25 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
     return {f"dicomscan-{name}.service": service, f"dicomscan-{name}.timer": timer}
 
 
+def _password_in(store: str, kind: str) -> str | None:
+    """A database password in the history URL would be written into the crontab line or
+    the unit's ExecStart=, and shown to every local user in the process list each night."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(store).password if "://" in store else None
+    except ValueError:
+        password = None
+    if not password:
+        return None
+    from scanner.history.store import _shown
+
+    where = "crontab line" if kind == "cron" else "systemd unit's ExecStart="
+    return (f"the history URL {_shown(store)} holds a password, which the {where} would "
+            "keep and every local user would see in the process list; leave it out of the "
+            "URL and give it in the scanning user's ~/.pgpass (or PGPASSFILE)")
+
+
 @click.command()
 @click.option("--print", "kind", type=click.Choice(["cron", "systemd"]), required=True,
               help="cron: one crontab line. systemd: a service and timer pair.")
@@ -303,6 +322,9 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
     path = str(Path(config_path).absolute())
     command = _command(exec_)
     store = history or config.history
+    if store and (why := _password_in(store, kind)):
+        click.echo(f"dicomscan: {why}", err=True)
+        sys.exit(EXIT_USAGE)
     if kind == "cron":
         args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
         if store:
