@@ -322,8 +322,8 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
     path = str(Path(config_path).absolute())
     command = _command(exec_)
     store = history or config.history
-    if store and (why := _password_in(store, kind)):
-        click.echo(f"dicomscan: {why}", err=True)
+    if store and (exposed := _password_in(store, kind)):
+        click.echo(f"dicomscan: {exposed}", err=True)
         sys.exit(EXIT_USAGE)
     if kind == "cron":
         args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
