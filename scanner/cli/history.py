@@ -170,7 +170,7 @@ Exit codes:
 
 
 def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
-    from scanner.history.retention import AgeError, parse_age
+    from scanner.model.ages import AgeError, parse_age
 
     if value is None:
         return None
@@ -193,8 +193,10 @@ def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timed
                    "(rewrites the file; otherwise later scans reuse the space).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing but errors (for a timer or cron line).")
 def prune(history: str | None, older_than: timedelta | None, keep_last: int | None,
-          job: str | None, dry_run: bool, vacuum: bool, fmt: str) -> None:
+          job: str | None, dry_run: bool, vacuum: bool, fmt: str, quiet: bool) -> None:
     """Delete old stored scans: by age (--older-than), by count per job (--keep) or both.
 
     A store that records a scheduled scan every day grows without end; run this after
@@ -220,6 +222,8 @@ def prune(history: str | None, older_than: timedelta | None, keep_last: int | No
             say(f"dicomscan: cannot prune the history {store.engine.url.render_as_string()}: "
                 f"{db_error(exc)}")
             sys.exit(EXIT_FAILED)
+    if quiet:
+        return
     if fmt == "json":
         click.echo(json.dumps({
             "dry_run": dry_run, "deleted": deleted,

@@ -1,14 +1,13 @@
 """Retention: which stored scans ``history prune`` deletes, and the deletion itself.
 
 A store that records a scheduled scan every day grows without end (about 10 MB a scan of
-a busy /24), so an unattended site needs a way to keep only what it uses. The rules keep
+1,000 devices), so an unattended site needs a way to keep only what it uses. The rules keep
 what the other commands need: the newest complete scan of every job always stays, as
 drift and first/last seen compare against it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,27 +17,8 @@ from sqlalchemy import delete
 from scanner.history.schema import ScanRow
 from scanner.history.store import HistoryStore, ScanStatus, StoredScan
 
-_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_AGE = re.compile(r"([0-9]{1,6})([hdw])")
 # A DELETE's IN list this long at the most (SQLite's bound parameters are limited).
 _BATCH = 500
-
-
-class AgeError(ValueError):
-    """An age that is not a positive number of hours, days or weeks."""
-
-
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12w`` or ``36h`` as a timedelta; AgeError otherwise (0 too: it would
-    mean every scan, which ``--keep`` says more plainly)."""
-    match = _AGE.fullmatch(text.strip().lower())
-    if match is None:
-        raise AgeError(f"{text!r} is not an age: a number and a unit, h (hours), d (days) "
-                       "or w (weeks), e.g. 90d")
-    number, unit = int(match[1]), match[2]
-    if number == 0:
-        raise AgeError(f"{text!r}: an age of 0 would delete every scan; use at least 1{unit}")
-    return number * _UNITS[unit]
 
 
 @dataclass(frozen=True)

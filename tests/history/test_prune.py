@@ -5,6 +5,7 @@ the command on real scans of a real storescp."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from scanner.history.retention import AgeError, parse_age, plan_prune
+from scanner.history.retention import plan_prune
 from scanner.history.store import HistoryStore, ScanStatus
 from scanner.history.timeline import devices_seen
 from scanner.lab.peers import start_storescp
+from scanner.model.ages import AgeError, parse_age
 from tests.conftest import needs_dcmtk
 from tests.history.conftest import T0, dicom, finding, host, scan
 
@@ -204,3 +206,75 @@ def test_real_scans_pruned_and_vacuumed_keep_the_newest_and_its_drift(tmp_path: 
     out = cli("diff", "--history", location, "--job", "lab", "--format", "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["changes"] == []
+
+
+@needs_dcmtk
+def test_a_job_s_retention_runs_right_after_its_scheduled_scan(tmp_path: Path) -> None:
+    """The crontab line that `schedule` prints, run through sh as cron runs it: the scan
+    is stored, then the job's old scans go and another job's stay."""
+    location = str(tmp_path / "h%store.sqlite")  # '%' is cron's newline: escaped
+    store = HistoryStore.open(location)
+    old = fill(store, {"night": [1, 2], "day": [3]})  # T0 + hours: more than a day ago
+    store.close()
+    peer = start_storescp()
+    site = tmp_path / "site.yaml"
+    site.write_text(f"history: {json.dumps(location)}\njobs:\n  night:\n"
+                    f"    targets: [127.0.0.1]\n    ports: [{peer.info.port}]\n"
+                    "    discovery: none\n    fail_on: never\n"
+                    "    schedule: {cron: '30 1 * * *', retention: {older_than: 12h}}\n")
+    try:
+        out = cli("schedule", "--print", "cron", "--config", str(site), "--exec",
+                  f"{sys.executable} -m scanner")
+        assert out.returncode == 0, out.stderr
+        line = out.stdout.strip()
+        assert line.endswith(" history prune --history "
+                             f"{location.replace('%', chr(92) + '%')} --job night "
+                             "--older-than 12h --quiet")
+        command = line.split(" ", 5)[5].replace("\\%", "%")  # what cron hands to sh
+        run = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+    finally:
+        peer.stop()
+    # the scan's own report (no outputs configured: the table) and nothing of the prune
+    assert run.returncode == 0 and run.stderr == "", run.stdout + run.stderr
+    assert "Hosts and open ports" in run.stdout and "deleted" not in run.stdout
+    store = HistoryStore.open(location)
+    night = store.scans("night")
+    assert len(night) == 1 and night[0].scan_id not in old.values()  # the scan just made
+    assert [s.scan_id for s in store.scans("day")] == [old[3]]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd not installed")
+def test_a_job_s_retention_is_the_service_s_post_step(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("jobs:\n  night:\n    targets: [198.18.0.1]\n"
+                    "    schedule: {retention: {keep: 30, older_than: 12w}}\n")
+    units = tmp_path / "units"
+    out = cli("schedule", "--print", "systemd", "--config", str(site), "--write", str(units),
+              "--exec", "/usr/bin/dicomscan")
+    assert out.returncode == 0, out.stderr
+    service = (units / "dicomscan-night.service").read_text()
+    assert ("ExecStartPost=/usr/bin/dicomscan history prune --history "
+            "/var/lib/dicomscan/history.sqlite --job night --older-than 12w --keep 30 --quiet"
+            ) in service.splitlines()
+    verify = subprocess.run(["systemd-analyze", "verify", str(units / "dicomscan-night.service"),
+                             str(units / "dicomscan-night.timer")], capture_output=True,
+                            text=True, timeout=60)
+    assert "ExecStartPost" not in verify.stderr, verify.stderr
+
+
+@pytest.mark.parametrize(("retention", "error"), [
+    ("{}", ": Value error, say what to delete"),
+    ("{older_than: 0d}", ".older_than: Value error, '0d': an age of 0"),
+    ("{older_than: 90}", ".older_than: Input should be a valid string"),
+    ("{keep: 0}", ".keep: Input should be greater than or equal to 1"),
+    ("{keep: '3'}", ".keep: Input should be a valid integer"),
+    ("{keep: 3, forever: yes}", ".forever: Extra inputs are not permitted")])
+def test_a_bad_retention_is_named_with_its_line(tmp_path: Path, retention: str,
+                                                error: str) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(f"jobs:\n  night:\n    targets: [198.18.0.1]\n    schedule:\n"
+                    f"      retention: {retention}\n")
+    out = cli("config", "check", str(site))
+    where = f"{site}:5: jobs.night.schedule.retention{error}"
+    assert out.returncode == 2 and where in out.stderr, out.stderr
