@@ -37,6 +37,10 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
   class UID carries an OSC sequence.
 - ``one-shot``: speaks DICOM (Status success) on the first connection only; every later
   connection is closed at once, as by a device that serves one association and stops.
+- ``busy-after-first``: speaks DICOM on the first connection only; every later
+  A-ASSOCIATE-RQ gets an A-ASSOCIATE-RJ rejected-transient, source 3 (service-provider,
+  presentation), reason 1 (temporary congestion), as from a device at its association
+  limit: a refusal that says nothing about who asked.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from tests import hostile_pdus as pdus
 
 DICOM_BEHAVIOURS = (
     "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
-    "markup", "one-shot",
+    "markup", "one-shot", "busy-after-first",
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
@@ -74,6 +78,7 @@ HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nServer: hostile-test\r\nContent-Length:
 HTTP_ENDLESS = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[{"00100020": '
 A_ABORT = bytes.fromhex("07 00 00000004 00 00 00 00")
 A_ASSOCIATE_RJ = bytes.fromhex("03 00 00000004 00 01 01 07")
+A_ASSOCIATE_RJ_BUSY = bytes.fromhex("03 00 00000004 00 02 03 01")
 # Header, protocol version, reserved, called and calling AE, 32 reserved bytes, then the
 # application context item; the declared length (1 MiB) is never reached at 1 byte/s.
 SLOW_AC = (
@@ -203,6 +208,12 @@ class HostilePeer:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         if behaviour == "one-shot" and index > 0:
+            return
+        if behaviour == "busy-after-first" and index > 0:
+            if self._read(conn, index):
+                conn.sendall(A_ASSOCIATE_RJ_BUSY)
+                conn.shutdown(socket.SHUT_WR)
+                self._drain(conn, index)
             return
         if behaviour in DICOM_BEHAVIOURS:
             self._speak_dicom(conn, index)

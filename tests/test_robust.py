@@ -244,6 +244,23 @@ def test_device_that_stops_after_one_association_gets_no_pass() -> None:
     assert "C-ECHO was never sent" in echo["evidence"]["reason"]
 
 
+def test_a_device_too_busy_for_the_access_checks_gets_no_pass() -> None:
+    """Accepted on the detection association, then every association rejected as
+    transient congestion: a refusal of nobody in particular, so whether it lets unknown
+    calling AEs in, and what they may do, is not-checked (it read as refused: a pass)."""
+    with peers.start_storescp() as healthy, hostile_peer("busy-after-first") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    assert run.verdict(bad.port, "dicom-called-ae-not-enforced") == "fail"  # it said so
+    for rule in ("dicom-calling-ae-not-validated", "dicom-echo-open", "dicom-query-open",
+                 "dicom-retrieve-open", "dicom-store-open"):
+        assert run.verdict(bad.port, rule) == "not-checked", rule
+    [calling] = [f for f in run.doc["findings"] if f["port"] == bad.port
+                 and f["rule_id"] == "dicom-calling-ae-not-validated"]
+    assert "rejected-transient" in calling["evidence"]["reject"]
+    assert "not about the caller" in calling["evidence"]["reason"]
+
+
 def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:
     """32 silent ports beside a real storescp, safe-profile gate (2 connections, 0.1 s
     apart): identification fits the host's time, their follow-ups do not. The host

@@ -134,8 +134,11 @@ def calling_ae(svc: Service) -> Verdict:
         ev = _assoc_evidence(a)
         if a.outcome is AssociationOutcome.ACCEPTED:
             return F, ev, Confidence.CONFIRMED
-        if a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED):
+        if _refused_the_caller(a):
             return P, ev, Confidence.CONFIRMED
+        if a.reject is not None:
+            ev["reason"] = ("rejected for a reason that is not about the caller (busy, or "
+                            "the upper layer), so the check could not run")
         return N, ev, Confidence.CONFIRMED
     return (
         N,
@@ -148,10 +151,20 @@ def _unknown_peer_refused(svc: Service) -> bool:
     return _all_refused(_unknown_calling(svc))
 
 
+def _refused_the_caller(a: Association) -> bool:
+    """The device itself turned this association away: an A-ABORT, or an A-ASSOCIATE-RJ
+    from its service user that is permanent (or too short to say). A transient rejection
+    (temporary congestion, its association limit) or one from the upper layer says
+    nothing about who asked: read as a refusal, a busy device passed the access checks."""
+    if a.outcome is AssociationOutcome.ABORTED:
+        return True
+    if a.outcome is not AssociationOutcome.REJECTED:
+        return False
+    return a.reject is None or (a.reject.result, a.reject.source) == (1, 1)
+
+
 def _all_refused(tried: list[Association]) -> bool:
-    return bool(tried) and all(
-        a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED) for a in tried
-    )
+    return bool(tried) and all(_refused_the_caller(a) for a in tried)
 
 
 def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
