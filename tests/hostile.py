@@ -37,6 +37,8 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
   class UID carries an OSC sequence.
 - ``one-shot``: speaks DICOM (Status success) on the first connection only; every later
   connection is closed at once, as by a device that serves one association and stops.
+- ``out-of-resources``: answers every request with Status 0xA700, "Refused: Out of
+  Resources", as a device at capacity does.
 - ``busy-after-first``: speaks DICOM on the first connection only; every later
   A-ASSOCIATE-RQ gets an A-ASSOCIATE-RJ rejected-transient, source 3 (service-provider,
   presentation), reason 1 (temporary congestion), as from a device at its association
@@ -58,7 +60,7 @@ from tests import hostile_pdus as pdus
 
 DICOM_BEHAVIOURS = (
     "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
-    "markup", "one-shot", "busy-after-first",
+    "markup", "one-shot", "busy-after-first", "out-of-resources",
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
@@ -68,7 +70,8 @@ BEHAVIOURS = (
 # pynetdicom refuses control characters in a version name; the OSC rides in the UID.
 MARKUP_VERSION = b"fo-dicom [/x]"
 MARKUP_UID = b"1.2.3\x1b]0;pwned\x07"
-_STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00"}
+_STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00",
+           "out-of-resources": b"\x00\xa7"}
 
 _digest = hashlib.sha512(b"dicomscan hostile peer").digest()
 # 64 bytes; the top bit on the first byte keeps it off every PDU type (0x01-0x07).

@@ -261,6 +261,20 @@ def test_a_device_too_busy_for_the_access_checks_gets_no_pass() -> None:
     assert "not about the caller" in calling["evidence"]["reason"]
 
 
+def test_a_device_out_of_resources_gets_no_pass() -> None:
+    """Every request answered "Refused: Out of Resources" (0xA700): the device is at
+    capacity, which says nothing about whether an unknown peer may echo, query or
+    retrieve (it read as refused: three passes)."""
+    with peers.start_storescp() as healthy, hostile_peer("out-of-resources") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    ops = [o for o in run.kinds(bad.port, "dicom-operation") if o["operation"] != "C-STORE"]
+    assert {o["operation"] for o in ops} >= {"C-ECHO", "C-FIND"}
+    assert {o["outcome"] for o in ops} == {"busy"} and {o["status"] for o in ops} == {0xA700}
+    for rule in ("dicom-echo-open", "dicom-query-open", "dicom-retrieve-open"):
+        assert run.verdict(bad.port, rule) == "not-checked", rule
+
+
 def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:
     """32 silent ports beside a real storescp, safe-profile gate (2 connections, 0.1 s
     apart): identification fits the host's time, their follow-ups do not. The host

@@ -106,6 +106,14 @@ class OperationOutcome(StrEnum):
     NO_ANSWER = "no-answer"
     NOT_TESTED = "not-tested"
     ERROR = "error"
+    # A status "Refused: Out of Resources" (0xA7xx): the device is at capacity, which says
+    # nothing about whether an unknown peer may do this.
+    BUSY = "busy"
+
+
+# Outcomes that measured nothing: no status came back, or one about the device's load.
+UNMEASURED_OPERATIONS = frozenset(
+    {OperationOutcome.NO_ANSWER, OperationOutcome.ERROR, OperationOutcome.BUSY})
 
 
 class Operation(_Frozen):

@@ -12,6 +12,7 @@ from typing import Any
 from probes.dicom import codes
 from scanner.model import Finding, FindingStatus, Host, Service
 from scanner.model.observations import (
+    UNMEASURED_OPERATIONS,
     AeTitleGuess,
     Association,
     AssociationOutcome,
@@ -173,9 +174,7 @@ def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
         ops = [o for o in ops if o.outcome is not OperationOutcome.NOT_TESTED]
         if any(o.outcome is OperationOutcome.AUTHORISED for o in ops):
             return F, _op_evidence(ops), Confidence.CONFIRMED
-        if ops and all(
-            o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR) for o in ops
-        ):
+        if ops and all(o.outcome not in UNMEASURED_OPERATIONS for o in ops):
             return P, _op_evidence(ops), Confidence.CONFIRMED
         tried = _unknown_calling(svc)
         if _all_refused(tried):
