@@ -39,6 +39,9 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
   connection is closed at once, as by a device that serves one association and stops.
 - ``out-of-resources``: answers every request with Status 0xA700, "Refused: Out of
   Resources", as a device at capacity does.
+- ``enforce-then-busy``: rejects the first three associations as a device enforcing its
+  called AE title does (rejected-permanent, source 1, reason 7), every later one as
+  ``busy-after-first`` does: a device that stops taking guesses.
 - ``busy-after-first``: speaks DICOM on the first connection only; every later
   A-ASSOCIATE-RQ gets an A-ASSOCIATE-RJ rejected-transient, source 3 (service-provider,
   presentation), reason 1 (temporary congestion), as from a device at its association
@@ -64,7 +67,7 @@ DICOM_BEHAVIOURS = (
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
-    "rj-1byte", "http-endless", *DICOM_BEHAVIOURS,
+    "rj-1byte", "http-endless", "enforce-then-busy", *DICOM_BEHAVIOURS,
 )
 # Shown in a table cell, a peer's version name must not become markup or terminal control.
 # pynetdicom refuses control characters in a version name; the OSC rides in the UID.
@@ -212,9 +215,10 @@ class HostilePeer:
             return
         if behaviour == "one-shot" and index > 0:
             return
-        if behaviour == "busy-after-first" and index > 0:
+        if behaviour == "enforce-then-busy" or (behaviour == "busy-after-first" and index > 0):
             if self._read(conn, index):
-                conn.sendall(A_ASSOCIATE_RJ_BUSY)
+                busy = behaviour == "busy-after-first" or index >= 3
+                conn.sendall(A_ASSOCIATE_RJ_BUSY if busy else A_ASSOCIATE_RJ)
                 conn.shutdown(socket.SHUT_WR)
                 self._drain(conn, index)
             return

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -259,6 +260,25 @@ def test_a_device_too_busy_for_the_access_checks_gets_no_pass() -> None:
                  and f["rule_id"] == "dicom-calling-ae-not-validated"]
     assert "rejected-transient" in calling["evidence"]["reject"]
     assert "not about the caller" in calling["evidence"]["reason"]
+
+
+def test_ae_guessing_cut_short_by_a_busy_device_is_no_pass(tmp_path: Path) -> None:
+    """A few titles refused, then the device turned busy: the titles left untried prove
+    nothing (that was a pass, "no title guessable"), and a busy rejection recognises no
+    title (it read as "title right, calling AE refused": a fail)."""
+    words = tmp_path / "titles.txt"
+    words.write_text("".join(f"GUESS{i}\n" for i in range(20)))
+    with peers.start_storescp() as healthy, hostile_peer("enforce-then-busy") as bad:
+        run = scan([healthy.info.port, bad.port], "--ae-guess", "--ae-wordlist", str(words))
+    assert_healthy(run, healthy.info.port)
+    [guess] = run.kinds(bad.port, "dicom-ae-guess")
+    assert guess["accepted_titles"] == [] and 1 <= guess["tried"] < 20
+    assert guess["stopped"].startswith(f"stopped after {guess['tried']} of 20 titles")
+    assert "rejected-transient" in guess["stopped"]
+    [finding] = [f for f in run.doc["findings"] if f["port"] == bad.port
+                 and f["rule_id"] == "dicom-ae-title-guessable"]
+    assert finding["status"] == "not-checked"
+    assert finding["evidence"]["reason"] == guess["stopped"]
 
 
 def test_a_device_out_of_resources_gets_no_pass() -> None:

@@ -161,7 +161,7 @@ def _refused_the_caller(a: Association) -> bool:
         return True
     if a.outcome is not AssociationOutcome.REJECTED:
         return False
-    return a.reject is None or (a.reject.result, a.reject.source) == (1, 1)
+    return a.reject is None or a.reject.by_the_device
 
 
 def _all_refused(tried: list[Association]) -> bool:
@@ -229,7 +229,11 @@ def ae_guessable(svc: Service) -> Verdict | None:
     for o in svc.observations:
         if isinstance(o, AeTitleGuess):
             ev = {"tried": o.tried, "accepted": o.accepted_titles, "source": o.source}
-            return (F if o.accepted_titles else P), ev, Confidence.CONFIRMED
+            if o.accepted_titles:
+                return F, ev, Confidence.CONFIRMED
+            if o.stopped:  # a few titles refused is no proof that the rest would be
+                return N, {**ev, "reason": o.stopped}, Confidence.CONFIRMED
+            return P, ev, Confidence.CONFIRMED
     return None
 
 
