@@ -7,6 +7,7 @@ reuse gives what the work done afresh gives."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,78 @@ def test_judging_a_device_looks_up_no_missing_model_attribute(
     judged = [f for f in findings if "baseline_expectations" in f.evidence]
     assert judged
     assert misses[0] == 0
+
+
+LENIENT = """\
+id: lenient-orthanc
+title: Test baseline, echo, query and GET allowed from unknown peers
+extends: orthanc
+version: "1"
+sources:
+  - {title: test fixture, reference: tests/test_detection_reuse.py, date: "2026-01"}
+expectations:
+  echo_from_unknown: {rule: dicom-echo-open, allowed: true}
+  find_from_unknown: {rule: dicom-query-open, allowed: true}
+  get_from_unknown: {rule: dicom-retrieve-open, allowed: true}
+  dicom_tls_required: {rule: dicom-cleartext, required: false}
+"""
+
+
+def test_dicom_findings_judged_as_they_are_made_are_those_judged_afterwards() -> None:
+    """The DICOM rules judge each verdict before making its finding; the findings are
+    those the judge gives the unjudged ones, pass-turned fails included."""
+    from scanner.rules.baselines import load_files, resolve, shipped
+    from scanner.rules.dicom_rules import dicom_findings
+    from scanner.rules.judge import apply_baseline_expectations
+
+    known = load_files([("lenient.yaml", LENIENT)], shipped())
+    baselines = [resolve(b) for b in sorted(shipped())] + [resolve("lenient-orthanc", known)]
+    turned = 0
+    for host in saved_hosts():
+        for resolved in baselines:
+            afterwards = apply_baseline_expectations(host, dicom_findings(host), resolved)
+            at_once = dicom_findings(host, resolved)
+            assert [f.model_dump(mode="json") for f in at_once] == [
+                f.model_dump(mode="json") for f in afterwards]
+            assert [f.model_fields_set for f in at_once] == [
+                f.model_fields_set for f in afterwards]
+            turned += sum(f.evidence.get("default_verdict") == "fail" for f in at_once)
+    assert turned  # the lenient baseline turned fails into passes
+
+
+def test_judging_a_device_makes_each_finding_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DICOM finding was made, then copied with the baseline's evidence: seven
+    findings of a storage device built twice."""
+    import scanner.rules.catalogue as catalogue
+    from scanner.model import Finding
+
+    made = count_calls(monkeypatch, catalogue, "make_finding")
+    for name, module in list(sys.modules.items()):  # every rule family's own import of it
+        if name.startswith("scanner.rules.") and hasattr(module, "make_finding"):
+            monkeypatch.setattr(module, "make_finding", catalogue.make_finding)
+    copied = count_calls(monkeypatch, Finding, "model_copy")
+    findings = evaluate([orthanc()])  # no MAC: every finding already carries its device
+    assert any("baseline_expectations" in f.evidence for f in findings)
+    assert made[0] == len(findings)
+    assert copied[0] == 0
+
+
+def test_a_finding_the_rules_make_comes_with_its_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model's validator derived each finding's IDs, copying its fields twice to do
+    so; the rules now give them, and the validator derives only what is missing."""
+    import scanner.model.results as results
+    from scanner.model import Finding
+
+    hosts = saved_hosts()
+    derived = count_calls(monkeypatch, results, "device_id")  # the validator's, when missing
+    findings = evaluate(hosts)
+    assert findings and derived[0] == 0
+    given = findings[0].model_dump()
+    assert Finding._identity(given) is given  # nothing to derive: not even copied
+    # Without IDs (an old saved scan), the validator still derives the same ones.
+    for f in findings[:20]:
+        bare = f.model_dump(exclude={"finding_id", "device_id"})
+        assert Finding.model_validate(bare) == f
+    assert derived[0] == 20

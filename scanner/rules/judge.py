@@ -42,12 +42,12 @@ def _permits(resolved: Resolved, key: str) -> bool | None:
     return not exp.required
 
 
-def _keys_for(finding: Finding) -> tuple[str, ...]:
-    keys = RULE_EXPECTATIONS.get(finding.rule_id, ())
-    if finding.rule_id != "dicom-retrieve-open":
+def _keys_for(rule_id: str, evidence: dict[str, Any]) -> tuple[str, ...]:
+    keys = RULE_EXPECTATIONS.get(rule_id, ())
+    if rule_id != "dicom-retrieve-open":
         return keys
     # Judge only the retrieve operations the peer actually authorised.
-    ops = finding.evidence.get("operations") or []
+    ops = evidence.get("operations") or []
     seen = {
         _OPERATION_KEY[o["operation"]]
         for o in ops
@@ -57,26 +57,49 @@ def _keys_for(finding: Finding) -> tuple[str, ...]:
     return tuple(k for k in keys if k in seen) or keys
 
 
-def _judge(finding: Finding, resolved: Resolved) -> Finding:
-    keys = _keys_for(finding)
+def _judged(
+    rule_id: str, status: FindingStatus, evidence: dict[str, Any], resolved: Resolved
+) -> tuple[FindingStatus, dict[str, Any]] | None:
+    """The status and evidence the baseline gives, or None when it says nothing."""
+    keys = _keys_for(rule_id, evidence)
     verdicts = [_permits(resolved, k) for k in keys]
     if not keys or all(v is None for v in verdicts):
-        return finding
+        return None
     said = {k: v for k, v in zip(keys, verdicts, strict=True) if v is not None}
     ev: dict[str, Any] = {
-        **finding.evidence,
+        **evidence,
         "baseline": resolved.id,
         "baseline_expectations": {k: resolved.origin.get(k, resolved.id) for k in said},
     }
-    if finding.status is FindingStatus.FAIL and all(v is True for v in verdicts):
+    if status is FindingStatus.FAIL and all(v is True for v in verdicts):
         ev["verdict"] = f"allowed by baseline {resolved.id}"
         ev["default_verdict"] = "fail"
-        return make_finding(
-            finding.rule_id, FindingStatus.PASS, finding.host, finding.port, ev,
-            finding.confidence,
-        )
-    if finding.status is FindingStatus.FAIL:
+        return FindingStatus.PASS, ev
+    if status is FindingStatus.FAIL:
         ev["verdict"] = f"not allowed by baseline {resolved.id}"
+    return status, ev
+
+
+def judge_verdict(
+    rule_id: str, status: FindingStatus, evidence: dict[str, Any], resolved: Resolved
+) -> tuple[FindingStatus, dict[str, Any]]:
+    """A DICOM rule's verdict judged before its finding is made: the rules then build
+    each finding once, not once and again with the baseline's evidence (a tenth of the
+    rules' time). The same finding as ``apply_baseline_expectations`` gives."""
+    if rule_id not in RULE_EXPECTATIONS:
+        return status, evidence
+    return _judged(rule_id, status, evidence, resolved) or (status, evidence)
+
+
+def _judge(finding: Finding, resolved: Resolved) -> Finding:
+    judged = _judged(finding.rule_id, finding.status, finding.evidence, resolved)
+    if judged is None:
+        return finding
+    status, ev = judged
+    if status is not finding.status:
+        return make_finding(
+            finding.rule_id, status, finding.host, finding.port, ev, finding.confidence
+        )
     return finding.model_copy(update={"evidence": ev})
 
 
