@@ -25,6 +25,7 @@ from scanner.model.observations import Association, Fingerprint
 from scanner.model.vendor import VendorEvidenceKind
 from scanner.rules.advisories import load_advisories
 from scanner.rules.evaluate import evaluate
+from tests.conftest import needs_dcmtk
 
 SCANS = Path(__file__).resolve().parent.parent / "fixtures" / "scans"
 
@@ -270,3 +271,45 @@ def test_a_finding_the_rules_make_comes_with_its_identity(
         bare = f.model_dump(exclude={"finding_id", "device_id"})
         assert Finding.model_validate(bare) == f
     assert derived[0] == 20
+
+
+@needs_dcmtk
+@pytest.mark.peers
+def test_detecting_a_real_peer_makes_no_task_per_write_or_close() -> None:
+    """The detection's writes and its close each waited through wait_for, which runs the
+    wait as a task of its own (and a turn of the event loop) even when nothing waits: three
+    tasks a service. The same detection with a timeout scope makes none."""
+    import asyncio
+
+    from probes.identify import identify_service
+    from probes.ports import open_stream
+    from scanner.lab.peers import start_storescp
+    from scanner.model import ScanSettings
+    from scanner.model.settings import Timeouts
+
+    async def detect(port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        made = [0]
+        real = loop.create_task
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            made[0] += 1
+            return real(*args, **kwargs)
+
+        loop.create_task = counting  # type: ignore[method-assign]
+        conn = await open_stream("127.0.0.1", port, 5.0)
+        try:
+            svc = await identify_service(conn, settings)
+        finally:
+            await conn.close()
+        return svc.name, made[0]
+
+    with start_storescp() as peer:
+        settings = ScanSettings(
+            targets=["127.0.0.1"], target_specs=["127.0.0.1"], ports=[peer.info.port],
+            max_concurrency=8, per_host_connections=2, probe_spacing=0.0,
+            timeouts=Timeouts(connect=5.0, dicom=5.0, dimse=5.0, host=60.0),
+        )
+        name, tasks = asyncio.run(detect(peer.info.port))
+    assert name == "dicom"
+    assert tasks == 0
