@@ -313,3 +313,30 @@ def test_detecting_a_real_peer_makes_no_task_per_write_or_close() -> None:
         name, tasks = asyncio.run(detect(peer.info.port))
     assert name == "dicom"
     assert tasks == 0
+
+
+def test_a_baseline_is_read_once_for_every_device_judged_against_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every DICOM finding of every device asked the baseline each of its expectations
+    again; what a baseline says of a rule is now worked out once per baseline."""
+    import scanner.rules.judge as judge
+    from scanner.rules.baselines import load_files, resolve, shipped
+    from scanner.rules.dicom_rules import dicom_findings
+
+    known = load_files([("lenient.yaml", LENIENT)], shipped())
+    lenient = resolve("lenient-orthanc", known)
+    asked = count_calls(monkeypatch, judge, "_permits")
+    first = dicom_findings(orthanc(), lenient)
+    done = asked[0]
+    assert done > 0
+    second = dicom_findings(moved(orthanc(), "198.18.0.7"), lenient)
+    assert asked[0] == done
+    assert [f.evidence for f in first] == [f.evidence for f in second]
+    # Each finding's evidence is its own, though worked out once.
+    pairs = [(a.evidence["baseline_expectations"], b.evidence["baseline_expectations"])
+             for a, b in zip(first, second, strict=True) if "baseline_expectations" in a.evidence]
+    assert pairs and all(a is not b for a, b in pairs)
+    # A baseline resolved anew is asked anew (nothing carried between baseline values).
+    dicom_findings(orthanc(), resolve("lenient-orthanc", known))
+    assert asked[0] > done

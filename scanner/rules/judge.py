@@ -13,6 +13,7 @@ A pure pass over findings, so a saved scan can be judged again offline.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from scanner.model import Finding, FindingStatus, Host
@@ -62,22 +63,41 @@ def _judged(
 ) -> tuple[FindingStatus, dict[str, Any]] | None:
     """The status and evidence the baseline gives, or None when it says nothing."""
     keys = _keys_for(rule_id, evidence)
-    verdicts = [_permits(resolved, k) for k in keys]
-    if not keys or all(v is None for v in verdicts):
+    said = resolved.judged.get(keys)
+    if said is None:  # once per baseline and set of expectation keys, not per finding
+        said = resolved.judged[keys] = _said(keys, resolved)
+    if not said.expectations:
         return None
-    said = {k: v for k, v in zip(keys, verdicts, strict=True) if v is not None}
+    rid = resolved.id
     ev: dict[str, Any] = {
         **evidence,
-        "baseline": resolved.id,
-        "baseline_expectations": {k: resolved.origin.get(k, resolved.id) for k in said},
+        "baseline": rid,
+        "baseline_expectations": dict(said.expectations),
     }
-    if status is FindingStatus.FAIL and all(v is True for v in verdicts):
-        ev["verdict"] = f"allowed by baseline {resolved.id}"
+    if status is FindingStatus.FAIL and said.all_allow:
+        ev["verdict"] = f"allowed by baseline {rid}"
         ev["default_verdict"] = "fail"
         return FindingStatus.PASS, ev
     if status is FindingStatus.FAIL:
-        ev["verdict"] = f"not allowed by baseline {resolved.id}"
+        ev["verdict"] = f"not allowed by baseline {rid}"
     return status, ev
+
+
+@dataclass(frozen=True)
+class _Said:
+    """What a baseline says of a finding's expectation keys."""
+
+    expectations: dict[str, str]  # each key it speaks of -> the baseline that set it
+    all_allow: bool  # it allows, under every key, what the default forbids
+
+
+def _said(keys: tuple[str, ...], resolved: Resolved) -> _Said:
+    verdicts = [_permits(resolved, k) for k in keys]
+    said = [k for k, v in zip(keys, verdicts, strict=True) if v is not None]
+    return _Said(
+        {k: resolved.origin.get(k, resolved.id) for k in said},
+        bool(keys) and all(v is True for v in verdicts),
+    )
 
 
 def judge_verdict(
