@@ -20,7 +20,9 @@ from scanner.model.observations import (
     Operation,
     OperationOutcome,
 )
+from scanner.rules.baselines import Resolved
 from scanner.rules.catalogue import make_finding
+from scanner.rules.judge import judge_verdict
 
 F, P, N = FindingStatus.FAIL, FindingStatus.PASS, FindingStatus.NOT_CHECKED
 Verdict = tuple[FindingStatus, dict[str, Any], Confidence]
@@ -271,7 +273,9 @@ RULES: tuple[tuple[str, Callable[[Service], Verdict | None]], ...] = (
 )
 
 
-def dicom_findings(host: Host) -> list[Finding]:
+def dicom_findings(host: Host, resolved: Resolved | None = None) -> list[Finding]:
+    """The host's DICOM findings; with ``resolved``, judged against that baseline's DICOM
+    expectations as each is made (``scanner.rules.judge``)."""
     out: list[Finding] = []
     tls_ports = [s.port for s in host.services if s.name == "dicom-tls"]
     for svc in host.services:
@@ -291,5 +295,7 @@ def dicom_findings(host: Host) -> list[Finding]:
                     "also_offered_over_tls": tls_ports,
                     "downgrade": "the same host offers DICOM without TLS",
                 }
+            if resolved is not None:
+                status, evidence = judge_verdict(rule_id, status, evidence, resolved)
             out.append(make_finding(rule_id, status, host.address, svc.port, evidence, confidence))
     return out
