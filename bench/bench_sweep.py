@@ -123,6 +123,9 @@ def measure_together(commands: list[tuple[str, list[str], str]], runs: int) -> l
     return rows
 
 
+STARTUP_RUNS = 10
+
+
 def startup(runs: int) -> tuple[list[Measured], list[str]]:
     args = ("127.0.0.1", "-p", "9", "--format", "json", "--fail-on", "never")
     cmd = dicomscan(*args)
@@ -188,7 +191,7 @@ def report(start: tuple[list[Measured], list[str]], sweep: list[Measured], runs:
           f"median of {runs} runs; nmap/this > 1 means dicomscan was faster")
     rows, imports = start
     nmap = rows[-1].wall
-    print("\n== start-up: one closed port, whole process ==")
+    print(f"\n== start-up: one closed port, whole process, median of {len(rows[0].walls)} runs ==")
     for m in rows:
         print(f"   {m.label:46} {m.wall:7.3f} s {m.rss_mb:7.1f} MB {nmap / m.wall:7.2f}x")
     print("   slowest top-level imports (python -X importtime, cumulative):")
@@ -237,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         PROGRAM, INSTALLED = [str(installed_dicomscan())], True
     print(f"dicomscan: {' '.join(PROGRAM)}"
           + (" (this checkout, a regular install in a venv)" if INSTALLED else ""))
-    start = startup(runs)
+    # A start-up run takes a third of a second, and one run of it swings by a third with the
+    # machine's load: at least 10 runs, hyperfine's own minimum for short commands.
+    start = startup(runs if opts.smoke else max(runs, STARTUP_RUNS))
     sweep = sweeps(sizes, opts.ports, runs, opts.max_rate)
     report(start, sweep, runs)
     if opts.json:

@@ -5,8 +5,10 @@ Presence is an SNMPv3 engine discovery (RFC 3414 section 4): a GET with no user,
 authentication and an empty engine ID, which every SNMPv3 agent answers with a Report
 carrying its snmpEngineID (whose first bytes name the vendor's IANA enterprise number).
 No credential is sent. The messages are built and read with pysnmp's own ASN.1
-definitions. With --intrusive, pysnmp's asyncio client sends one SNMPv2c GET of
-sysDescr.0 per default community, stopping at the first that answers.
+definitions. With --intrusive, pysnmp's asyncio client sends a GET of sysDescr.0 per
+default community, stopping at the first that answers: in SNMPv2c and SNMPv1 at the same
+time, as agents on old devices take a community in v1 only (a v2c GET alone timed out there
+and the community read as refused), and hardened ones in v2c only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import random
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from scanner.model.legacy_observations import SnmpCommunityAttempt, SnmpObservation
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 SNMP_PORT = 161
 DEFAULT_COMMUNITIES = ("public", "private")
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+# pysnmp's message processing models: 1 is SNMPv2c, 0 is SNMPv1.
+VERSIONS: tuple[tuple[Literal["2c", "1"], int], ...] = (("2c", 1), ("1", 0))
 
 
 @dataclass(frozen=True)
@@ -115,10 +119,10 @@ def enterprise_of(engine_id: bytes) -> int | None:
     return int.from_bytes(engine_id[:4], "big") & 0x7FFFFFFF
 
 
-async def community_get(host: str, port: int, community: str, timeout: float) -> tuple[
-    bool, str | None, str
-]:
-    """One SNMPv2c GET of sysDescr.0 with ``community``: (answered, sysDescr, detail)."""
+async def community_get(host: str, port: int, community: str, timeout: float,
+                        mp_model: int = 1) -> tuple[bool, str | None, str]:
+    """One GET of sysDescr.0 with ``community`` (``mp_model`` 1: SNMPv2c, 0: SNMPv1):
+    (answered, sysDescr, detail)."""
     from pysnmp.hlapi.v3arch.asyncio import (
         CommunityData,
         ContextData,
@@ -133,7 +137,7 @@ async def community_get(host: str, port: int, community: str, timeout: float) ->
     try:
         target = await UdpTransportTarget.create((host, port), timeout=timeout, retries=0)
         err_ind, err_stat, _idx, binds = await get_cmd(
-            engine, CommunityData(community, mpModel=1), target, ContextData(),
+            engine, CommunityData(community, mpModel=mp_model), target, ContextData(),
             ObjectType(ObjectIdentity(SYS_DESCR)),
         )
     finally:
@@ -155,14 +159,20 @@ async def snmp_probe(ctx: ProbeContext, port: int) -> tuple[DatagramAnswer, Snmp
     engine_id = engine_id_of(answer.data) if answer.data else None
     tried: list[SnmpCommunityAttempt] = []
     accepted: str | None = None
+    version: Literal["2c", "1"] | None = None
     descr: str | None = None
     if ctx.settings.intrusive and not answer.refused:
         for community in DEFAULT_COMMUNITIES:
-            async with ctx.gate.slot():
-                ok, text, detail = await community_get(ctx.host, port, community, timeout)
-            tried.append(SnmpCommunityAttempt(community=community, answered=ok, detail=detail))
-            if ok:
-                accepted, descr = community, text
+            async with ctx.gate.slot():  # both versions at once: one wait, not two
+                answers = await asyncio.gather(*(
+                    community_get(ctx.host, port, community, timeout, mp_model)
+                    for _, mp_model in VERSIONS))
+            for (name, _), (ok, text, detail) in zip(VERSIONS, answers, strict=True):
+                tried.append(SnmpCommunityAttempt(community=community, version=name,
+                                                  answered=ok, detail=detail))
+                if ok and accepted is None:
+                    accepted, version, descr = community, name, text
+            if accepted is not None:
                 break
     detail = ""
     if answer.refused:
@@ -177,6 +187,7 @@ async def snmp_probe(ctx: ProbeContext, port: int) -> tuple[DatagramAnswer, Snmp
         enterprise=enterprise_of(engine_id) if engine_id else None,
         communities_tried=tried,
         community_accepted=accepted,
+        version_accepted=version,
         sys_descr=descr,
         intrusive=ctx.settings.intrusive,
         detail=detail,

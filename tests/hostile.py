@@ -39,6 +39,15 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
   class UID carries an OSC sequence.
 - ``one-shot``: speaks DICOM (Status success) on the first connection only; every later
   connection is closed at once, as by a device that serves one association and stops.
+- ``out-of-resources``: answers every request with Status 0xA700, "Refused: Out of
+  Resources", as a device at capacity does.
+- ``enforce-then-busy``: rejects the first three associations as a device enforcing its
+  called AE title does (rejected-permanent, source 1, reason 7), every later one as
+  ``busy-after-first`` does: a device that stops taking guesses.
+- ``busy-after-first``: speaks DICOM on the first connection only; every later
+  A-ASSOCIATE-RQ gets an A-ASSOCIATE-RJ rejected-transient, source 3 (service-provider,
+  presentation), reason 1 (temporary congestion), as from a device at its association
+  limit: a refusal that says nothing about who asked.
 """
 
 from __future__ import annotations
@@ -56,17 +65,18 @@ from tests import hostile_pdus as pdus
 
 DICOM_BEHAVIOURS = (
     "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
-    "markup", "one-shot",
+    "markup", "one-shot", "busy-after-first", "out-of-resources",
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
-    "rj-1byte", "http-endless", "http-superscript", *DICOM_BEHAVIOURS,
+    "rj-1byte", "http-endless", "http-superscript", "enforce-then-busy", *DICOM_BEHAVIOURS,
 )
 # Shown in a table cell, a peer's version name must not become markup or terminal control.
 # pynetdicom refuses control characters in a version name; the OSC rides in the UID.
 MARKUP_VERSION = b"fo-dicom [/x]"
 MARKUP_UID = b"1.2.3\x1b]0;pwned\x07"
-_STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00"}
+_STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00",
+           "out-of-resources": b"\x00\xa7"}
 
 _digest = hashlib.sha512(b"dicomscan hostile peer").digest()
 # 64 bytes; the top bit on the first byte keeps it off every PDU type (0x01-0x07).
@@ -78,6 +88,7 @@ HTTP_SUPERSCRIPT = (b"HTTP/1.1 200 OK\r\nServer: hostile-test\r\nContent-Length:
 HTTP_ENDLESS = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[{"00100020": '
 A_ABORT = bytes.fromhex("07 00 00000004 00 00 00 00")
 A_ASSOCIATE_RJ = bytes.fromhex("03 00 00000004 00 01 01 07")
+A_ASSOCIATE_RJ_BUSY = bytes.fromhex("03 00 00000004 00 02 03 01")
 # Header, protocol version, reserved, called and calling AE, 32 reserved bytes, then the
 # application context item; the declared length (1 MiB) is never reached at 1 byte/s.
 SLOW_AC = (
@@ -207,6 +218,13 @@ class HostilePeer:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         if behaviour == "one-shot" and index > 0:
+            return
+        if behaviour == "enforce-then-busy" or (behaviour == "busy-after-first" and index > 0):
+            if self._read(conn, index):
+                busy = behaviour == "busy-after-first" or index >= 3
+                conn.sendall(A_ASSOCIATE_RJ_BUSY if busy else A_ASSOCIATE_RJ)
+                conn.shutdown(socket.SHUT_WR)
+                self._drain(conn, index)
             return
         if behaviour in DICOM_BEHAVIOURS:
             self._speak_dicom(conn, index)

@@ -189,18 +189,22 @@ def xrdp(layer: str) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def snmpd(community: str, address: str = LOOPBACK, port: int | None = None) -> Iterator[int]:
-    """snmpd on UDP ``address`` answering read-only to ``community`` from loopback."""
+def snmpd(community: str, address: str = LOOPBACK, port: int | None = None,
+          v1_only: bool = False) -> Iterator[int]:
+    """snmpd on UDP ``address`` answering read-only to ``community`` from loopback; with
+    ``v1_only`` in SNMPv1 only (Net-SNMP's view-based access: a v2c GET goes unanswered),
+    as agents of old devices do."""
     binary = need("snmpd")
     port = port or free_port(socket.SOCK_DGRAM)
     with tempfile.TemporaryDirectory(prefix="legacy-snmp-") as tmp:
         d = Path(tmp)
         (d / "persist").mkdir()
         # Not named snmpd.conf: snmpd rewrites $SNMP_PERSISTENT_DIR/snmpd.conf on exit.
+        access = (f"com2sec legacy 127.0.0.0/8 {community}\ngroup legacy v1 legacy\n"
+                  "view all included .1\naccess legacy \"\" v1 noauth exact all none none\n"
+                  if v1_only else f"rocommunity {community} 127.0.0.0/8\n")
         (d / "agent.conf").write_text(
-            f"rocommunity {community} 127.0.0.0/8\nsysDescr dicomscan test snmpd ({community})\n"
-            "sysName dicomscan-snmp\n"
-        )
+            f"{access}sysDescr dicomscan test snmpd ({community})\nsysName dicomscan-snmp\n")
         env = {**os.environ, "SNMP_PERSISTENT_DIR": str(d / "persist"), "MIBS": ""}
         cmd = [binary, "-f", "-Lo", "-C", "-c", str(d / "agent.conf"), "-p", str(d / "pid"),
                f"udp:{address}:{port}"]

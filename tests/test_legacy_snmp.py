@@ -42,6 +42,7 @@ def test_public_community_found_only_with_intrusive() -> None:
     assert f["status"] == "fail" and f["severity"] == "high"
     assert f["evidence"]["community_accepted"] == "public"
     assert f["evidence"]["sysDescr"] == "dicomscan test snmpd (public)"
+    assert f["evidence"]["snmp_version"] == "2c"  # rocommunity: both answer, v2c is named
     # A UDP port is not a TCP port: the port rules do not judge it.
     assert not [g for g in safe.doc["findings"]
                 if g["rule_id"] == "port-not-allowed" and g["port"] == 161]
@@ -51,9 +52,25 @@ def test_agent_without_default_community_passes() -> None:
     with snmpd("secret42", address=ADDRESS, port=161):
         run = run_scan(ADDRESS, "U:161", "--intrusive", "--timeout", "2")
     [obs] = run.doc["hosts"][0]["services"][0]["observations"]
-    assert [a["community"] for a in obs["communities_tried"]] == ["public", "private"]
+    assert [(a["community"], a["version"], a["answered"]) for a in obs["communities_tried"]] \
+        == [("public", "2c", False), ("public", "1", False), ("private", "2c", False),
+            ("private", "1", False)]
     assert obs["community_accepted"] is None and obs["sys_descr"] is None
     assert _snmp_finding(run)["status"] == "pass"
+
+
+def test_a_community_taken_in_snmpv1_only_is_found() -> None:
+    """An agent that takes ``public`` in SNMPv1 only leaves a v2c GET unanswered: that
+    read as "refused", a pass. Both versions are asked, at once (one timeout)."""
+    with snmpd("public", address=ADDRESS, port=161, v1_only=True):
+        run = run_scan(ADDRESS, "U:161", "--intrusive", "--timeout", "2")
+    [obs] = run.doc["hosts"][0]["services"][0]["observations"]
+    assert [(a["community"], a["version"], a["answered"]) for a in obs["communities_tried"]] \
+        == [("public", "2c", False), ("public", "1", True)]
+    f = _snmp_finding(run)
+    assert f["status"] == "fail" and f["evidence"]["snmp_version"] == "1"
+    assert f["evidence"]["sysDescr"] == "dicomscan test snmpd (public)"
+    assert f["evidence"]["tried"] == ["public (v2c)", "public (v1)"]
 
 
 def test_udp_states_closed_and_open_filtered() -> None:

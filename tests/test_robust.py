@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,6 +243,56 @@ def test_device_that_stops_after_one_association_gets_no_pass() -> None:
     [echo] = [f for f in run.doc["findings"] if f["port"] == bad.port
               and f["rule_id"] == "dicom-echo-open"]  # fmt: skip
     assert "C-ECHO was never sent" in echo["evidence"]["reason"]
+
+
+def test_a_device_too_busy_for_the_access_checks_gets_no_pass() -> None:
+    """Accepted on the detection association, then every association rejected as
+    transient congestion: a refusal of nobody in particular, so whether it lets unknown
+    calling AEs in, and what they may do, is not-checked (it read as refused: a pass)."""
+    with peers.start_storescp() as healthy, hostile_peer("busy-after-first") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    assert run.verdict(bad.port, "dicom-called-ae-not-enforced") == "fail"  # it said so
+    for rule in ("dicom-calling-ae-not-validated", "dicom-echo-open", "dicom-query-open",
+                 "dicom-retrieve-open", "dicom-store-open"):
+        assert run.verdict(bad.port, rule) == "not-checked", rule
+    [calling] = [f for f in run.doc["findings"] if f["port"] == bad.port
+                 and f["rule_id"] == "dicom-calling-ae-not-validated"]
+    assert "rejected-transient" in calling["evidence"]["reject"]
+    assert "not about the caller" in calling["evidence"]["reason"]
+
+
+def test_ae_guessing_cut_short_by_a_busy_device_is_no_pass(tmp_path: Path) -> None:
+    """A few titles refused, then the device turned busy: the titles left untried prove
+    nothing (that was a pass, "no title guessable"), and a busy rejection recognises no
+    title (it read as "title right, calling AE refused": a fail)."""
+    words = tmp_path / "titles.txt"
+    words.write_text("".join(f"GUESS{i}\n" for i in range(20)))
+    with peers.start_storescp() as healthy, hostile_peer("enforce-then-busy") as bad:
+        run = scan([healthy.info.port, bad.port], "--ae-guess", "--ae-wordlist", str(words))
+    assert_healthy(run, healthy.info.port)
+    [guess] = run.kinds(bad.port, "dicom-ae-guess")
+    assert guess["accepted_titles"] == [] and 1 <= guess["tried"] < 20
+    assert guess["stopped"].startswith(f"stopped after {guess['tried']} of 20 titles")
+    assert "rejected-transient" in guess["stopped"]
+    [finding] = [f for f in run.doc["findings"] if f["port"] == bad.port
+                 and f["rule_id"] == "dicom-ae-title-guessable"]
+    assert finding["status"] == "not-checked"
+    assert finding["evidence"]["reason"] == guess["stopped"]
+
+
+def test_a_device_out_of_resources_gets_no_pass() -> None:
+    """Every request answered "Refused: Out of Resources" (0xA700): the device is at
+    capacity, which says nothing about whether an unknown peer may echo, query or
+    retrieve (it read as refused: three passes)."""
+    with peers.start_storescp() as healthy, hostile_peer("out-of-resources") as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    ops = [o for o in run.kinds(bad.port, "dicom-operation") if o["operation"] != "C-STORE"]
+    assert {o["operation"] for o in ops} >= {"C-ECHO", "C-FIND"}
+    assert {o["outcome"] for o in ops} == {"busy"} and {o["status"] for o in ops} == {0xA700}
+    for rule in ("dicom-echo-open", "dicom-query-open", "dicom-retrieve-open"):
+        assert run.verdict(bad.port, rule) == "not-checked", rule
 
 
 def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:

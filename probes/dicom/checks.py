@@ -34,10 +34,12 @@ CALLED_AE_REJECTED = (1, 7)
 
 
 def title_recognised(obs: Association) -> bool:
-    """The called title was right: accepted, or rejected for another reason (calling AE...)."""
+    """The called title was right: accepted, or rejected by the device for another reason
+    (its calling AE...). A busy device's transient rejection recognises nothing."""
     if obs.outcome is AssociationOutcome.ACCEPTED:
         return True
-    return obs.reject is not None and (obs.reject.source, obs.reject.reason) != CALLED_AE_REJECTED
+    return (obs.reject is not None and obs.reject.by_the_device
+            and (obs.reject.source, obs.reject.reason) != CALLED_AE_REJECTED)
 
 
 def _associations(svc: ServiceState) -> list[Association]:
@@ -120,12 +122,24 @@ async def _operation(ctx: ProbeContext, svc: ServiceState, session: Session, op:
     return await run_operation(session, operation, sop, msg, sent)
 
 
+def _answer(obs: Association | None) -> str:
+    """What a device answered an association, in a few words."""
+    if obs is None:
+        return "no association could be made"
+    if obs.reject is not None:
+        return (f"the device answered {obs.reject.result_text}, source "
+                f"{obs.reject.source_text}: {obs.reject.reason_text}")
+    return f"the device answered {obs.outcome.value}" + (f" ({obs.detail})" if obs.detail
+                                                           else "")
+
+
 async def _guess_called_ae(ctx: ProbeContext, svc: ServiceState) -> str | None:
     """Try the wordlist (known titles first) until one is accepted; bounded and gated."""
     s = ctx.settings
     titles = [t for t in dict.fromkeys([*s.ae_titles[1:], *s.ae_wordlist]) if t]
     accepted: list[str] = []
     tried = 0
+    stopped = ""
     for title in titles:
         tried += 1
         # Rejections are summed up in the AeTitleGuess; only the hit is kept as evidence.
@@ -136,10 +150,15 @@ async def _guess_called_ae(ctx: ProbeContext, svc: ServiceState) -> str | None:
             accepted.append(title)
             svc.observations.append(obs)
             break
-        if obs is None or obs.outcome not in (AssociationOutcome.REJECTED,):
-            break  # the device stopped answering normally: stop guessing
+        if obs is None or obs.outcome is not AssociationOutcome.REJECTED or (
+                obs.reject is not None and not obs.reject.by_the_device):
+            # The device stopped answering normally: stop guessing, and say so (the
+            # titles not tried are not refused).
+            stopped = f"stopped after {tried} of {len(titles)} titles: {_answer(obs)}"
+            break
     source = "--ae-title and wordlist" if s.ae_titles[1:] else "wordlist"
-    svc.observations.append(AeTitleGuess(tried=tried, accepted_titles=accepted, source=source))
+    svc.observations.append(AeTitleGuess(tried=tried, accepted_titles=accepted, source=source,
+                                         stopped=stopped))
     return accepted[0] if accepted else None
 
 

@@ -61,7 +61,9 @@ class Session:
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), self.timeout)
+        # A timeout scope, not wait_for: that makes a task (and a turn of the loop) per write.
+        async with asyncio.timeout(self.timeout):
+            await self.writer.drain()
         quickack(self.writer)
 
     async def release(self) -> bool:
@@ -231,7 +233,8 @@ async def request_association(
 
     try:
         writer.write(associate_rq(calling_ae, called_ae, tuple(contexts)))
-        await asyncio.wait_for(writer.drain(), timeout)
+        async with asyncio.timeout(timeout):  # no task per write, unlike wait_for
+            await writer.drain()
         quickack(writer)
         pdu = await read_pdu(reader, timeout, OUR_MAX_PDU)
     except PeerTimeout as exc:

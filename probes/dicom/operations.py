@@ -183,6 +183,9 @@ async def run_operation(
         await session.abort()
         return result(OperationOutcome.ERROR, detail=str(exc))
     text = status_text(operation, code)
+    if 0xA700 <= code <= 0xA7FF:  # "Refused: Out of Resources" in every DIMSE-C service
+        return result(OperationOutcome.BUSY, status=code, status_text=text,
+                      detail="the peer is out of resources: not an answer about access")
     if _is_authorised(operation, code):
         return result(OperationOutcome.AUTHORISED, status=code, status_text=text)
     if 0xC000 <= code <= 0xCFFF and operation != "C-ECHO":

@@ -24,7 +24,12 @@ from probes.dicom import codes
 from probes.dicom.client import Session
 from probes.dicom.operations import Request, run_operation
 from scanner import __version__
-from scanner.model.observations import Confidence, Operation, OperationOutcome
+from scanner.model.observations import (
+    UNMEASURED_OPERATIONS,
+    Confidence,
+    Operation,
+    OperationOutcome,
+)
 
 PATIENT_ID = "DICOMSCAN-TEST"
 PATIENT_NAME = "DICOMSCAN^TEST^OBJECT"
@@ -144,7 +149,7 @@ async def store_test_object(session: Session, uids: ObjectUids) -> Operation:
     op = await run_operation(
         session, "C-STORE", codes.SC_STORAGE, store_message(session, synthetic_object(uids)), sent
     )
-    if op.outcome in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR):
+    if op.outcome in UNMEASURED_OPERATIONS:
         # No status came back, so nothing is proven either way: the verdict stays the one
         # inferred from the accepted context, and the object may or may not be stored.
         return op.model_copy(

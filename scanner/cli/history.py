@@ -1,10 +1,11 @@
-"""``dicomscan history list|show`` and ``dicomscan diff``. The scan command's
+"""``dicomscan history list|show|prune`` and ``dicomscan diff``. The scan command's
 ``--history``/``--job`` are in ``scanner/cli/recording.py``."""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,10 +17,12 @@ from scanner.cli.common import (
     EXIT_OUTPUT,
     check_syslog,
     refuse_clashes,
+    say,
 )
 from scanner.cli.recording import (
     FAIL_ON_DRIFT_HELP,
     check_kinds,
+    db_error,
     drift_kinds,
     history_option,
     open_store,
@@ -47,7 +50,7 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
-def _scan_line(s: StoredScan) -> str:
+def scan_line(s: StoredScan) -> str:
     from scanner.outputs.escape import visible
 
     took = (f"{(s.finished_at - s.started_at).total_seconds():.1f}s"
@@ -60,7 +63,7 @@ def _scan_line(s: StoredScan) -> str:
 
 @click.group()
 def history() -> None:
-    """Stored scans: list them, show one with first and last seen."""
+    """Stored scans: list them, show one with first and last seen, prune old ones."""
 
 
 @history.command("list")
@@ -82,7 +85,7 @@ def list_scans(history: str | None, job: str | None, limit: int, fmt: str) -> No
                    f"{'took':>8}  {'hosts':>5}  {'services':>8}  {'findings':>8}  "
                    f"{'failed':>6}")
         for s in scans:
-            click.echo(_scan_line(s))
+            click.echo(scan_line(s))
     if say_damaged(store):  # the list is incomplete: not the all-clear of exit 0
         sys.exit(EXIT_FAILED)
 
@@ -136,7 +139,7 @@ def show(scan_ref: str, history: str | None, fmt: str) -> None:
                "devices": devices, "findings": findings}
         click.echo(json.dumps(doc, indent=2, default=lambda v: v.isoformat()))
         return
-    click.echo(_scan_line(stored))
+    click.echo(scan_line(stored))
     for d in devices:
         click.echo(f"  device {d['address']:<16} {d['device_id'][:12]}  ports "
                    f"{','.join(map(str, d['open_ports'])) or '-'}  first seen "
@@ -145,6 +148,97 @@ def show(scan_ref: str, history: str | None, fmt: str) -> None:
         where = f"{row['host']}{'' if row['port'] is None else ':' + str(row['port'])}"
         click.echo(f"  fail   {row['rule_id']:<36} {where:<22} first seen "
                    f"{_when(row['first_seen'])}  last seen {_when(row['last_seen'])}")
+
+
+# --- history prune ------------------------------------------------------------------------
+
+PRUNE_EPILOG = """\b
+A scan is deleted when it matches every rule given:
+  --older-than 90d            started more than 90 days ago
+  --keep 30                   not among the 30 newest scans of its job
+  --older-than 90d --keep 30  both: old, and not among the job's 30 newest
+The newest complete scan of every job is always kept (drift and first/last seen
+compare against it). Scans without a --job form one group. First seen then means
+first seen in the scans kept. Damaged scans are left alone (said on stderr).
+
+\b
+Exit codes:
+  0    done (or nothing to delete); with --dry-run nothing is changed
+  2    usage error: no rule, a bad age, no store at --history
+  3    the database refused the deletion (nothing was deleted: one transaction)
+"""
+
+
+def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    from scanner.model.ages import AgeError, parse_age
+
+    if value is None:
+        return None
+    try:
+        return parse_age(value)
+    except AgeError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@history.command("prune", epilog=PRUNE_EPILOG)
+@history_option
+@click.option("--older-than", "older_than", metavar="AGE", callback=_age,
+              help="Delete scans started longer ago than this: 36h, 90d, 12w.")
+@click.option("--keep", "keep_last", type=click.IntRange(1, 1_000_000), metavar="N",
+              help="Keep the N newest scans of each job; delete the rest.")
+@click.option("--job", help="Only this job's scans (default: every job's).")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
+@click.option("--vacuum", is_flag=True,
+              help="SQLite: afterwards give the freed space back to the file system "
+                   "(rewrites the file; otherwise later scans reuse the space).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing but errors (for a timer or cron line).")
+def prune(history: str | None, older_than: timedelta | None, keep_last: int | None,
+          job: str | None, dry_run: bool, vacuum: bool, fmt: str, quiet: bool) -> None:
+    """Delete old stored scans: by age (--older-than), by count per job (--keep) or both.
+
+    A store that records a scheduled scan every day grows without end; run this after
+    the scan (the same cron line or timer) to keep it bounded."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scanner.history.retention import compact, delete_scans, plan_prune
+    from scanner.model import utcnow
+
+    if older_than is None and keep_last is None:
+        raise click.UsageError("say what to delete: --older-than AGE, --keep N or both")
+    store = open_store(history, existing=True)
+    with reading_history(store):
+        plan = plan_prune(store.scans(job), now=utcnow(), older_than=older_than,
+                          keep_last=keep_last)
+    say_damaged(store)
+    deleted = 0
+    if plan.delete and not dry_run:
+        try:
+            deleted = delete_scans(store, plan.delete)
+            compact(store, rewrite=vacuum)
+        except SQLAlchemyError as exc:
+            say(f"dicomscan: cannot prune the history {store.engine.url.render_as_string()}: "
+                f"{db_error(exc)}")
+            sys.exit(EXIT_FAILED)
+    if quiet:
+        return
+    if fmt == "json":
+        click.echo(json.dumps({
+            "dry_run": dry_run, "deleted": deleted,
+            "scans": [{**s.model_dump(mode="json"), "partial": s.partial} for s in plan.delete],
+            "kept": len(plan.keep) + len(plan.protected),
+            "kept_as_newest_complete": [s.scan_id for s in plan.protected]}, indent=2))
+        sys.exit(EXIT_OK)
+    verb = "would delete" if dry_run else "deleted"
+    for s in plan.delete:
+        click.echo(f"{verb:<12}  {scan_line(s)}")
+    for s in plan.protected:
+        click.echo(f"{'kept':<12}  {scan_line(s)}  (newest complete scan of its job)")
+    count = len(plan.delete) if dry_run else deleted
+    click.echo(f"{verb} {count} scan{'' if count == 1 else 's'}; "
+               f"{len(plan.keep) + len(plan.protected)} kept")
 
 
 # --- diff ------------------------------------------------------------------------------------

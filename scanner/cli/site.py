@@ -16,7 +16,7 @@ import click
 from scanner.cli.common import EXIT_OUTPUT, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from scanner.engine.site_config import JobSpec, SiteConfig
+    from scanner.engine.site_config import JobSpec, RetentionSpec, SiteConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -200,6 +200,13 @@ def _under_state(path: str, what: str) -> None:
                                        "(ProtectSystem=strict)"))
 
 
+def _prune_args(command: list[str], name: str, store: str | None,
+                retention: RetentionSpec) -> list[str]:
+    """``history prune`` of the job's stored scans by its retention rules."""
+    return [*command, "history", "prune", *(["--history", store] if store else []),
+            "--job", name, *retention.prune_args(), "--quiet"]
+
+
 def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | None,
                   command: list[str]) -> dict[str, str]:
     """A oneshot service and its timer, hardened: nothing writable but the state
@@ -222,6 +229,10 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
             creds.append(f"LoadCredential={key}:{_unit_escape(path)}")
             args += [option, f"%d/{key}"]  # %d: the unit's credentials folder
     _one_line([*args, spec.schedule.on_calendar], "systemd unit")
+    keep = spec.schedule.retention
+    prune = [] if keep is None else [
+        "ExecStartPost=" + shlex.join(_unit_escape(a) for a in _prune_args(command, name, store,
+                                                                            keep))]
     caps = "CAP_NET_RAW" if spec.needs_raw_sockets else ""
     families = "AF_INET AF_INET6 AF_UNIX AF_NETLINK" + (" AF_PACKET" if caps else "")
     service = "\n".join([
@@ -233,6 +244,7 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
         "[Service]",
         "Type=oneshot",
         f"ExecStart={shlex.join(args)}",
+        *prune,  # after a scan that worked (0 or 1), never instead of it
         # Exit 1 means failed findings: the scan worked, so not a unit failure.
         "SuccessExitStatus=1",
         "DynamicUser=yes",
@@ -330,8 +342,11 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
         if store:
             args += ["--history", store]
         _one_line([*args, spec.schedule.cron], "crontab line")
+        line = shlex.join(args)
+        if (keep := spec.schedule.retention) is not None:  # ';': after any scan's end
+            line += " ; " + shlex.join(_prune_args(command, name, store, keep))
         # cron runs the line through sh: '%' would be a newline there, so escape it.
-        line = shlex.join(args).replace("%", "\\%")
+        line = line.replace("%", "\\%")
         click.echo(f"{spec.schedule.cron} {line}")
         return
     units = systemd_units(name, spec, path, store, command)

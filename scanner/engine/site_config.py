@@ -8,7 +8,7 @@ the command line wins over the file wherever the user gave an option explicitly.
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -18,9 +18,11 @@ from pydantic import (
     StrictBool,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from scanner.model import DiscoveryMethod, EngineName, ProfileName
+from scanner.model.ages import parse_age
 from scanner.model.base import empty_list
 from scanner.model.documents import (
     TooDeep,
@@ -89,12 +91,41 @@ def check_cron(value: str) -> str:
     return value
 
 
+class RetentionSpec(_Strict):
+    """After each scheduled scan, ``history prune`` of the job's scans with these rules."""
+
+    older_than: str | None = Field(default=None, description="delete scans older than: 90d, "
+                                   "12w, 36h")
+    keep: int | None = Field(default=None, ge=1, strict=True,
+                             description="keep the job's N newest scans")
+
+    @field_validator("older_than")
+    @classmethod
+    def _an_age(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_age(value)  # AgeError is a ValueError: said with the file's line and key
+        return value
+
+    @model_validator(mode="after")
+    def _a_rule(self) -> Self:
+        if self.older_than is None and self.keep is None:
+            raise ValueError("say what to delete: older_than, keep or both")
+        return self
+
+    def prune_args(self) -> list[str]:
+        """The rules as ``history prune`` options."""
+        return ([*(["--older-than", self.older_than] if self.older_than else []),
+                 *(["--keep", str(self.keep)] if self.keep else [])])
+
+
 class ScheduleSpec(_Strict):
     cron: str = Field(default="0 2 * * *", description="crontab time fields (five)")
     on_calendar: str = Field(default="*-*-* 02:00:00", min_length=1,
                              description="systemd OnCalendar=")
     randomized_delay: int = Field(default=300, ge=0, le=MAX_RANDOMIZED_DELAY, strict=True,
                                   description="seconds (systemd timer), at most a week")
+    retention: RetentionSpec | None = Field(
+        default=None, description="prune the job's stored scans after each scheduled scan")
 
     @field_validator("cron")
     @classmethod

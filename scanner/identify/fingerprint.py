@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from scanner.identify.product_table import (
@@ -96,11 +97,11 @@ def _root_hit(uid: str, table: FingerprintTable) -> ProductEntry | None:
     return best
 
 
-def _shape_hit(peer: PeerIdentity, table: FingerprintTable) -> ProductEntry | None:
+def _shape_hit(max_pdu_length: int | None, table: FingerprintTable) -> ProductEntry | None:
     for entry in table.products:
         if (
             entry.no_identity_max_pdu is not None
-            and peer.max_pdu_length == entry.no_identity_max_pdu
+            and max_pdu_length == entry.no_identity_max_pdu
         ):
             return entry
     return None
@@ -116,9 +117,23 @@ def dedup(items: Iterable[str]) -> list[str]:
 
 
 def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
+    name, uid = peer.implementation_version_name, peer.implementation_class_uid
+    # A conformant identity (UID 64 characters, name 16) is kept; a hostile peer's long
+    # texts are searched each time rather than held.
+    search = _cached if len(name or "") + len(uid or "") <= _CACHED_CHARS else _identified
+    fp, hints = search(name, uid, peer.max_pdu_length)
+    return fp, list(hints)
+
+
+_CACHED_CHARS = 256
+
+
+def _identified(
+    version_name: str | None, class_uid: str | None, max_pdu_length: int | None
+) -> tuple[Fingerprint, tuple[RoleHint, ...]]:
     table = load_table()
-    name = _clean(peer.implementation_version_name)
-    uid = _clean(peer.implementation_class_uid)
+    name = _clean(version_name)
+    uid = _clean(class_uid)
     by_name = _name_hit(name, table) if name else None
     by_uid = _uid_hit(uid, table) if uid else None
     root = _root_hit(uid, table) if uid else None
@@ -129,11 +144,11 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
     primary = by_name or by_uid
     if primary is None and not name and not uid:
         # No identity at all is itself non-conformant (PS3.7 requires the UID in the AC).
-        shape = _shape_hit(peer, table)
+        shape = _shape_hit(max_pdu_length, table)
         if shape is not None:
             primary = _Hit(shape, None)
             matched_by.append(
-                f"max_pdu_length={peer.max_pdu_length} with no implementation class UID "
+                f"max_pdu_length={max_pdu_length} with no implementation class UID "
                 "or version name"
             )
     if primary is None:
@@ -151,8 +166,8 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
                 matched_by=[f"implementation_class_uid={uid} (org root {root.uid_prefix})"],
                 source=root.source.strip(),
             )
-            return fp, root_hints
-        return Fingerprint(product=None, version=None, confidence="low"), []
+            return fp, tuple(root_hints)
+        return Fingerprint(product=None, version=None, confidence="low"), ()
 
     entry = primary.entry
     hits = [h.entry for h in (by_name, by_uid) if h is not None] or [entry]
@@ -188,7 +203,7 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
         if hit.honeypot is not None:
             known.append(f"identity matches the {hit.honeypot} honeypot: {hit.honeypot_reason}")
         pdu = hit.max_pdu_length
-        if pdu is not None and pdu == peer.max_pdu_length and not shape_matched:
+        if pdu is not None and pdu == max_pdu_length and not shape_matched:
             matched_by.append(f"max_pdu_length={pdu}")
     reasons = [*known, *reasons]
 
@@ -228,7 +243,13 @@ def _identify(peer: PeerIdentity) -> tuple[Fingerprint, list[RoleHint]]:
         honeypot_suspected=bool(reasons),
         honeypot_reasons=dedup(reasons),
     )
-    return result, hints
+    return result, tuple(hints)
+
+
+# What identification reads of a peer: devices of one kind answer alike, and every DICOM
+# service is identified twice (its fingerprint, then the host's role), so the table is
+# searched once per distinct identity.
+_cached = lru_cache(maxsize=1024)(_identified)
 
 
 def _dedup_entries(entries: list[ProductEntry]) -> list[ProductEntry]:

@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scanner.model.base import empty_list
+from scanner.model.base import checked_regex, empty_list
 from scanner.model.data_cache import DataError, shipped_yaml
 
 Certainty = Literal["src", "obs", "tbl", "unconfirmed"]
@@ -32,15 +32,6 @@ class FingerprintTableError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _check_regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
 
 
 def _check_uid(value: str) -> str:
@@ -76,7 +67,7 @@ class ProductEntry(_Strict):
     @field_validator("version_name_regex")
     @classmethod
     def _name_regex(cls, value: str | None) -> str | None:
-        return _check_regex(value)
+        return checked_regex(value)
 
     @field_validator("uid")
     @classmethod
@@ -142,7 +133,7 @@ class HttpSignal(_Strict):
     @classmethod
     def _regexes(cls, value: list[str]) -> list[str]:
         for v in value:
-            _check_regex(v)
+            checked_regex(v)
         return value
 
 

@@ -7,15 +7,16 @@ function of a finished ``Host``, so a saved scan is identified again offline.
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from scanner.identify.oui import medical_family
-from scanner.model import Host
+from scanner.model import Host, Service
 from scanner.model.data_cache import shipped_yaml
 from scanner.model.http_observations import HttpSummary, ServiceBannerInfo
 from scanner.model.legacy_observations import SnmpObservation
@@ -23,7 +24,7 @@ from scanner.model.observations import Association, Banner
 from scanner.model.vendor import VendorEvidence, VendorEvidenceKind, VendorIdentity
 
 if TYPE_CHECKING:
-    from probes.context import HostState
+    from probes.context import HostState, ServiceState
 
 _RANK = {"low": 1, "medium": 2, "high": 3}
 
@@ -59,9 +60,16 @@ class Disclosed:
 
 def disclosures(host: Host) -> list[Disclosed]:
     """Everything the host disclosed that the table can be matched against."""
+    return list(_disclosed(host.services, host.mac_vendor))
+
+
+def _disclosed(
+    services: "Iterable[Service | ServiceState]", mac_vendor: str | None
+) -> tuple[Disclosed, ...]:
+    # Services in the frozen host's order (a HostState's TCP then UDP services by port).
     out: list[Disclosed] = []
     k = VendorEvidenceKind
-    for svc in host.services:
+    for svc in services:
         for o in svc.observations:
             texts: list[str | None] = []
             if isinstance(o, Association) and o.peer is not None:
@@ -78,16 +86,32 @@ def disclosures(host: Host) -> list[Disclosed]:
             elif isinstance(o, SnmpObservation):
                 texts = [o.sys_descr]
             out.extend(Disclosed(k.BANNER, t) for t in texts if t)
-    for name in (host.mac_vendor, medical_family(host.mac_vendor)):
+    for name in (mac_vendor, medical_family(mac_vendor)):
         if name:
             out.append(Disclosed(k.MAC_VENDOR, name))
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def identify_vendors(host: Host) -> list[VendorIdentity]:
     """Every vendor the evidence points to, best first."""
+    return _vendors(_disclosed(host.services, host.mac_vendor))
+
+
+def _vendors(disclosed: tuple[Disclosed, ...]) -> list[VendorIdentity]:
+    # Devices of one kind disclose the same things, and each device is identified twice
+    # (the host analysis, then the rules' baseline selection): the table is matched once
+    # per distinct disclosure. Peer text is kept only up to a size; more is matched afresh.
+    if sum(len(d.value) for d in disclosed) <= _CACHED_CHARS:
+        return list(_cached(disclosed))
+    return list(_identified(disclosed))
+
+
+_CACHED_CHARS = 4096
+
+
+def _identified(disclosed: tuple[Disclosed, ...]) -> tuple[VendorIdentity, ...]:
     hits: dict[str, list[tuple[VendorRow, Disclosed]]] = {}
-    for d in disclosures(host):
+    for d in disclosed:
         for row in vendor_table():
             if row.kind is d.kind and row.matches(d.value):
                 hits.setdefault(row.vendor, []).append((row, d))
@@ -108,9 +132,15 @@ def identify_vendors(host: Host) -> list[VendorIdentity]:
         found.append(VendorIdentity(vendor=vendor, family=named[0].family if named else None,
                                     confidence=confidence, evidence=evidence))
     found.sort(key=lambda v: (-_RANK[v.confidence], -len(v.evidence), v.vendor))
-    return found
+    return tuple(found)
 
 
 def identify_vendor_state(state: "HostState") -> None:
-    """Host analysis: record the vendors on the host being built."""
-    state.vendors = identify_vendors(state.freeze())
+    """Host analysis: record the vendors on the host being built. Read from the state as
+    ``identify_vendors`` reads its frozen host, without freezing it a second time."""
+    services = [*(state.services[p] for p in sorted(state.services)),
+                *(state.udp_services[p] for p in sorted(state.udp_services))]
+    state.vendors = _vendors(_disclosed(services, state.mac_vendor))
+
+
+_cached = lru_cache(maxsize=1024)(_identified)

@@ -8,6 +8,7 @@ and their list and dict defaults come from the functions here rather than the bu
 text signature: about half a millisecond a field).
 """
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,17 @@ def empty_list() -> list[Any]:
 
 def empty_dict() -> dict[str, Any]:
     return {}
+
+
+def checked_regex(value: str | None) -> str | None:
+    """A validator for a field holding a regular expression from a data file: one that
+    does not compile is the file's error, said when it is loaded, not when it is used."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
 
 
 class Frozen(BaseModel):

@@ -89,13 +89,16 @@ class RdpNegotiation(_Frozen):
 
 class SnmpCommunityAttempt(_Frozen):
     community: str = Field(description="a published default community (public, private)")
+    version: Literal["2c", "1"] = Field(
+        default="2c", description="the SNMP version of the GET (older scans: 2c only)")
     answered: bool
     detail: str = ""
 
 
 class SnmpObservation(_Frozen):
     """SNMP on a UDP port: whether an agent answers (an SNMPv3 engine discovery, which
-    carries no credential), and with --intrusive one GET of sysDescr.0 per default community."""
+    carries no credential), and with --intrusive a GET of sysDescr.0 per default community,
+    in SNMPv2c and SNMPv1 at once (an agent may take a community in only one of them)."""
 
     kind: Literal["snmp"] = "snmp"
     agent_answered: bool
@@ -103,6 +106,8 @@ class SnmpObservation(_Frozen):
     enterprise: int | None = Field(default=None, description="IANA enterprise number in it")
     communities_tried: list[SnmpCommunityAttempt] = Field(default_factory=empty_list)
     community_accepted: str | None = None
+    version_accepted: Literal["2c", "1"] | None = Field(
+        default=None, description="the SNMP version the accepted community answered")
     sys_descr: str | None = Field(default=None, description="sysDescr.0 as the agent gave it")
     intrusive: bool = Field(description="whether community strings were tried")
     detail: str = ""

@@ -46,6 +46,13 @@ class RejectInfo(_Frozen):
     reason: int
     reason_text: str
 
+    @property
+    def by_the_device(self) -> bool:
+        """Permanent and from the service user: the device's own answer to this request.
+        A transient rejection (congestion, its association limit) or one from the upper
+        layer is about load or the protocol, not about the titles that asked."""
+        return (self.result, self.source) == (1, 1)
+
 
 class AbortInfo(_Frozen):
     source: int
@@ -106,6 +113,14 @@ class OperationOutcome(StrEnum):
     NO_ANSWER = "no-answer"
     NOT_TESTED = "not-tested"
     ERROR = "error"
+    # A status "Refused: Out of Resources" (0xA7xx): the device is at capacity, which says
+    # nothing about whether an unknown peer may do this.
+    BUSY = "busy"
+
+
+# Outcomes that measured nothing: no status came back, or one about the device's load.
+UNMEASURED_OPERATIONS = frozenset(
+    {OperationOutcome.NO_ANSWER, OperationOutcome.ERROR, OperationOutcome.BUSY})
 
 
 class Operation(_Frozen):
@@ -128,6 +143,9 @@ class AeTitleGuess(_Frozen):
     tried: int
     accepted_titles: list[str]
     source: str = Field(description="built-in wordlist, a file, or --ae-title")
+    stopped: str = Field(default="", description="why guessing ended before the list did "
+                         "without a title accepted (the device stopped answering normally); "
+                         "empty when the list was tried to the end or a title was accepted")
 
 
 class Fingerprint(_Frozen):

@@ -169,6 +169,8 @@ class Finding(Frozen):
         # Without its host's MAC at hand the device is taken by address; the rules'
         # evaluation passes the host's device_id in, so IDs follow the MAC where known.
         if isinstance(data, dict) and "rule_id" in data and "host" in data:
+            if data.get("finding_id") and data.get("device_id"):
+                return data  # both given (the rules' make_finding, a saved scan)
             device = data.get("device_id") or device_id(data["host"])
             if not data.get("finding_id"):
                 evidence = data.get("evidence") or {}

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from scanner.model.base import empty_list
+from scanner.model.base import checked_regex, empty_list
 
 PACKAGE = "dicomscan_baselines"
 Role = Literal["pacs", "modality", "workstation", "worklist", "print"]
@@ -58,15 +58,6 @@ def _port_range(value: Any) -> tuple[int, int]:
 
 
 PortRange = Annotated[tuple[int, int], BeforeValidator(_port_range)]
-
-
-def _regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
 
 
 class _Strict(BaseModel):
@@ -128,7 +119,7 @@ class Match(_Strict):
 
     _re_fields = field_validator(
         "version_name", "product", "http_server", "mac_vendor", "vendor"
-    )(_regex)
+    )(checked_regex)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:

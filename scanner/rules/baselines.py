@@ -227,6 +227,9 @@ class Resolved:
     expectations: Expectations
     origin: dict[str, str] = field(default_factory=dict)
     lineage: tuple[str, ...] = ()
+    # What the judge worked out from this baseline once, reused for every device judged
+    # against it (scanner/rules/judge.py); not part of the baseline's value.
+    judged: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def id(self) -> str:

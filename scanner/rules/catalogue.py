@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scanner.model import Finding, FindingStatus, Severity
 from scanner.model.base import empty_list
 from scanner.model.data_cache import DataError, shipped_yaml
+from scanner.model.identity import device_id, finding_id
 from scanner.model.observations import Confidence
 
 
@@ -68,7 +69,13 @@ def make_finding(
 ) -> Finding:
     """A finding whose title, severity, remediation and references come from the catalogue."""
     rule = load_catalogue()[rule_id]
+    # The identity the model would derive, given: its validator then copies nothing.
+    device = device_id(host)
+    baseline = evidence.get("baseline")
+    ident = finding_id(rule.id, device, port, baseline if isinstance(baseline, str) else None)
     return Finding(
+        finding_id=ident,
+        device_id=device,
         rule_id=rule.id,
         severity=severity or rule.severity,
         status=status,

@@ -12,6 +12,7 @@ from typing import Any
 from probes.dicom import codes
 from scanner.model import Finding, FindingStatus, Host, Service
 from scanner.model.observations import (
+    UNMEASURED_OPERATIONS,
     AeTitleGuess,
     Association,
     AssociationOutcome,
@@ -19,7 +20,9 @@ from scanner.model.observations import (
     Operation,
     OperationOutcome,
 )
+from scanner.rules.baselines import Resolved
 from scanner.rules.catalogue import make_finding
+from scanner.rules.judge import judge_verdict
 
 F, P, N = FindingStatus.FAIL, FindingStatus.PASS, FindingStatus.NOT_CHECKED
 Verdict = tuple[FindingStatus, dict[str, Any], Confidence]
@@ -134,8 +137,11 @@ def calling_ae(svc: Service) -> Verdict:
         ev = _assoc_evidence(a)
         if a.outcome is AssociationOutcome.ACCEPTED:
             return F, ev, Confidence.CONFIRMED
-        if a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED):
+        if _refused_the_caller(a):
             return P, ev, Confidence.CONFIRMED
+        if a.reject is not None:
+            ev["reason"] = ("rejected for a reason that is not about the caller (busy, or "
+                            "the upper layer), so the check could not run")
         return N, ev, Confidence.CONFIRMED
     return (
         N,
@@ -148,10 +154,20 @@ def _unknown_peer_refused(svc: Service) -> bool:
     return _all_refused(_unknown_calling(svc))
 
 
+def _refused_the_caller(a: Association) -> bool:
+    """The device itself turned this association away: an A-ABORT, or an A-ASSOCIATE-RJ
+    from its service user that is permanent (or too short to say). A transient rejection
+    (temporary congestion, its association limit) or one from the upper layer says
+    nothing about who asked: read as a refusal, a busy device passed the access checks."""
+    if a.outcome is AssociationOutcome.ABORTED:
+        return True
+    if a.outcome is not AssociationOutcome.REJECTED:
+        return False
+    return a.reject is None or a.reject.by_the_device
+
+
 def _all_refused(tried: list[Association]) -> bool:
-    return bool(tried) and all(
-        a.outcome in (AssociationOutcome.REJECTED, AssociationOutcome.ABORTED) for a in tried
-    )
+    return bool(tried) and all(_refused_the_caller(a) for a in tried)
 
 
 def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
@@ -160,9 +176,7 @@ def _operation_rule(*operations: str) -> Callable[[Service], Verdict]:
         ops = [o for o in ops if o.outcome is not OperationOutcome.NOT_TESTED]
         if any(o.outcome is OperationOutcome.AUTHORISED for o in ops):
             return F, _op_evidence(ops), Confidence.CONFIRMED
-        if ops and all(
-            o.outcome not in (OperationOutcome.NO_ANSWER, OperationOutcome.ERROR) for o in ops
-        ):
+        if ops and all(o.outcome not in UNMEASURED_OPERATIONS for o in ops):
             return P, _op_evidence(ops), Confidence.CONFIRMED
         tried = _unknown_calling(svc)
         if _all_refused(tried):
@@ -217,7 +231,11 @@ def ae_guessable(svc: Service) -> Verdict | None:
     for o in svc.observations:
         if isinstance(o, AeTitleGuess):
             ev = {"tried": o.tried, "accepted": o.accepted_titles, "source": o.source}
-            return (F if o.accepted_titles else P), ev, Confidence.CONFIRMED
+            if o.accepted_titles:
+                return F, ev, Confidence.CONFIRMED
+            if o.stopped:  # a few titles refused is no proof that the rest would be
+                return N, {**ev, "reason": o.stopped}, Confidence.CONFIRMED
+            return P, ev, Confidence.CONFIRMED
     return None
 
 
@@ -255,7 +273,9 @@ RULES: tuple[tuple[str, Callable[[Service], Verdict | None]], ...] = (
 )
 
 
-def dicom_findings(host: Host) -> list[Finding]:
+def dicom_findings(host: Host, resolved: Resolved | None = None) -> list[Finding]:
+    """The host's DICOM findings; with ``resolved``, judged against that baseline's DICOM
+    expectations as each is made (``scanner.rules.judge``)."""
     out: list[Finding] = []
     tls_ports = [s.port for s in host.services if s.name == "dicom-tls"]
     for svc in host.services:
@@ -275,5 +295,7 @@ def dicom_findings(host: Host) -> list[Finding]:
                     "also_offered_over_tls": tls_ports,
                     "downgrade": "the same host offers DICOM without TLS",
                 }
+            if resolved is not None:
+                status, evidence = judge_verdict(rule_id, status, evidence, resolved)
             out.append(make_finding(rule_id, status, host.address, svc.port, evidence, confidence))
     return out

@@ -65,14 +65,19 @@ def evaluate(
         sel = select(host, forced) if has_open_port(host) else None
         host_findings: list[Finding] = []
         for family in RULE_FAMILIES:
+            if family is dicom_findings:  # judged as each finding is made: built once
+                host_findings.extend(dicom_findings(host, sel.resolved if sel else None))
+                continue
             if family is baseline_findings:
-                host_findings.extend(baseline_findings(host, forced, sel))
+                found = baseline_findings(host, forced, sel)
             elif family is legacy_findings:  # RDP is judged with the host's baseline
-                host_findings.extend(legacy_findings(host, sel))
+                found = legacy_findings(host, sel)
             else:
-                host_findings.extend(family(host))
-        if host_findings and sel is not None:
-            host_findings = apply_baseline_expectations(host, host_findings, sel.resolved)
+                found = family(host)
+            # The DICOM expectations judge DICOM rules only; any other family's are judged here.
+            if found and sel is not None:
+                found = apply_baseline_expectations(host, found, sel.resolved)
+            host_findings.extend(found)
         if site is not None:
             from scanner.rules.policy import apply_policy
 

@@ -83,9 +83,10 @@ def _snmp(host: Host, svc: Service, obs: SnmpObservation) -> Finding | None:
     if not obs.intrusive:
         ev["reason"] = "default communities are a credential attempt: only tried with --intrusive"
         return make_finding("snmp-default-community", N, host.address, svc.port, ev)
-    ev["tried"] = [a.community for a in obs.communities_tried]
+    ev["tried"] = [f"{a.community} (v{a.version})" for a in obs.communities_tried]
     if obs.community_accepted:
-        ev |= {"community_accepted": obs.community_accepted, "sysDescr": obs.sys_descr}
+        ev |= {"community_accepted": obs.community_accepted, "sysDescr": obs.sys_descr,
+               "snmp_version": obs.version_accepted}
         return make_finding("snmp-default-community", F, host.address, svc.port, ev)
     return make_finding("snmp-default-community", P, host.address, svc.port, ev)
 
