@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scanner.model.http_observations import HttpCheck, HttpSummary
+from scanner.model.shorthand import is_decimal
 
 if TYPE_CHECKING:
     from probes.context import ProbeContext, ServiceState
@@ -200,7 +201,7 @@ async def _read(reader: asyncio.StreamReader, answer: Answer) -> None:
         return
     chunked = "chunked" in answer.headers.get("transfer-encoding", "").lower()
     length_text = answer.headers.get("content-length", "")
-    length = int(length_text) if length_text.isdigit() else None
+    length = int(length_text) if is_decimal(length_text) else None
     want = (
         _MAX_BODY + 64 if chunked else min(length if length is not None else _MAX_BODY, _MAX_BODY)
     )

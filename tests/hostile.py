@@ -21,6 +21,8 @@ an A-ASSOCIATE-RQ, unless said otherwise):
   (called AE title not recognised), then closes.
 - ``rst``: resets each connection (SO_LINGER 0) as soon as it is accepted.
 - ``rj-1byte``: an A-ASSOCIATE-RJ whose body is one byte, then closes.
+- ``http-superscript``: ``HTTP/1.1 200 OK`` whose ``Content-Length`` is ``\xb9`` (latin-1
+  superscript one, a "digit" to ``str.isdigit()`` that ``int()`` refuses), then closes.
 - ``http-endless``: a catch-all web server: ``200 OK`` to anything, a JSON body that is
   begun and never ended (no length, the connection held open).
 
@@ -67,7 +69,7 @@ DICOM_BEHAVIOURS = (
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
-    "rj-1byte", "http-endless", "enforce-then-busy", *DICOM_BEHAVIOURS,
+    "rj-1byte", "http-endless", "http-superscript", "enforce-then-busy", *DICOM_BEHAVIOURS,
 )
 # Shown in a table cell, a peer's version name must not become markup or terminal control.
 # pynetdicom refuses control characters in a version name; the OSC rides in the UID.
@@ -81,6 +83,8 @@ _digest = hashlib.sha512(b"dicomscan hostile peer").digest()
 GARBAGE = bytes([_digest[0] | 0x80]) + _digest[1:]
 HUGE_AC = b"\x02\x00\xff\xff\xff\xf0" + b"\x00\x01\x00\x00" + b"ORTHANC".ljust(16)
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nServer: hostile-test\r\nContent-Length: 0\r\n\r\n"
+HTTP_SUPERSCRIPT = (b"HTTP/1.1 200 OK\r\nServer: hostile-test\r\nContent-Length: \xb9\r\n\r\n"
+                    b"x")
 HTTP_ENDLESS = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[{"00100020": '
 A_ABORT = bytes.fromhex("07 00 00000004 00 00 00 00")
 A_ASSOCIATE_RJ = bytes.fromhex("03 00 00000004 00 01 01 07")
@@ -101,7 +105,7 @@ SLOW_AC = (
 _TICK = 0.1  # how often blocked threads look at the stop flag
 _ANSWERS = {
     "garbage": GARBAGE, "http": HTTP_400, "abort": A_ABORT, "reject": A_ASSOCIATE_RJ,
-    "rj-1byte": pdus.ONE_BYTE_RJ,
+    "rj-1byte": pdus.ONE_BYTE_RJ, "http-superscript": HTTP_SUPERSCRIPT,
 }
 
 

@@ -65,7 +65,7 @@ def test_help_does_not_import_heavy_modules() -> None:
         (("scan", "127.0.0.1", "-p", "9", "--connect-timeout", "NaN"), "not a finite number"),
         (("jobs", "/nonexistent", "--timeout", "nan"), "not a finite number"),
         # an output that names no file failed only after the scan, or made a file 'json:'
-        (("scan", "127.0.0.1", "-p", "9", "-o", ""), "names no file"),
+        (("scan", "127.0.0.1", "-p", "9", "-o", ""), "an empty value"),
         (("scan", "127.0.0.1", "-p", "9", "-o", "json:"), "names no file"),
         (("scan", "127.0.0.1", "-p", "9", "-o", "/tmp"), "is a folder, not a file"),
     ],

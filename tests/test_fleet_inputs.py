@@ -107,7 +107,10 @@ def test_central_init_checks_addresses_before_writing(address: str, tmp_path: Pa
                     "--address", address)
     # The first three were cryptography's ValueError traceback, the others a certificate
     # and a bundle naming a host no sensor can dial.
-    one_line_error(out, 2, "is neither an IP address nor a host name")
+    if address:
+        one_line_error(out, 2, "is neither an IP address nor a host name")
+    else:  # every option refuses a blank value first, as a usage error
+        assert out.returncode == 2 and "an empty value" in out.stderr, out.stderr
     assert not root.exists()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import time
@@ -95,8 +96,12 @@ def test_history_list_shows_a_job_name_without_terminal_sequences(tmp_path: Path
     store = tmp_path / "h.sqlite"
     # Port 1 on loopback: closed, so the scan is quick and sends nothing elsewhere.
     out = run("scan", "127.0.0.1", "-p", "1", "--discovery", "none", "-q", "--format", "json",
-              "--job", f"j{ESCAPES}", "--history", str(store))
+              "--job", "j", "--history", str(store))
     assert out.returncode == 0, out.stderr
+    # scan --job now refuses such a name; a store may still hold one (another version,
+    # a hand-edited ledger's job filed by central as sensor/name)
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE scans SET job = ?", (f"j{ESCAPES}",))
     out = run("history", "list", "--history", str(store))
     assert out.returncode == 0, out.stderr
     assert "j\\x1b]0;owned" in out.stdout

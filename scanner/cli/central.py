@@ -11,6 +11,7 @@ import click
 
 from scanner.cli.common import EXIT_FAILED, EXIT_USAGE, say
 from scanner.cli.numbers import FiniteRange
+from scanner.model.shorthand import is_decimal
 
 
 def fail(exc: Exception, code: int = EXIT_USAGE) -> NoReturn:
@@ -20,7 +21,7 @@ def fail(exc: Exception, code: int = EXIT_USAGE) -> NoReturn:
 
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    if not sep or not is_decimal(port) or not 0 < int(port) < 65536 or not host:
         raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="'--listen'")
     return host.strip("[]"), int(port)
 

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from scanner import __version__
 from scanner.cli.common import EXIT_CODES_HELP
@@ -59,7 +60,40 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module), name)
         if not isinstance(command, click.Command):
             raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+        refuse_blank_values(command)
         return command
+
+
+def refuse_blank_values(command: click.Command) -> None:
+    """Every value given on the command line, to every option and argument of every
+    command, may not be empty or only spaces. ``--policy "$POLICY"`` with the variable
+    unset was taken as no policy (its do-not-probe list dropped), ``--history ''`` as the
+    default store, ``central init ''`` as the current folder: each silently, exit 0."""
+    if getattr(command, "_blank_refused", False):
+        return
+    command._blank_refused = True  # type: ignore[attr-defined]
+    for param in command.params:
+        if not (isinstance(param, click.Option) and (param.is_flag or param.count)):
+            # the text as given, before its type makes '' a Path('.') or a default
+            param.consume_value = _blank_checked(param)  # type: ignore[method-assign]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            refuse_blank_values(sub)
+
+
+def _blank_checked(param: click.Parameter) -> Any:
+    consume = param.consume_value
+
+    def check(ctx: click.Context, opts: Any) -> tuple[Any, ParameterSource]:
+        value, source = consume(ctx, opts)
+        given = value if isinstance(value, tuple | list) else (value,)
+        if source is ParameterSource.COMMANDLINE and any(
+                isinstance(v, str) and not v.strip() for v in given):
+            raise click.BadParameter("an empty value (leave the option out for its "
+                                     "default)", ctx=ctx, param=param)
+        return value, source
+
+    return check
 
 
 @click.group(

@@ -79,7 +79,7 @@ def open_store(location: str | None, *, existing: bool = False) -> HistoryStore:
         say(f"dicomscan: no history at {location}: {why}")
         sys.exit(EXIT_USAGE)
     try:
-        return HistoryStore.open(location)
+        return HistoryStore.open(location, writing=not existing)
     except HistoryError as exc:
         say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)

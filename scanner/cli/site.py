@@ -32,8 +32,20 @@ def visible(text: str) -> str:
     return shown(text)
 
 
+def _check_job_name(ctx: click.Context, param: click.Parameter,
+                    value: str | None) -> str | None:
+    """A job name given without --config is filed in the history as it is: a newline,
+    a terminal sequence or 100,000 characters went into every table that shows it."""
+    if value is not None:
+        from scanner.engine.site_config import job_name_problem
+
+        if problem := job_name_problem(value):
+            raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
+
+
 def site_options(func: F) -> F:
-    func = click.option("--job", metavar="NAME",
+    func = click.option("--job", metavar="NAME", callback=_check_job_name,
                         help="Job name: picks the job in --config, and files the scan under "
                              "this name in the history.")(func)
     return click.option("--config", "config", type=click.Path(dir_okay=False),
@@ -278,6 +290,25 @@ def systemd_units(name: str, spec: JobSpec, config_path: str, history: str | Non
     return {f"dicomscan-{name}.service": service, f"dicomscan-{name}.timer": timer}
 
 
+def _password_in(store: str, kind: str) -> str | None:
+    """A database password in the history URL would be written into the crontab line or
+    the unit's ExecStart=, and shown to every local user in the process list each night."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(store).password if "://" in store else None
+    except ValueError:
+        password = None
+    if not password:
+        return None
+    from scanner.history.store import _shown
+
+    where = "crontab line" if kind == "cron" else "systemd unit's ExecStart="
+    return (f"the history URL {_shown(store)} holds a password, which the {where} would "
+            "keep and every local user would see in the process list; leave it out of the "
+            "URL and give it in the scanning user's ~/.pgpass (or PGPASSFILE)")
+
+
 @click.command()
 @click.option("--print", "kind", type=click.Choice(["cron", "systemd"]), required=True,
               help="cron: one crontab line. systemd: a service and timer pair.")
@@ -303,6 +334,9 @@ def schedule(kind: str, config_path: str, job: str | None, history: str | None,
     path = str(Path(config_path).absolute())
     command = _command(exec_)
     store = history or config.history
+    if store and (exposed := _password_in(store, kind)):
+        click.echo(f"dicomscan: {exposed}", err=True)
+        sys.exit(EXIT_USAGE)
     if kind == "cron":
         args = [*command, "scan", "--config", path, "--job", name, "--quiet"]
         if store:

@@ -30,6 +30,7 @@ from scanner.model import (
     utcnow,
 )
 from scanner.model.observations import NmapService
+from scanner.model.shorthand import is_decimal
 
 if TYPE_CHECKING:
     from probes.context import HostState, ServiceState
@@ -140,7 +141,7 @@ def _unlisted_states(xml: str) -> dict[str, dict[int, PortState]]:
             for reasons in extra.iter("extrareasons"):
                 for part in (reasons.get("ports") or "").split(","):
                     low, _, high = part.partition("-")
-                    if low.isdigit():
+                    if is_decimal(low) and (not high or is_decimal(high)):
                         for port in range(int(low), int(high or low) + 1):
                             out.setdefault(addr, {})[port] = state
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scanner.model.shorthand import is_decimal
+
 
 class PortSpecError(ValueError):
     """A port list the user gave cannot be parsed."""
@@ -95,7 +97,7 @@ def parse_port_spec(spec: str) -> PortSpec:
 
 def _port(text: str, spec: str) -> int:
     text = text.strip()
-    if not text.isdigit():
+    if not is_decimal(text):
         raise PortSpecError(f"{text!r} in {spec!r} is not a port number")
     value = int(text)
     if not 1 <= value <= 65535:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from scanner.model import DoNotProbe, ScanSettings, Timeouts, documents
+from scanner.model.settings import ae_title_problem
 
 if TYPE_CHECKING:
     from scanner.engine.spans import TargetSpans
@@ -73,11 +74,8 @@ def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
 
 
 def check_ae(title: str, option: str) -> str:
-    if not title or len(title) > 16 or not all(32 <= ord(c) < 127 for c in title) or "\\" in title:
-        raise SettingsError(
-            f"{title!r} is not a valid AE title (1-16 printable ASCII characters, no backslash)",
-            param=option,
-        )
+    if problem := ae_title_problem(title):
+        raise SettingsError(f"{title!r} {problem}", param=option)
     return title
 
 

@@ -32,6 +32,7 @@ from scanner.model.documents import (
     read_text,
 )
 from scanner.model.drift import DriftKind
+from scanner.model.shorthand import is_decimal
 
 
 class SiteConfigError(ValueError):
@@ -62,13 +63,13 @@ _CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 
                 ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
                                   "sep", "oct", "nov", "dec")),
                 ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
-_CRON_ITEM = re.compile(r"(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?")
+_CRON_ITEM = re.compile(r"(\*|(\w+)(?:-(\w+))?)(?:/([0-9]+))?", re.ASCII)
 
 
 def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
     if text.lower() in names:
         return True
-    return text.isdigit() and len(text) <= 3 and low <= int(text) <= high
+    return is_decimal(text) and len(text) <= 3 and low <= int(text) <= high
 
 
 def check_cron(value: str) -> str:
@@ -166,6 +167,15 @@ class JobSpec(_Strict):
                                   DiscoveryMethod.ICMP)
 
 
+def job_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a job, or None. Names become systemd unit names and
+    history keys, and are printed in tables: kept plain wherever they are given."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        return None
+    return (f"job name {name[:80]!r}: letters, digits, '-' and '_' only (at most 64, "
+            "starting with a letter or digit)")
+
+
 class SiteConfig(_Strict):
     version: Literal[1] = 1
     history: str | None = Field(default=None, min_length=1,
@@ -177,9 +187,8 @@ class SiteConfig(_Strict):
     def _job_names(cls, jobs: dict[str, JobSpec]) -> dict[str, JobSpec]:
         # Names become systemd unit names and history keys: keep them plain.
         for name in jobs:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
-                raise ValueError(f"job name {name!r}: letters, digits, '-' and '_' only "
-                                 "(at most 64, starting with a letter or digit)")
+            if problem := job_name_problem(name):
+                raise ValueError(problem)
         return jobs
 
     def job(self, name: str | None) -> tuple[str, JobSpec]:

@@ -27,7 +27,7 @@ from scanner.engine.spans import (
     public_parts,
     subtract,
 )
-from scanner.model.shorthand import shorthand_problem
+from scanner.model.shorthand import is_decimal, shorthand_problem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -77,7 +77,7 @@ def _looks_like_hostname(spec: str) -> bool:
     if not spec or len(spec) > 253 or spec.startswith(("-", ".")):
         return False
     labels = spec.rstrip(".").split(".")
-    if all(label.isdigit() for label in labels):
+    if all(is_decimal(label) for label in labels):
         return False  # a mistyped IPv4 address, not a name
     allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
     return all(0 < len(lab) <= 63 and set(lab.lower()) <= allowed for lab in labels)

@@ -24,6 +24,7 @@ from pydantic import Field, StrictBool, ValidationError, field_validator, model_
 from scanner.fleet import pki
 from scanner.model.base import Frozen
 from scanner.model.documents import MAX_TEXT, TooLarge
+from scanner.model.shorthand import shorthand_problem
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 CENTRAL_USER = "central"
@@ -114,6 +115,8 @@ class SensorBundle(Frozen):
             if parts is None or parts.scheme != "tls" or not parts.hostname or port is None \
                     or not 0 < port < 65536:
                 raise ValueError(f"server {url[:80]!r} is not tls://HOST:PORT")
+            if problem := shorthand_problem(parts.hostname):
+                raise ValueError(f"server {url[:80]!r}: host {problem}")
         return value
 
     @model_validator(mode="after")
@@ -151,6 +154,10 @@ def check_address(value: str, option: str = "--address") -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
+    # 127.1 and 0x7f000001 pass as host names made of digits; sensors' resolvers would
+    # read them as addresses, and which one was meant is a guess.
+    if problem := shorthand_problem(value):
+        raise FleetError(f"{option} {problem}")
     labels = value.removesuffix(".").split(".")
     if len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels):
         return value
@@ -178,8 +185,6 @@ def check_scope(scope: list[str], allow_public: bool = False) -> list[str]:
         try:
             net = ipaddress.ip_network(spec.strip(), strict=False)
         except ValueError:
-            from scanner.model.shorthand import shorthand_problem
-
             if problem := shorthand_problem(spec.strip().partition("/")[0]):
                 raise FleetError(f"--scope {problem}") from None
             raise FleetError(f"--scope {spec!r} is not a network (CIDR)") from None

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
 from scanner.fleet.layout import FleetError
-from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
+from scanner.history.sqlite_wal import WAIT_S, access_problem, lenient_text, switch_to_wal
 from scanner.model.base import Frozen
 
 
@@ -124,6 +124,9 @@ class Ledger:
                 c.execute(CreateTable(jobs, if_not_exists=True))
         except SQLAlchemyError as exc:  # not a database, a folder in the way, unreadable
             self.engine.dispose()
+            # SQLite's "unable to open database file" names neither file nor reason
+            if where := access_problem(str(path), writing=True):
+                raise FleetError(f"cannot open the job ledger {where}") from None
             why = getattr(exc, "orig", None) or exc
             raise FleetError(f"cannot open the job ledger {path}: {why}") from None
 

@@ -41,7 +41,7 @@ from scanner.history.rows import (
     sized,
 )
 from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
-from scanner.history.sqlite_wal import WAIT_S, lenient_text, switch_to_wal
+from scanner.history.sqlite_wal import WAIT_S, access_problem, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
 
@@ -93,8 +93,12 @@ def database_url(location: str | Path | None) -> str:
         path = Path(location) if location is not None else default_location()
         try:
             path.expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HistoryError(f"cannot create the folder of {path}: {exc}") from None
+        except OSError as exc:  # its own text is "[Errno 17] File exists: '/x'"
+            where, why = exc.filename, exc.strerror
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                where = next(p for p in path.expanduser().absolute().parents if p.exists())
+                why = "not a folder"
+            raise HistoryError(f"cannot create the folder of {path}: {where}: {why}") from None
         return f"sqlite:///{path.expanduser().absolute()}"
     url = str(location)
     # psycopg 3 is the driver we ship in the postgres extra.
@@ -158,11 +162,17 @@ class HistoryStore:
         self.damaged: dict[str, str] = {}
 
     @classmethod
-    def open(cls, location: str | Path | None = None) -> HistoryStore:
-        """Open (creating and upgrading as needed) the store at a path or database URL."""
+    def open(cls, location: str | Path | None = None, *, writing: bool = True) -> HistoryStore:
+        """Open (creating and upgrading as needed) the store at a path or database URL.
+        ``writing``: the caller will store scans, so a file it may only read is refused
+        now (a scan found out only when recording itself, before any packet, as exit 3)."""
         url = database_url(location)
+        backend = None
         try:
             backend = make_url(url).get_backend_name()
+            if backend == "sqlite" and writing and \
+                    (why := access_problem(make_url(url).database, writing)):
+                raise HistoryError(f"cannot open the history {why}")
             engine = (_sqlite_engine(url) if backend == "sqlite"
                       else create_engine(url, pool_pre_ping=True))
             store = cls(engine)
@@ -174,6 +184,8 @@ class HistoryStore:
             raise HistoryError(f"no database driver for {_shown(location)}: {exc} (PostgreSQL: "
                                "install dicomscan[postgres])") from None
         except DBAPIError as exc:  # the driver's text may span lines
+            if backend == "sqlite" and (why := access_problem(make_url(url).database, writing)):
+                raise HistoryError(f"cannot open the history {why}") from None
             raise HistoryError(f"cannot open the history {make_url(url).render_as_string()}: "
                                f"{' '.join(str(exc.orig).split())}") from None
         return store

@@ -5,9 +5,21 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from scanner.model.base import Frozen, empty_dict, empty_list
+
+
+def ae_title_problem(title: str) -> str | None:
+    """Why ``title`` cannot be an AE title, or None. Only spaces is refused too: DICOM
+    forbids it (PS3.5 AE), pynetdicom then refused every association, and the scan
+    reported the DICOM services it could not talk to as no DICOM at all."""
+    if not title or len(title) > 16 or not all(32 <= ord(c) < 127 for c in title) \
+            or "\\" in title:
+        return "is not a valid AE title (1-16 printable ASCII characters, no backslash)"
+    if not title.strip():
+        return "is not a valid AE title: only spaces, which DICOM does not allow"
+    return None
 
 
 def _random_ae(prefix: str) -> str:
@@ -120,3 +132,12 @@ class ScanSettings(Frozen):
     engine: EngineName = Field(default=EngineName.EMBEDDED, description="port scan engine")
     service_version: bool = Field(default=False, description="nmap -sV on open ports")
     scan_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+
+    # A job may come as JSON from a centre: the titles are checked as the command line's.
+    @field_validator("calling_ae", "ae_titles", "ae_wordlist")
+    @classmethod
+    def _ae_titles(cls, value: str | list[str]) -> str | list[str]:
+        for title in [value] if isinstance(value, str) else value:
+            if problem := ae_title_problem(title):
+                raise ValueError(f"{title!r} {problem}")
+        return value

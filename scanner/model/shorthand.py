@@ -34,3 +34,13 @@ def shorthand_problem(text: str) -> str | None:
         return None
     return (f"{text.strip()}: a numeric shorthand for {dotted}; write the address dotted "
             "(tools read hex, octal and short forms differently)")
+
+
+# Decimal numbers, here beside the address shorthands so that a scan's start-up loads no
+# module more: str.isdigit() is also true for superscripts ('¹', which int() refuses: a
+# ValueError traceback after the check passed) and other scripts' digits ('٤', which int()
+# reads as 4 while cron, nats-server or a peer read it otherwise). Only ASCII 0-9 make a
+# number; re patterns take [0-9] for the same reason (\d is Unicode).
+def is_decimal(text: str) -> bool:
+    """True when ``text`` is one or more of the ASCII digits 0-9 and nothing else."""
+    return text.isascii() and text.isdigit()

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from scanner import __version__
 from scanner.model import Finding, FindingStatus, ScanResult, Severity
 from scanner.model.drift import Drift
+from scanner.model.shorthand import shorthand_problem
 from scanner.outputs.cef import to_cef
 from scanner.outputs.drift_siem import drift_to_cef_line, rule_severity
 
@@ -58,6 +59,10 @@ def parse_url(url: str) -> tuple[str, str, int]:
     if not parts.hostname or not port:  # port 0 is no receiver's
         raise SyslogError(f"{url!r}: give a host and a port, e.g. {parts.scheme or 'udp'}"
                           "://127.0.0.1:514")
+    # The resolver reads 0x7f000001 or 127.1 as an address; which receiver was meant is
+    # a guess, so the dotted form is asked for, as for every other host dicomscan takes.
+    if problem := shorthand_problem(parts.hostname):
+        raise SyslogError(f"{url!r}: host {problem}")
     return parts.scheme, parts.hostname, port
 
 
