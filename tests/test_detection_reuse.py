@@ -26,6 +26,7 @@ from scanner.model.vendor import VendorEvidenceKind
 from scanner.rules.advisories import load_advisories
 from scanner.rules.evaluate import evaluate
 from tests.conftest import needs_dcmtk
+from tests.test_policy import LENIENT  # a baseline allowing echo, query and GET
 
 SCANS = Path(__file__).resolve().parent.parent / "fixtures" / "scans"
 
@@ -196,21 +197,6 @@ def test_judging_a_device_looks_up_no_missing_model_attribute(
     judged = [f for f in findings if "baseline_expectations" in f.evidence]
     assert judged
     assert misses[0] == 0
-
-
-LENIENT = """\
-id: lenient-orthanc
-title: Test baseline, echo, query and GET allowed from unknown peers
-extends: orthanc
-version: "1"
-sources:
-  - {title: test fixture, reference: tests/test_detection_reuse.py, date: "2026-01"}
-expectations:
-  echo_from_unknown: {rule: dicom-echo-open, allowed: true}
-  find_from_unknown: {rule: dicom-query-open, allowed: true}
-  get_from_unknown: {rule: dicom-retrieve-open, allowed: true}
-  dicom_tls_required: {rule: dicom-cleartext, required: false}
-"""
 
 
 def test_dicom_findings_judged_as_they_are_made_are_those_judged_afterwards() -> None:
