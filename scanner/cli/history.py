@@ -222,6 +222,9 @@ def prune(history: str | None, older_than: timedelta | None, keep_last: int | No
             say(f"dicomscan: cannot prune the history {store.engine.url.render_as_string()}: "
                 f"{db_error(exc)}")
             sys.exit(EXIT_FAILED)
+    if vacuum and store.engine.dialect.name != "sqlite":  # asked for, and not done: say so
+        say("dicomscan: --vacuum is for SQLite stores; PostgreSQL's autovacuum gives the "
+            "space back on its own")
     if quiet:
         return
     if fmt == "json":

@@ -126,6 +126,14 @@ def test_a_prune_deletes_every_row_of_its_scans_and_nothing_of_the_others(
     assert seen[kept.hosts[0].device_id][0] == kept.scan.started_at
 
 
+def test_vacuum_is_said_to_be_for_sqlite_only(store_location: str) -> None:
+    fill(HistoryStore.open(store_location), {"ct": [1, 2]})
+    out = cli("history", "prune", "--history", store_location, "--keep", "1", "--vacuum")
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "deleted 1 scan; 1 kept"
+    said = "--vacuum is for SQLite stores" in out.stderr
+    assert said is store_location.startswith("postgresql"), out.stderr
+
+
 def test_a_dry_run_changes_nothing(store_location: str) -> None:
     store = HistoryStore.open(store_location)
     ids = fill(store, {"ct": [1, 2, 3]})
