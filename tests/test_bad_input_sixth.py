@@ -249,7 +249,7 @@ def test_a_blank_value_is_refused(args: tuple[str, ...], tmp_path: Path) -> None
     from tests.test_output_clashes import SAVED
 
     shutil.copy(SAVED, tmp_path / "saved.json")
-    (tmp_path / "fence.txt").write_text("10.9.9.9 fragile\n")
+    (tmp_path / "fence.txt").write_text("198.18.9.9 fragile\n")
     make_store(tmp_path / "h.sqlite")
     assert_usage(run(*args, cwd=tmp_path), "an empty value (leave the option out for its "
                                            "default)")

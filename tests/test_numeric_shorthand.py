@@ -48,7 +48,7 @@ def test_exclude_and_scope(option: str, value: str, tmp_path: Path) -> None:
 
 def test_do_not_probe_file(tmp_path: Path) -> None:
     """Read as a name, resolved, and the fence put on whatever the resolver guessed."""
-    (tmp_path / "fence.txt").write_text("10.9.9.9 printer\n0x7f000001 fragile CT\n")
+    (tmp_path / "fence.txt").write_text("198.18.9.9 printer\n0x7f000001 fragile CT\n")
     assert_usage(run("scan", "--plan", "127.0.0.2", "-p", "9", "--exclude-file", "fence.txt",
                      cwd=tmp_path), "fence.txt:2: 0x7f000001: " + DOTTED)
 
