@@ -41,6 +41,9 @@ LE, see tests/hostile_pdus.py), answer A-RELEASE-RQ, and answer each P-DATA so:
   connection is closed at once, as by a device that serves one association and stops.
 - ``out-of-resources``: answers every request with Status 0xA700, "Refused: Out of
   Resources", as a device at capacity does.
+- ``processing-failure`` / ``identifier-mismatch``: answers every request with Status
+  0x0110, "Processing failure", or 0xA900, "Identifier does not match SOP Class": failures
+  that refuse nothing, as from a device whose database is down.
 - ``enforce-then-busy``: rejects the first three associations as a device enforcing its
   called AE title does (rejected-permanent, source 1, reason 7), every later one as
   ``busy-after-first`` does: a device that stops taking guesses.
@@ -65,7 +68,8 @@ from tests import hostile_pdus as pdus
 
 DICOM_BEHAVIOURS = (
     "status-missing", "status-short", "status-odd", "pdv-overrun", "tiny-pdu", "fragments",
-    "markup", "one-shot", "busy-after-first", "out-of-resources",
+    "markup", "one-shot", "busy-after-first", "out-of-resources", "processing-failure",
+    "identifier-mismatch",
 )
 BEHAVIOURS = (
     "garbage", "huge-ac", "slow", "close", "http", "silent", "abort", "reject", "rst",
@@ -76,7 +80,8 @@ BEHAVIOURS = (
 MARKUP_VERSION = b"fo-dicom [/x]"
 MARKUP_UID = b"1.2.3\x1b]0;pwned\x07"
 _STATUS = {"status-missing": None, "status-short": b"\x00", "status-odd": b"\x00\x00\x00",
-           "out-of-resources": b"\x00\xa7"}
+           "out-of-resources": b"\x00\xa7", "processing-failure": b"\x10\x01",
+           "identifier-mismatch": b"\x00\xa9"}
 
 _digest = hashlib.sha512(b"dicomscan hostile peer").digest()
 # 64 bytes; the top bit on the first byte keeps it off every PDU type (0x01-0x07).

@@ -295,6 +295,22 @@ def test_a_device_out_of_resources_gets_no_pass() -> None:
         assert run.verdict(bad.port, rule) == "not-checked", rule
 
 
+@pytest.mark.parametrize(("behaviour", "status"),
+                         [("processing-failure", 0x0110), ("identifier-mismatch", 0xA900)])
+def test_a_device_that_fails_every_request_gets_no_pass(behaviour: str, status: int) -> None:
+    """Every request answered with a failure that refuses nothing: "Processing failure"
+    or "Identifier does not match SOP Class". The request failed, which says nothing about
+    whether an unknown peer may make it (it read as refused: three passes)."""
+    with peers.start_storescp() as healthy, hostile_peer(behaviour) as bad:
+        run = scan([healthy.info.port, bad.port])
+    assert_healthy(run, healthy.info.port)
+    ops = [o for o in run.kinds(bad.port, "dicom-operation") if o["operation"] != "C-STORE"]
+    assert {o["operation"] for o in ops} >= {"C-ECHO", "C-FIND"}
+    assert {o["outcome"] for o in ops} == {"failed"} and {o["status"] for o in ops} == {status}
+    for rule in ("dicom-echo-open", "dicom-query-open", "dicom-retrieve-open"):
+        assert run.verdict(bad.port, rule) == "not-checked", rule
+
+
 def test_tarpit_ports_do_not_cost_the_healthy_service_its_findings() -> None:
     """32 silent ports beside a real storescp, safe-profile gate (2 connections, 0.1 s
     apart): identification fits the host's time, their follow-ups do not. The host

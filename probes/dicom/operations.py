@@ -64,6 +64,13 @@ def status_text(operation: str, code: int) -> str:
     return f"{category}{': ' + text if text else ''} (0x{code:04X})"
 
 
+# Failure statuses that refuse the request as such: "Refused: Not Authorized", "Refused:
+# SOP Class not supported", and C-MOVE's "Refused: Move Destination unknown" (the peer
+# sends only to destinations it knows).
+REFUSALS = frozenset({0x0124, 0x0122, 0xA801})
+RESOURCE_LIMITATION = 0x0213
+
+
 def _is_authorised(operation: str, code: int) -> bool:
     category = _status.code_to_category(code)
     if operation == "C-MOVE" and code == 0xA801:
@@ -183,7 +190,9 @@ async def run_operation(
         await session.abort()
         return result(OperationOutcome.ERROR, detail=str(exc))
     text = status_text(operation, code)
-    if 0xA700 <= code <= 0xA7FF:  # "Refused: Out of Resources" in every DIMSE-C service
+    if 0xA700 <= code <= 0xA7FF or code == RESOURCE_LIMITATION:
+        # "Refused: Out of Resources" in every DIMSE-C service, and the general
+        # "Resource limitation": the device is at capacity.
         return result(OperationOutcome.BUSY, status=code, status_text=text,
                       detail="the peer is out of resources: not an answer about access")
     if _is_authorised(operation, code):
@@ -199,7 +208,14 @@ async def run_operation(
             status_text=text,
             detail=PROCESSED_DETAIL.get(operation, PROCESSED_DETAIL["query"]),
         )
-    return result(OperationOutcome.REFUSED, status=code, status_text=text)
+    if code in REFUSALS:
+        return result(OperationOutcome.REFUSED, status=code, status_text=text)
+    # Any other status ("Processing failure", "Identifier does not match SOP Class", one
+    # no standard defines) says the request failed, not that this peer may not make it:
+    # read as a refusal, a device that fails every request passed the access checks.
+    return result(OperationOutcome.FAILED, status=code, status_text=text,
+                  detail="the peer failed the request without refusing it: not an answer "
+                  "about access")
 
 
 def _identifier(implicit: bool, ds: Dataset) -> BytesIO:

@@ -116,11 +116,15 @@ class OperationOutcome(StrEnum):
     # A status "Refused: Out of Resources" (0xA7xx): the device is at capacity, which says
     # nothing about whether an unknown peer may do this.
     BUSY = "busy"
+    # A failure status that is no refusal ("Processing failure", "Unrecognized
+    # operation"): the request failed, which says nothing about who may make it.
+    FAILED = "failed"
 
 
-# Outcomes that measured nothing: no status came back, or one about the device's load.
-UNMEASURED_OPERATIONS = frozenset(
-    {OperationOutcome.NO_ANSWER, OperationOutcome.ERROR, OperationOutcome.BUSY})
+# Outcomes that measured nothing: no status came back, or one about the device's load or
+# its failure to carry the request out.
+UNMEASURED_OPERATIONS = frozenset({OperationOutcome.NO_ANSWER, OperationOutcome.ERROR,
+                                   OperationOutcome.BUSY, OperationOutcome.FAILED})
 
 
 class Operation(_Frozen):
