@@ -236,7 +236,8 @@ def test_trailing_zeros_are_equal() -> None:
     assert parse_version("3.6") == parse_version("3.6.0") == parse_version("3.6.0.0")
 
 
-@pytest.mark.parametrize("text", ["", "3.6.9+DEV", "VE11", "11MAR2003", "v3.6", "3..6", None])
+@pytest.mark.parametrize("text", ["", "3.6.9+DEV", "VE11", "11MAR2003", "v3.6", "3..6", None,
+                                  "\u0663.\u0666.\u0667", "3.\uff16", "\u00b3.6"])
 def test_non_releases_do_not_parse(text: str | None) -> None:
     assert parse_version(text) is None
 

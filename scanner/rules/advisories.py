@@ -22,7 +22,9 @@ ADVISORIES_FILE = "advisories.yaml"
 Certainty = Literal["confirmed", "secondary", "unconfirmed"]
 CERTAINTY_RANK: dict[str, int] = {"unconfirmed": 0, "secondary": 1, "confirmed": 2}
 
-_VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
+# ASCII digits only: a peer's Arabic-Indic "3.6.7" is no release of anything (\d takes any script's
+# digits, and int() reads them).
+_VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 _CVE_RE = r"^CVE-\d{4}-\d{4,}$"
 _ID_RE = r"^[a-z0-9]+([.-][a-z0-9]+)*$"
 
