@@ -19,6 +19,7 @@ from scanner.cli.collector import loading
 if TYPE_CHECKING:
     from scanner.engine.spans import TargetSpans
     from scanner.model import ScanResult, ScanSettings
+    from scanner.outputs.pieces import Text
     from scanner.outputs.registry import WriterOptions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -266,20 +267,21 @@ def writer_options(opts: dict[str, Any], color: bool = False) -> WriterOptions:
 def emit(result: ScanResult, plan: list[tuple[str, str | None]], opts: dict[str, Any]) -> bool:
     """Write every planned output; False when one could not be written (each failure said
     on stderr, with where its results were kept). The others are written regardless."""
-    from scanner.outputs.registry import render
+    from scanner.outputs.registry import render_pieces
 
     ok = True
     for fmt, path in plan:
         color = fmt == "table" and path is None and sys.stdout.isatty()
-        text = render(result, fmt, writer_options(opts, color))
+        text = render_pieces(result, fmt, writer_options(opts, color))
         if path is None:
-            click.echo(text, nl=False)
+            for piece in (text,) if isinstance(text, str) else text:
+                click.echo(piece, nl=False)
         else:
             ok = write_output(path, text) and ok
     return send_syslog(result, opts) and ok
 
 
-def write_output(path: str, text: str) -> bool:
+def write_output(path: str, text: Text) -> bool:
     """Write one output atomically; False (said on stderr, with where the text was kept
     instead) when it could not be written."""
     from scanner.outputs.files import OutputError, write_or_keep

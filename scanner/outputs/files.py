@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from scanner.outputs.pieces import Text
+
 
 class OutputError(Exception):
     """An output could not be written where asked; ``kept_at`` holds the results instead
@@ -41,7 +43,7 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
-def _write_fifo(path: str | Path, text: str) -> None:
+def _write_fifo(path: str | Path, text: Text) -> None:
     """Write to a named pipe that someone reads. A blocking open of a FIFO with no reader
     waits for one for ever (the scan hung at its very end); opened without blocking, it
     fails at once with ENXIO instead, and the results are kept elsewhere."""
@@ -61,12 +63,13 @@ def _write_fifo(path: str | Path, text: str) -> None:
 _SLICE = 1 << 20
 
 
-def _write_text(handle: BinaryIO, text: str) -> None:
-    for start in range(0, len(text), _SLICE):
-        handle.write(text[start:start + _SLICE].encode("utf-8"))
+def _write_text(handle: BinaryIO, text: Text) -> None:
+    for piece in (text,) if isinstance(text, str) else text:
+        for start in range(0, len(piece), _SLICE):
+            handle.write(piece[start:start + _SLICE].encode("utf-8"))
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: Text) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; OSError when it cannot."""
     try:
         mode = os.stat(path).st_mode  # follows links: what a plain write would reach
@@ -102,7 +105,7 @@ def write_atomic(path: str | Path, text: str) -> None:
             os.close(dir_fd)
 
 
-def keep_elsewhere(name: str, text: str) -> str | None:
+def keep_elsewhere(name: str, text: Text) -> str | None:
     """Save ``text`` in the temporary folder under a fresh name; its path, or None."""
     try:
         fd, tmp = tempfile.mkstemp(prefix="dicomscan-", suffix=f"-{Path(name).name}")
@@ -115,7 +118,7 @@ def keep_elsewhere(name: str, text: str) -> str | None:
     return tmp
 
 
-def write_or_keep(path: str | Path, text: str) -> None:
+def write_or_keep(path: str | Path, text: Text) -> None:
     """Write atomically; on failure keep the text in a temporary file and raise
     ``OutputError`` naming both."""
     try:

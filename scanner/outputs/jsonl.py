@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import Any
 
 from scanner.model import Host, ScanResult
+from scanner.outputs.pieces import Pieces
 
 
 class EventType(StrEnum):
@@ -69,29 +70,28 @@ def jsonl_events(
     result: ScanResult,
     events: Iterable[EventType] = (EventType.FINDING,),
     extra: Iterable[dict[str, Any]] = (),
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
+    """The events in file order, one at a time (never all of them in memory at once)."""
     chosen = set(events)
     common = _common(result)
     meta = result.scan
-    out: list[dict[str, Any]] = []
     if EventType.SCAN in chosen:
-        out.append({"event_type": "scan_start", **common, "targets": meta.targets,
-                    "profile": meta.profile.value, "ports": meta.ports,
-                    "engine": meta.engine.value})
+        yield {"event_type": "scan_start", **common, "targets": meta.targets,
+               "profile": meta.profile.value, "ports": meta.ports,
+               "engine": meta.engine.value}
     if EventType.INVENTORY in chosen:
-        out.extend({"event_type": "inventory", **common, **inventory_event(h)}
-                   for h in result.hosts)
+        for h in result.hosts:
+            yield {"event_type": "inventory", **common, **inventory_event(h)}
     if EventType.FINDING in chosen:
-        out.extend({"event_type": "finding", **common, **f.model_dump(mode="json")}
-                   for f in result.findings)
+        for f in result.findings:
+            yield {"event_type": "finding", **common, **f.model_dump(mode="json")}
     if EventType.SCAN in chosen:
         statuses = Counter(f.status.value for f in result.findings)
-        out.append({"event_type": "scan_end", **common, "interrupted": meta.interrupted,
-                    "hosts": len(result.hosts), "findings": len(result.findings),
-                    "by_status": dict(sorted(statuses.items())),
-                    "errors": [e.model_dump(mode="json") for e in meta.errors]})
-    out.extend(extra)
-    return out
+        yield {"event_type": "scan_end", **common, "interrupted": meta.interrupted,
+               "hosts": len(result.hosts), "findings": len(result.findings),
+               "by_status": dict(sorted(statuses.items())),
+               "errors": [e.model_dump(mode="json") for e in meta.errors]}
+    yield from extra
 
 
 def to_jsonl(
@@ -99,5 +99,15 @@ def to_jsonl(
     events: Iterable[EventType] = (EventType.FINDING,),
     extra: Iterable[dict[str, Any]] = (),
 ) -> str:
-    return "".join(json.dumps(e, separators=(",", ":")) + "\n"
-                   for e in jsonl_events(result, events, extra))
+    return jsonl_pieces(result, events, extra).text()
+
+
+def jsonl_pieces(
+    result: ScanResult,
+    events: Iterable[EventType] = (EventType.FINDING,),
+    extra: Iterable[dict[str, Any]] = (),
+) -> Pieces:
+    """One line per event, made as the file is written."""
+    chosen, appended = tuple(events), tuple(extra)
+    return Pieces(lambda: (json.dumps(e, separators=(",", ":")) + "\n"
+                           for e in jsonl_events(result, chosen, appended)))

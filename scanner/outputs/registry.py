@@ -14,6 +14,7 @@ from scanner.outputs.jsonl import EventType
 if TYPE_CHECKING:
     from scanner.model import ScanResult
     from scanner.model.drift import Drift
+    from scanner.outputs.pieces import Text
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,24 @@ class WriterOptions:
     extra_events: tuple[dict[str, Any], ...] = field(default=())
 
 
-Writer = Callable[["ScanResult", WriterOptions], str]
+# A writer's text, or its pieces where the format can be written a host or an event at a
+# time (the large ones: json, jsonl).
+Writer = Callable[["ScanResult", WriterOptions], "Text"]
 
 # Each writer imports its module when it writes: a run loads only the formats it asked
 # for (rich, jinja2 and the catalogue cost start-up time otherwise).
 
 
-def _json(r: ScanResult, o: WriterOptions) -> str:
-    from scanner.outputs.json_report import to_json
+def _json(r: ScanResult, o: WriterOptions) -> Text:
+    from scanner.outputs.json_report import json_pieces
 
-    return to_json(r)
+    return json_pieces(r)
 
 
-def _jsonl(r: ScanResult, o: WriterOptions) -> str:
-    from scanner.outputs.jsonl import to_jsonl
+def _jsonl(r: ScanResult, o: WriterOptions) -> Text:
+    from scanner.outputs.jsonl import jsonl_pieces
 
-    return to_jsonl(r, o.events, o.extra_events)
+    return jsonl_pieces(r, o.events, o.extra_events)
 
 
 def _table(r: ScanResult, o: WriterOptions) -> str:
@@ -176,4 +179,13 @@ def render(
     result: ScanResult, fmt: str, options: WriterOptions | None = None, color: bool = False
 ) -> str:
     """The result in one format; ``color`` (without options) only matters to the table."""
+    from scanner.outputs.pieces import whole
+
+    return whole(render_pieces(result, fmt, options, color))
+
+
+def render_pieces(
+    result: ScanResult, fmt: str, options: WriterOptions | None = None, color: bool = False
+) -> Text:
+    """As ``render``, but in pieces where the format allows: for writing out."""
     return WRITERS[fmt](result, options or WriterOptions(color=color))
