@@ -41,3 +41,21 @@ def checked_regex(value: str | None) -> str | None:
 class Frozen(BaseModel):
     # No NaN or infinity in any setting or result: "wait NaN seconds" means nothing.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Each instance's set of the fields it was given (pydantic's fields_set) is about
+        # 700 bytes, and models of one kind are given the same fields: one set is kept
+        # per distinct content and shared. Safe for frozen models: pydantic changes the
+        # set only on assignment, which they refuse, and model_copy copies it first.
+        given = self.__pydantic_fields_set__
+        key = frozenset(given)
+        shared = _FIELD_SETS.get(key)
+        if shared is None:
+            if len(_FIELD_SETS) < _FIELD_SETS_AT_MOST:
+                _FIELD_SETS[key] = given
+        elif shared is not given:
+            object.__setattr__(self, "__pydantic_fields_set__", shared)
+
+
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_FIELD_SETS_AT_MOST = 4096
