@@ -104,18 +104,22 @@ async def _streams(sock: socket.socket, host: str, port: int) -> OpenConnection:
 async def probe_port(
     host: str, port: int, timeout: float
 ) -> tuple[PortObservation, OpenConnection | None]:
-    """Connect once. Returns the observation and, when open, the live connection (nothing
-    has been sent on it: the next probe's bytes are the first). A sweep's port phase uses
-    ``probes.sweep`` instead, which classifies the same way."""
-    started = time.perf_counter()
+    """Connect, once more after no answer (``sweep_core.RETRIES``, as the sweep does).
+    Returns the observation and, when open, the live connection (nothing has been sent on
+    it: the next probe's bytes are the first). A sweep's port phase uses ``probes.sweep``
+    instead, which classifies the same way."""
     conn: OpenConnection | None = None
-    try:
-        conn = await open_stream(host, port, timeout)
-        state, reason = PortState.OPEN, "connected"
-    except TimeoutError:
-        state, reason = PortState.FILTERED, "no answer within timeout"
-    except OSError as exc:
-        state, reason = classify_error(exc.errno or errno.EIO)
+    for _ in range(1 + sweep_core.RETRIES):
+        started = time.perf_counter()
+        try:
+            conn = await open_stream(host, port, timeout)
+            state, reason = PortState.OPEN, "connected"
+        except TimeoutError:
+            state, reason = PortState.FILTERED, "no answer within timeout"
+            continue
+        except OSError as exc:
+            state, reason = classify_error(exc.errno or errno.EIO)
+        break
     rtt = (time.perf_counter() - started) * 1000
     obs = PortObservation(
         port=port,
