@@ -376,8 +376,7 @@ class Core:
         h.tries = tries
         if h.started == len(h.ports):  # it had left the active hosts: back at the end
             self._active.append(h)
-        h.ports.append(port)
-        self._wake = min(self._wake, time.monotonic())
+        h.ports.append(port)  # started by the pump that runs right after the expiry
         return True
 
     def _host_done(self, h: _Host) -> None:
