@@ -9,11 +9,12 @@ The schema is brought to the newest Alembic revision whenever a store is opened.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,7 +41,7 @@ from scanner.history.rows import (
     shown,
     sized,
 )
-from scanner.history.schema import FindingRow, HostRow, PortRow, ScanRow, ServiceRow
+from scanner.history.schema import Base, FindingRow, HostRow, PortRow, ScanRow, ServiceRow
 from scanner.history.sqlite_wal import WAIT_S, access_problem, lenient_text, switch_to_wal
 from scanner.model import FindingStatus, ScanResult, utcnow
 from scanner.model.base import Frozen
@@ -127,6 +128,16 @@ def _shown(text: object) -> str:
     """A location for a message: a URL's password (user:PASSWORD@) replaced by ***, also
     when the URL is too broken for SQLAlchemy to parse and hide it itself."""
     return re.sub(r"(://[^/@:\s]*:)[^@/\s]*@", r"\1***@", str(text))
+
+
+_CHUNK = 64
+
+
+def _in_chunks(session: Session, rows: Iterable[Base]) -> None:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, _CHUNK)):  # itertools.batched is 3.12's
+        session.add_all(chunk)
+        session.flush()
 
 
 def _utc(value: datetime) -> datetime:
@@ -265,7 +276,10 @@ class HistoryStore:
                 failed_count=sum(f.status is FindingStatus.FAIL for f in result.findings),
                 pid=os.getpid(), node=socket.gethostname()))
             s.flush()
-            s.add_all(HostRow(
+            # Rows go in a chunk at a time, flushed (still one transaction): the session
+            # lets go of flushed rows, so a large scan's rows are never all in memory
+            # (all at once, a /23 of live DICOM devices added 46 MB to the scan's peak).
+            _in_chunks(s, (HostRow(
                 scan_id=meta.id, ordinal=ordinal, device_id=host.device_id,
                 address=host.address, mac=host.mac, seen=device_seen(host),
                 data=host.model_dump(mode="json", exclude={"ports", "services"}),
@@ -277,12 +291,12 @@ class HistoryStore:
                     tls=v.tls, product=v.product, version=v.version,
                     observations=[o.model_dump(mode="json") for o in v.observations])
                     for v in host.services])
-                for ordinal, host in enumerate(result.hosts))
-            s.add_all(FindingRow(
+                for ordinal, host in enumerate(result.hosts)))
+            _in_chunks(s, (FindingRow(
                 scan_id=meta.id, ordinal=i, finding_id=f.finding_id, device_id=f.device_id,
                 rule_id=f.rule_id, severity=f.severity.value, status=f.status.value,
                 host=f.host, port=f.port, data=f.model_dump(mode="json"))
-                for i, f in enumerate(result.findings))
+                for i, f in enumerate(result.findings)))
 
     # --- reading --------------------------------------------------------------------
 
