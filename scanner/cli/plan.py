@@ -62,14 +62,28 @@ def _size(text: str) -> int:
     return int(ipaddress.ip_address(last or first)) - int(ipaddress.ip_address(first)) + 1
 
 
-def _json(p: ScanPlan) -> str:
+def _json(p: ScanPlan, history: dict[str, Any] | None = None) -> str:
     doc: dict[str, Any] = {**asdict(p), "skipped": [s.model_dump() for s in p.skipped]}
+    if history is not None:
+        doc["history"] = history
     return json.dumps(doc, indent=2) + "\n"
 
 
-def print_plan(settings: ScanSettings, fmt: str, targets: TargetSpans | None = None) -> None:
-    """On stdout: JSON with ``--format json`` or ``jsonl``, else text. No file is written."""
+def print_plan(settings: ScanSettings, fmt: str, targets: TargetSpans | None = None,
+               history: dict[str, Any] | None = None) -> None:
+    """On stdout: JSON with ``--format json`` or ``jsonl``, else text. No file is written.
+    ``history``: where the scan would be recorded (``recording.planned_store``)."""
     from scanner.engine.plan import build_plan
 
     plan = build_plan(settings, targets)
-    click.echo(_json(plan) if fmt in ("json", "jsonl") else _text(plan), nl=False)
+    if fmt in ("json", "jsonl"):
+        click.echo(_json(plan, history), nl=False)
+        return
+    text = _text(plan)
+    if history is not None:
+        from scanner.outputs.escape import visible
+
+        state = {True: "there", False: "new: made by the scan", None: "not connected to"}
+        text += (f"History: {visible(history['store'])} ({state[history['exists']]})"
+                 + (f", job {visible(history['job'])}" if history["job"] else "") + "\n")
+    click.echo(text, nl=False)

@@ -7,6 +7,7 @@ scan loads only this; the store itself (SQLAlchemy) loads only when a history is
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,49 @@ def open_store(location: str | None, *, existing: bool = False) -> HistoryStore:
     except HistoryError as exc:
         say(f"dicomscan: {exc}")
         sys.exit(EXIT_USAGE)
+
+
+def planned_store(opts: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``scan --plan`` says of the history the scan would record in: where, for which
+    job, and whether a store is there yet. The checks a scan makes of a history file
+    before any packet run too, as reads only (nothing is created or upgraded): a path that
+    cannot be a history, or one SQLite could not write, is one line and exit 2, as it is
+    for the scan. A database URL is shown (without its password), not connected to."""
+    if not opts.get("history") and not opts.get("job"):
+        return None
+    from scanner.history.store import database_url, default_location
+
+    location: str | None = opts.get("history")
+    if location and "://" in location:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(database_url(location)).render_as_string()
+        return {"store": shown, "job": opts.get("job"), "exists": None}
+    path = (Path(location).expanduser() if location else default_location()).absolute()
+    why = _not_a_store(str(path), existing=False) or _unwritable(path)
+    if why:
+        say(f"dicomscan: no history at {location or path}: {why}")
+        sys.exit(EXIT_USAGE)
+    return {"store": str(path), "job": opts.get("job"), "exists": path.exists()}
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why SQLite could not record in the file at ``path`` (read-only access, not a
+    database), found without writing; None when it could, or when there is no file yet."""
+    import sqlite3
+
+    from scanner.history.sqlite_wal import access_problem
+
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    if why := access_problem(str(path), writing=True):
+        return why
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None
 
 
 def _not_a_store(location: str, existing: bool) -> str | None:

@@ -195,8 +195,9 @@ def scan(**opts: Any) -> None:
         settings, targets = build_job(opts, expand=not opts["plan"])
     if opts["plan"]:
         from scanner.cli.plan import print_plan
+        from scanner.cli.recording import planned_store
 
-        print_plan(settings, opts["fmt"], targets)
+        print_plan(settings, opts["fmt"], targets, planned_store(opts))
         sys.exit(0)
     if opts["verbose"]:
         from scanner.cli.verbose import enable

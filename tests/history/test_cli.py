@@ -278,3 +278,36 @@ def test_a_configured_job_run_twice_reports_exactly_the_change(
     [event] = [json.loads(x) for x in (tmp_path / "drift.jsonl").read_text().splitlines()]
     assert (event["event_type"], event["kind"], event["port"], event["job"]) == \
         ("drift", "port-closed", stops.info.port, "nightly")
+
+
+def test_plan_says_where_the_scan_would_be_recorded_and_creates_nothing(tmp_path: Path) -> None:
+    """``scan --plan --history`` opened nothing and said nothing of the store: a path the
+    scan would refuse passed the plan. It now runs the scan's checks, as reads only."""
+    new = tmp_path / "no" / "such" / "folder" / "h.db"
+    out = cli("scan", "127.0.0.1", "-p", "9", "--plan", "--history", str(new), "--job", "n1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == f"History: {new} (new: made by the scan), job n1"
+    assert not (tmp_path / "no").exists()
+
+    store = tmp_path / "h.db"
+    assert cli("scan", "127.0.0.1", "-p", "9", "-q", "--history", str(store)).returncode == 0
+    before = store.read_bytes()
+    out = cli("scan", "127.0.0.1", "-p", "9", "--plan", "--history", str(store),
+              "--format", "json")
+    assert json.loads(out.stdout)["history"] == {"store": str(store), "job": None,
+                                                 "exists": True}
+    assert store.read_bytes() == before
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all, but long enough to be read as one" * 100)
+    out = cli("scan", "127.0.0.1", "-p", "9", "--plan", "--history", str(garbage))
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == f"dicomscan: no history at {garbage}: file is not a database"
+    real = cli("scan", "127.0.0.1", "-p", "9", "--history", str(garbage))
+    assert real.returncode == 2 and "file is not a database" in real.stderr
+
+    out = cli("scan", "127.0.0.1", "-p", "9", "--plan", "--history",
+              "postgresql://scanner:s3cret@127.0.0.1:9/h")
+    assert out.returncode == 0 and "s3cret" not in out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == (
+        "History: postgresql+psycopg://scanner:***@127.0.0.1:9/h (not connected to)")
