@@ -4,10 +4,13 @@ memory, and a failed write still keeps all of it elsewhere."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from scanner.lab import peers
 from scanner.model import ScanResult
@@ -100,3 +103,32 @@ def test_scan_writes_the_same_document_to_a_file_and_to_stdout(tmp_path: Path) -
         assert [s.product for h in result.hosts for s in h.services] == ["DCMTK"]
         assert result.findings
         assert text == result.model_dump_json(indent=2) + "\n"
+
+
+class CountingOut(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def write(self, text: str) -> int:
+        if text:  # click writes empty strings beside the text
+            self.writes.append(len(text))
+        return super().write(text)
+
+
+def test_stdout_gets_a_small_report_in_one_write_and_a_large_one_in_chunks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that leaves after the first line (``| head -1``) cost a small jsonl report
+    its exit code once each event was its own write (EPIPE: exit 4)."""
+    from scanner.cli.common import _echo
+
+    for result, chunk, most in ((saved()[0], 1 << 20, 1), (many(saved()[1], 100), 1 << 16, 99)):
+        out = CountingOut()
+        monkeypatch.setattr(sys, "stdout", out)
+        pieces = jsonl_pieces(result, set(EventType))
+        _echo(pieces, chunk)
+        assert out.getvalue() == pieces.text()
+        assert 1 <= len(out.writes) <= most
+        assert max(out.writes) < chunk + max(map(len, pieces))
+        if most > 1:
+            assert len(out.writes) > 2

@@ -274,11 +274,29 @@ def emit(result: ScanResult, plan: list[tuple[str, str | None]], opts: dict[str,
         color = fmt == "table" and path is None and sys.stdout.isatty()
         text = render_pieces(result, fmt, writer_options(opts, color))
         if path is None:
-            for piece in (text,) if isinstance(text, str) else text:
-                click.echo(piece, nl=False)
+            _echo(text)
         else:
             ok = write_output(path, text) and ok
     return send_syslog(result, opts) and ok
+
+
+def _echo(text: Text, chunk: int = 1 << 20) -> None:
+    """On stdout in writes of up to ``chunk`` characters: a small report in one write as
+    ever (a reader that leaves early, ``| head -1``, then cost it nothing), a large one
+    never whole in memory."""
+    if isinstance(text, str):
+        click.echo(text, nl=False)
+        return
+    held: list[str] = []
+    size = 0
+    for piece in text:
+        held.append(piece)
+        size += len(piece)
+        if size >= chunk:
+            click.echo("".join(held), nl=False)
+            held, size = [], 0
+    if held:
+        click.echo("".join(held), nl=False)
 
 
 def write_output(path: str, text: Text) -> bool:
