@@ -117,6 +117,18 @@ def test_history_file_that_may_only_be_read(tmp_path: Path) -> None:
 
 
 @needs_setpriv
+def test_plan_refuses_a_history_file_that_may_only_be_read(tmp_path: Path) -> None:
+    """``scan --plan`` checks the history file as the scan does, without writing."""
+    before = make_store(tmp_path / "h.sqlite")
+    (tmp_path / "h.sqlite").chmod(0o444)
+    out = run_as(NO_DAC, "scan", "127.0.0.1", "-p", "9", "--plan", "--history", "h.sqlite",
+                 cwd=tmp_path)
+    assert_usage(out, f"cannot open the history {tmp_path}/h.sqlite: ",
+                 "cannot be opened for writing: Permission denied")
+    assert (tmp_path / "h.sqlite").read_bytes() == before
+
+
+@needs_setpriv
 @pytest.mark.parametrize("args", [("scan", "127.0.0.1", "-p", "9", "-q"),
                                   ("history", "list"), ("diff",)])
 def test_history_in_a_folder_that_takes_no_new_file(args: tuple[str, ...],

@@ -103,16 +103,19 @@ def planned_store(opts: dict[str, Any]) -> dict[str, Any] | None:
         shown = make_url(database_url(location)).render_as_string()
         return {"store": shown, "job": opts.get("job"), "exists": None}
     path = (Path(location).expanduser() if location else default_location()).absolute()
-    why = _not_a_store(str(path), existing=False) or _unwritable(path)
-    if why:
+    if why := _not_a_store(str(path), existing=False):
         say(f"dicomscan: no history at {location or path}: {why}")
+        sys.exit(EXIT_USAGE)
+    if why := _unwritable(path):
+        say(f"dicomscan: cannot open the history {why}")  # the scan's own words
         sys.exit(EXIT_USAGE)
     return {"store": str(path), "job": opts.get("job"), "exists": path.exists()}
 
 
 def _unwritable(path: Path) -> str | None:
-    """Why SQLite could not record in the file at ``path`` (read-only access, not a
-    database), found without writing; None when it could, or when there is no file yet."""
+    """``PATH: why`` SQLite could not record in the file at ``path`` (read-only access,
+    not a database), found without writing; None when it could, or when there is no file
+    yet."""
     import sqlite3
 
     from scanner.history.sqlite_wal import access_problem
@@ -125,7 +128,7 @@ def _unwritable(path: Path) -> str | None:
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
-        return str(exc)
+        return f"{path}: {exc}"
     return None
 
 

@@ -302,7 +302,8 @@ def test_plan_says_where_the_scan_would_be_recorded_and_creates_nothing(tmp_path
     garbage.write_bytes(b"not a database at all, but long enough to be read as one" * 100)
     out = cli("scan", "127.0.0.1", "-p", "9", "--plan", "--history", str(garbage))
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.strip() == f"dicomscan: no history at {garbage}: file is not a database"
+    assert out.stderr.strip() == (
+        f"dicomscan: cannot open the history {garbage}: file is not a database")
     real = cli("scan", "127.0.0.1", "-p", "9", "--history", str(garbage))
     assert real.returncode == 2 and "file is not a database" in real.stderr
 
